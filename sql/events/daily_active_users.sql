@@ -1,0 +1,14 @@
+WITH per_user AS (
+    SELECT event_date, country, user_id, COUNT(*) AS events
+    FROM {{ ref('events_by_day') }}
+    WHERE {{ on_day('event_date', ds) }}
+    GROUP BY event_date, country, user_id
+)
+SELECT
+    event_date,
+    country,
+    COUNT(*) AS active_users,
+    SUM(events) AS events
+FROM per_user
+WHERE events >= {{ var('min_events') }}
+GROUP BY event_date, country

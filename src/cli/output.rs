@@ -1,0 +1,172 @@
+//! How command results are printed for people (and, for `query`, as CSV or JSON).
+
+use std::io::Write;
+
+use anyhow::Result;
+use quern::datafusion::arrow::record_batch::RecordBatch;
+use quern::datafusion::arrow::util::pretty::pretty_format_batches;
+use quern::{Dag, RenderedTask, RunPlan, RunReport, TaskStatus};
+
+pub(super) fn render(out: &mut impl Write, rendered: &[RenderedTask], only: Option<&str>) -> Result<()> {
+    let mut first = true;
+    for r in rendered.iter().filter(|r| only.is_none_or(|t| r.task.as_str() == t)) {
+        if only.is_some() {
+            writeln!(out, "{}", r.sql)?;
+            continue;
+        }
+        if !first {
+            writeln!(out)?;
+        }
+        first = false;
+        writeln!(out, "-- {}.{} ({})", r.pipeline, r.task, r.file.display())?;
+        writeln!(out, "{}", r.sql)?;
+    }
+    Ok(())
+}
+
+pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
+    writeln!(
+        out,
+        "pipeline {} · env {} · ds {} · {} task(s)",
+        plan.pipeline,
+        plan.env,
+        plan.ds,
+        plan.tasks.iter().filter(|t| t.selected).count()
+    )?;
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let mut how = t.materialization.as_str().to_string();
+        if !t.partition_by.is_empty() {
+            how.push_str(&format!(" by {}", t.partition_by.join(", ")));
+        }
+        if !t.selected {
+            how.push_str(", read by the selection");
+        }
+        writeln!(out, "{}. {} ({how})", i + 1, t.task)?;
+        if let Some(url) = &t.table_url {
+            writeln!(out, "   -> {url}")?;
+        }
+        if !t.upstream.is_empty() {
+            let ups: Vec<&str> = t.upstream.iter().map(|u| u.as_str()).collect();
+            writeln!(out, "   <- {}", ups.join(", "))?;
+        }
+        for field in t.schema.fields() {
+            let null = if field.is_nullable() { "" } else { " not null" };
+            writeln!(out, "     {} {}{null}", field.name(), field.data_type())?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
+    let width = report.tasks.iter().map(|t| t.task.as_str().len()).max().unwrap_or(0);
+    let (mut ok, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
+    for t in &report.tasks {
+        let secs = t.elapsed.as_secs_f64();
+        let name = t.task.as_str();
+        let how = t.materialization.as_str();
+        match &t.status {
+            TaskStatus::Succeeded(Some(w)) => {
+                ok += 1;
+                rows += w.rows;
+                writeln!(
+                    out,
+                    "ok      {name:width$}  {how:9}  {:>10} rows  v{:<4}  {secs:.2}s",
+                    w.rows, w.version
+                )?;
+            }
+            TaskStatus::Succeeded(None) => {
+                ok += 1;
+                writeln!(out, "ok      {name:width$}  {how:9}  {:>10}                {secs:.2}s", "-")?;
+            }
+            TaskStatus::Failed(e) => {
+                failed += 1;
+                writeln!(out, "FAILED  {name:width$}  {how:9}  {e}")?;
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    writeln!(out, "          caused by: {cause}")?;
+                    source = cause.source();
+                }
+            }
+            TaskStatus::Skipped => {
+                skipped += 1;
+                writeln!(out, "skipped {name:width$}  {how:9}  (an upstream task failed)")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
+        report.pipeline,
+        report.env,
+        report.ds,
+        report.elapsed.as_secs_f64()
+    )?;
+    Ok(())
+}
+
+pub(super) fn dag_text(out: &mut impl Write, dag: &Dag) -> Result<()> {
+    for task in dag.order() {
+        let ups: Vec<&str> = dag.upstream_of(task).map(|t| t.as_str()).collect();
+        if ups.is_empty() {
+            writeln!(out, "{task}")?;
+        } else {
+            writeln!(out, "{task} <- {}", ups.join(", "))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn dag_mermaid(out: &mut impl Write, dag: &Dag) -> Result<()> {
+    writeln!(out, "graph LR")?;
+    for task in dag.order() {
+        writeln!(out, "    {task}")?;
+    }
+    for task in dag.order() {
+        for down in dag.downstream_of(task) {
+            writeln!(out, "    {task} --> {down}")?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn dag_dot(out: &mut impl Write, pipeline: &str, dag: &Dag) -> Result<()> {
+    writeln!(out, "digraph \"{pipeline}\" {{")?;
+    writeln!(out, "    rankdir=LR;")?;
+    for task in dag.order() {
+        writeln!(out, "    \"{task}\";")?;
+    }
+    for task in dag.order() {
+        for down in dag.downstream_of(task) {
+            writeln!(out, "    \"{task}\" -> \"{down}\";")?;
+        }
+    }
+    writeln!(out, "}}")?;
+    Ok(())
+}
+
+pub(super) fn table(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    writeln!(out, "{}", pretty_format_batches(batches)?)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    writeln!(out, "{rows} row(s)")?;
+    Ok(())
+}
+
+pub(super) fn csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    let mut writer = quern::datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(out);
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(())
+}
+
+pub(super) fn json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
+    let mut writer = quern::datafusion::arrow::json::ArrayWriter::new(out);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer.write_batches(&refs)?;
+    writer.finish()?;
+    let out = writer.into_inner();
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! `environments/<env>.toml`: storage roots, object-store options, sources, vars,
+//! models, MLflow and engine settings of one environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// `[warehouse]`: where the environment's tasks are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseSettings {
+    /// Task `T` of pipeline `P` is written to `<root>/P/T`. A relative path is relative
+    /// to the project folder.
+    pub root: String,
+    /// Other roots this environment may write; nothing else.
+    #[serde(default)]
+    pub write_roots: Vec<String>,
+}
+
+/// The format of a source table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// A Delta table.
+    Delta,
+    /// A Parquet file or a folder of Parquet files.
+    Parquet,
+    /// A CSV file with a header line, or a folder of them.
+    Csv,
+}
+
+/// One table of a source: `[sources.<name>] <table> = { uri = …, format = … }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    /// Where the table lives: a local path (relative to the project) or `s3://…`.
+    pub uri: String,
+    /// The table's format.
+    pub format: SourceFormat,
+}
+
+/// `[mlflow]`: the tracking and registry server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowSettings {
+    /// The server's base URL.
+    pub uri: String,
+    /// A bearer token, usually `"${MLFLOW_TOKEN}"`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `[engine]`: DataFusion and scheduling settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// DataFusion's `target_partitions` (parallelism of a query); all cores when absent.
+    #[serde(default)]
+    pub target_partitions: Option<usize>,
+    /// DataFusion's batch size in rows.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// How many independent tasks of a run may execute at once (default 2).
+    #[serde(default)]
+    pub max_concurrent_tasks: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentFile {
+    warehouse: WarehouseSettings,
+    #[serde(default)]
+    storage: BTreeMap<String, String>,
+    #[serde(default)]
+    sources: BTreeMap<String, BTreeMap<String, SourceTable>>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    models: BTreeMap<String, String>,
+    #[serde(default)]
+    mlflow: Option<MlflowSettings>,
+    #[serde(default)]
+    engine: EngineSettings,
+}
+
+/// One environment of a project, as written in its file (`${VAR}` values unresolved).
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// The environment's name (the file stem).
+    pub name: String,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// `[warehouse]`.
+    pub warehouse: WarehouseSettings,
+    /// `[storage]`: object_store / delta-rs options for `s3://` URIs.
+    pub storage: BTreeMap<String, String>,
+    /// `[sources.<name>]`: source name → table name → table.
+    pub sources: BTreeMap<String, BTreeMap<String, SourceTable>>,
+    /// `[vars]`: values for `var('name')`.
+    pub vars: BTreeMap<String, toml::Value>,
+    /// `[models]`: SQL function name → model URI.
+    pub models: BTreeMap<String, String>,
+    /// `[mlflow]`.
+    pub mlflow: Option<MlflowSettings>,
+    /// `[engine]`.
+    pub engine: EngineSettings,
+}
+
+impl Environment {
+    /// Reads and validates `file`; the environment's name is the file stem.
+    pub fn load(file: &Path) -> Result<Self> {
+        Self::load_as(file, file)
+    }
+
+    /// Reads `path`, naming it `file` in messages (the project-relative path).
+    pub(crate) fn load_as(path: &Path, file: &Path) -> Result<Self> {
+        let text = super::read_file(path)?;
+        let parsed: EnvironmentFile = super::parse_toml(file, &text)?;
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let config_err = |key: String, message: String| Error::Config {
+            file: file.to_path_buf(),
+            key,
+            message,
+        };
+        for (source, tables) in &parsed.sources {
+            if !super::names::is_identifier(source) {
+                return Err(config_err(
+                    format!("sources.{source}"),
+                    "a source name must be a lower-case SQL identifier".into(),
+                ));
+            }
+            for table in tables.keys() {
+                if !super::names::is_identifier(table) {
+                    return Err(config_err(
+                        format!("sources.{source}.{table}"),
+                        "a source table name must be a lower-case SQL identifier".into(),
+                    ));
+                }
+            }
+        }
+        for (var, value) in &parsed.vars {
+            if matches!(value, toml::Value::Datetime(_)) {
+                return Err(config_err(
+                    format!("vars.{var}"),
+                    "dates are not supported as vars; write the date as a string".into(),
+                ));
+            }
+        }
+        if let Some(n) = parsed.engine.max_concurrent_tasks.filter(|n| *n == 0) {
+            return Err(config_err(
+                "engine.max_concurrent_tasks".into(),
+                format!("must be at least 1, not {n}"),
+            ));
+        }
+        Ok(Environment {
+            name,
+            file: file.to_path_buf(),
+            warehouse: parsed.warehouse,
+            storage: parsed.storage,
+            sources: parsed.sources,
+            vars: parsed.vars,
+            models: parsed.models,
+            mlflow: parsed.mlflow,
+            engine: parsed.engine,
+        })
+    }
+
+    /// The source table `source.table`, if declared.
+    pub fn source(&self, source: &str, table: &str) -> Option<&SourceTable> {
+        self.sources.get(source)?.get(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Environment> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alpha.toml");
+        std::fs::write(&file, text).unwrap();
+        Environment::load(&file)
+    }
+
+    #[test]
+    fn reads_the_documented_keys() {
+        let env = load(
+            r#"
+[warehouse]
+root = "s3://acme-alpha/warehouse"
+write_roots = []
+[storage]
+aws_region = "eu-west-1"
+aws_endpoint = "${S3_ENDPOINT}"
+[sources.events]
+raw = { uri = "s3://acme-raw/events", format = "delta" }
+[vars]
+lookback_days = 7
+[models]
+churn = "models:/churn@champion"
+[mlflow]
+uri = "https://mlflow.example.com"
+token = "${MLFLOW_TOKEN}"
+[engine]
+target_partitions = 8
+"#,
+        )
+        .unwrap();
+        assert_eq!(env.name, "alpha");
+        assert_eq!(env.storage["aws_endpoint"], "${S3_ENDPOINT}");
+        assert_eq!(env.source("events", "raw").unwrap().format, SourceFormat::Delta);
+        assert_eq!(env.engine.target_partitions, Some(8));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let err = load("[warehouse]\nroot = \"w\"\n[wearhouse]\nroot = \"x\"\n").unwrap_err();
+        assert!(matches!(err, Error::Toml { line: Some(3), .. }), "{err:?}");
+        assert!(err.to_string().contains("alpha.toml:3"), "{err}");
+        let err = load("[warehouse]\nroot = \"w\"\n[sources.e]\nraw = { uri = \"x\", format = \"orc\" }\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("alpha.toml:4"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Environments (`environments/<env>.toml`) and pipeline files (`sql/<p>/pipeline.toml`)
+//! read into typed structs. Unknown keys are errors; `${VAR}` values are kept as
+//! written and resolved only when a connection is made (see [`resolve_env_vars`]).
+
+mod environment;
+mod names;
+mod pipeline;
+
+pub use environment::{
+    EngineSettings, Environment, MlflowSettings, SourceFormat, SourceTable, WarehouseSettings,
+};
+pub use names::{PipelineName, TaskName};
+pub use pipeline::{Materialization, PipelineConfig, TaskConfig};
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Replaces every `${NAME}` in `value` with the process environment's `NAME`.
+///
+/// A missing variable is an error naming `file` and `key`, so a user knows which
+/// setting needs it. `$$` is not special; a `$` not followed by `{` is kept as is.
+pub fn resolve_env_vars(value: &str, file: &Path, key: &str) -> Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(Error::Config {
+                file: file.to_path_buf(),
+                key: key.to_string(),
+                message: format!("unterminated `${{` in `{value}`"),
+            });
+        };
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => {
+                return Err(Error::Config {
+                    file: file.to_path_buf(),
+                    key: key.to_string(),
+                    message: format!(
+                        "environment variable `{name}` is not set; export it before running quern"
+                    ),
+                })
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses a TOML document into `T`, turning a syntax error or an unknown key into an
+/// [`Error::Toml`] with the file and line.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        Error::Toml {
+            file: file.to_path_buf(),
+            line,
+            message: e.message().trim_end().to_string(),
+        }
+    })
+}
+
+/// Reads a file into a string with an [`Error::Io`] naming it.
+pub(crate) fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_present_and_reports_missing_variables() {
+        std::env::set_var("QUERN_TEST_PRESENT", "http://127.0.0.1:9000");
+        let file = Path::new("environments/alpha.toml");
+        assert_eq!(
+            resolve_env_vars("${QUERN_TEST_PRESENT}/x", file, "storage.aws_endpoint").unwrap(),
+            "http://127.0.0.1:9000/x"
+        );
+        assert_eq!(resolve_env_vars("plain$", file, "k").unwrap(), "plain$");
+        let err = resolve_env_vars("${QUERN_TEST_ABSENT_VAR}", file, "storage.aws_endpoint")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environments/alpha.toml"), "{err}");
+        assert!(err.contains("storage.aws_endpoint"), "{err}");
+        assert!(err.contains("QUERN_TEST_ABSENT_VAR"), "{err}");
+    }
+
+    #[test]
+    fn toml_errors_carry_the_line() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            a: i64,
+        }
+        let err = parse_toml::<T>(Path::new("x.toml"), "a = 1\nb = 2\n").unwrap_err();
+        assert!(matches!(err, Error::Toml { line: Some(2), .. }), "{err:?}");
+        let err = parse_toml::<T>(Path::new("x.toml"), "a = \n").unwrap_err();
+        assert!(matches!(err, Error::Toml { line: Some(1), .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,144 @@
+//! `sql/<pipeline>/pipeline.toml`: the pipeline's description and per-task settings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// How a task's result is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Materialization {
+    /// Replace the whole table on every run.
+    #[default]
+    Table,
+    /// Add the task's rows to the table.
+    Append,
+    /// Dynamic partition overwrite: the partitions present in the task's output replace
+    /// the same partitions in the table; every other partition is left alone.
+    Partition,
+    /// Not written; downstream tasks read the task's query inline.
+    View,
+}
+
+impl Materialization {
+    /// The name used in `pipeline.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Materialization::Table => "table",
+            Materialization::Append => "append",
+            Materialization::Partition => "partition",
+            Materialization::View => "view",
+        }
+    }
+
+    /// Whether the task writes a Delta table.
+    pub fn writes(self) -> bool {
+        self != Materialization::View
+    }
+}
+
+/// Settings of one task in `pipeline.toml` (`[tasks.<name>]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// How the result is written; `table` when absent.
+    #[serde(default)]
+    pub materialized: Materialization,
+    /// The Delta partition columns (required for `partition`).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// A free-text description shown by `plan` and `dag`.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The whole of `pipeline.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// A free-text description of the pipeline.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Per-task settings; a task without an entry is a `table`.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskConfig>,
+}
+
+impl PipelineConfig {
+    /// Reads `file`; a missing file is an empty configuration.
+    pub fn load(file: &Path) -> Result<Self> {
+        if !file.exists() {
+            return Ok(Self::default());
+        }
+        let text = super::read_file(file)?;
+        let config: Self = super::parse_toml(file, &text)?;
+        for (task, t) in &config.tasks {
+            let key = |k: &str| format!("tasks.{task}.{k}");
+            match t.materialized {
+                Materialization::Partition if t.partition_by.is_empty() => {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: key("partition_by"),
+                        message: "materialized = \"partition\" needs partition_by = [\"column\", …]"
+                            .into(),
+                    })
+                }
+                Materialization::View if !t.partition_by.is_empty() => {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: key("partition_by"),
+                        message: "a view is not written, so it cannot be partitioned".into(),
+                    })
+                }
+                _ => {}
+            }
+            if let Some(c) = t
+                .partition_by
+                .iter()
+                .find(|c| !super::names::is_identifier(c))
+            {
+                return Err(Error::Config {
+                    file: file.to_path_buf(),
+                    key: key("partition_by"),
+                    message: format!("`{c}` is not a lower-case column name"),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<PipelineConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pipeline.toml");
+        std::fs::write(&file, text).unwrap();
+        PipelineConfig::load(&file)
+    }
+
+    #[test]
+    fn reads_materializations() {
+        let c = load(
+            "description = \"d\"\n[tasks.a]\nmaterialized = \"partition\"\npartition_by = [\"ds\"]\n[tasks.b]\nmaterialized = \"view\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tasks["a"].materialized, Materialization::Partition);
+        assert_eq!(c.tasks["b"].materialized, Materialization::View);
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let e = load("[tasks.a]\nmaterialized = \"partition\"\n").unwrap_err();
+        assert!(e.to_string().contains("tasks.a.partition_by"), "{e}");
+        let e = load("[tasks.a]\nmaterialized = \"merge_into\"\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
+        let e = load("[tasks.a]\nmaterialised = \"table\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `materialised`"), "{e}");
+    }
+}

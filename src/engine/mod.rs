@@ -1,0 +1,247 @@
+//! The one engine builder: an [`Engine`] holds a project and an environment and makes
+//! the DataFusion session every caller uses (CLI, tests, embedders), with delta-rs'
+//! planner installed so plans can be written to Delta tables.
+
+mod plan;
+mod run;
+mod storage;
+
+pub use plan::{PlannedTask, RunPlan};
+pub use run::{RunReport, TaskOutcome, TaskStatus};
+
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use deltalake::delta_datafusion::DeltaTableFactory;
+
+use crate::config::{Environment, PipelineName};
+use crate::error::{Error, Result};
+use crate::pipeline::{Dag, Project, Selector};
+use crate::template::{RenderedTask, Renderer, RunDate, Vars};
+
+pub(crate) use storage::Warehouse;
+
+/// What a render, plan or run is for: the run date, var overrides and a task selection.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run's logical date.
+    pub ds: RunDate,
+    /// Values overriding the environment's `[vars]`.
+    pub vars: Vars,
+    /// Which tasks to run; all when empty.
+    pub select: Vec<Selector>,
+}
+
+impl RunOptions {
+    /// Options for a run on `ds`, with no overrides and every task.
+    pub fn new(ds: RunDate) -> Self {
+        RunOptions {
+            ds,
+            vars: Vars::new(),
+            select: Vec::new(),
+        }
+    }
+
+    /// Overrides the var `name`.
+    #[must_use]
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<toml::Value>) -> Self {
+        self.vars = self.vars.with(name, value);
+        self
+    }
+
+    /// Adds a task selector (`task`, `task+`, `+task`, `+task+`).
+    #[must_use]
+    pub fn with_select(mut self, selector: Selector) -> Self {
+        self.select.push(selector);
+        self
+    }
+}
+
+/// A project bound to one environment: renders, plans and runs its pipelines.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    project: Arc<Project>,
+    env: Arc<Environment>,
+    target_partitions: Option<usize>,
+    batch_size: Option<usize>,
+    max_concurrent_tasks: usize,
+}
+
+/// Builds an [`Engine`]; see [`Engine::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct EngineBuilder {
+    project: Project,
+    environment: Option<String>,
+    target_partitions: Option<usize>,
+    max_concurrent_tasks: Option<usize>,
+}
+
+impl EngineBuilder {
+    /// Uses environment `name` (default: `$QUERN_ENV`, else `local`).
+    pub fn with_environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = Some(name.into());
+        self
+    }
+
+    /// Overrides the environment's `engine.target_partitions` (query parallelism).
+    pub fn with_target_partitions(mut self, n: usize) -> Self {
+        self.target_partitions = Some(n);
+        self
+    }
+
+    /// Overrides the environment's `engine.max_concurrent_tasks`.
+    pub fn with_max_concurrent_tasks(mut self, n: usize) -> Self {
+        self.max_concurrent_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Reads the environment and makes the engine. Secrets (`${VAR}`) are not resolved
+    /// here but when a table is opened, so rendering needs none.
+    pub fn build(self) -> Result<Engine> {
+        let name = self
+            .environment
+            .or_else(|| std::env::var("QUERN_ENV").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "local".to_string());
+        let env = self.project.environment(&name)?;
+        let target_partitions = self.target_partitions.or(env.engine.target_partitions);
+        let batch_size = env.engine.batch_size;
+        let max_concurrent_tasks = self
+            .max_concurrent_tasks
+            .or(env.engine.max_concurrent_tasks)
+            .unwrap_or(2);
+        Ok(Engine {
+            project: Arc::new(self.project),
+            env: Arc::new(env),
+            target_partitions,
+            batch_size,
+            max_concurrent_tasks,
+        })
+    }
+}
+
+impl Engine {
+    /// Starts building an engine for `project`.
+    pub fn builder(project: Project) -> EngineBuilder {
+        EngineBuilder {
+            project,
+            environment: None,
+            target_partitions: None,
+            max_concurrent_tasks: None,
+        }
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The environment.
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    /// A new DataFusion session for this environment: delta-rs' planner (needed to
+    /// write plans to Delta), the `DELTATABLE` table factory, the environment's engine
+    /// settings, and the information schema. Every query quern runs goes through here.
+    pub fn session(&self) -> SessionContext {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public");
+        if let Some(n) = self.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        if let Some(n) = self.batch_size {
+            config = config.with_batch_size(n);
+        }
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_query_planner(DeltaPlanner::new())
+            .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    /// Renders every task of `pipeline` (in DAG order) for the options' ds and vars.
+    pub fn render(&self, pipeline: &str, options: &RunOptions) -> Result<Vec<RenderedTask>> {
+        let pipeline = self.project.pipeline(pipeline)?;
+        let renderer = Renderer::new(&self.project, &self.env, options.ds, &options.vars)?;
+        pipeline
+            .tasks
+            .values()
+            .map(|task| renderer.render(task))
+            .collect()
+    }
+
+    /// The DAG of `pipeline`, from the refs its tasks make when rendered with `options`.
+    pub fn dag(&self, pipeline: &str, options: &RunOptions) -> Result<Dag> {
+        let rendered = self.render(pipeline, options)?;
+        plan::dag_of(pipeline, &rendered)
+    }
+
+    /// Renders, parses and plans the selected tasks of `pipeline`; writes nothing.
+    pub async fn plan(&self, pipeline: &str, options: &RunOptions) -> Result<RunPlan> {
+        plan::plan(self, pipeline, options).await
+    }
+
+    /// Plans then executes the selected tasks of `pipeline`. Nothing is written unless
+    /// every task plans.
+    pub async fn run(&self, pipeline: &str, options: &RunOptions) -> Result<RunReport> {
+        let plan = self.plan(pipeline, options).await?;
+        Ok(self.execute(plan).await)
+    }
+
+    /// Executes a plan made by [`Engine::plan`].
+    pub async fn execute(&self, plan: RunPlan) -> RunReport {
+        run::execute(self, plan).await
+    }
+
+    /// Runs ad-hoc SQL over the environment: every `pipeline.task` table in the
+    /// warehouse and every declared `source.table` can be read.
+    pub async fn query(&self, sql: &str) -> Result<DataFrame> {
+        let ctx = self.session();
+        let parsed = crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
+        let warehouse = self.warehouse()?;
+        for relation in &parsed.relations {
+            let (Some(schema), table) = (relation.schema(), relation.table()) else {
+                continue;
+            };
+            if let Some(src) = self.env.source(schema, table) {
+                storage::register_source(self, &ctx, schema, table, src).await?;
+            } else if self.project.pipelines().contains_key(schema) {
+                let pipeline = PipelineName::try_new(schema).map_err(|message| {
+                    Error::InvalidArgument {
+                        what: "table",
+                        value: relation.to_string(),
+                        message,
+                    }
+                })?;
+                let url = warehouse.table_url(&pipeline, table)?;
+                if let Some(t) = crate::delta::open(&url, warehouse.storage()).await? {
+                    let provider = crate::delta::provider(&t, &url).await?;
+                    storage::ensure_schema(&ctx, schema);
+                    ctx.register_table(TableReference::partial(schema, table), provider)
+                        .map_err(|source| Error::Query { source })?;
+                }
+            }
+        }
+        let plan = ctx
+            .state()
+            .statement_to_plan(parsed.statement)
+            .await
+            .map_err(|source| Error::Query { source })?;
+        Ok(DataFrame::new(ctx.state(), plan))
+    }
+
+    pub(crate) fn warehouse(&self) -> Result<Warehouse> {
+        Warehouse::new(&self.project, &self.env)
+    }
+
+    pub(crate) fn max_concurrent_tasks(&self) -> usize {
+        self.max_concurrent_tasks
+    }
+}

@@ -1,0 +1,307 @@
+//! Planning a run: render every task, parse it, cross-check its tables with its refs
+//! and sources, order the DAG, and plan each selected task with DataFusion against its
+//! upstream tasks' planned outputs, so even a first run plans completely. Nothing is
+//! written here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::datasource::ViewTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement;
+use url::Url;
+
+use super::storage::{ensure_schema, register_source};
+use super::{Engine, RunOptions};
+use crate::config::{Materialization, PipelineName, TaskName};
+use crate::error::{Error, Result};
+use crate::pipeline::{extract_relations, Dag};
+use crate::template::{RenderedTask, RunDate};
+
+/// One task of a run, planned.
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    /// The task.
+    pub task: TaskName,
+    /// The template file (relative to the project).
+    pub file: PathBuf,
+    /// How it is written.
+    pub materialization: Materialization,
+    /// Its Delta partition columns.
+    pub partition_by: Vec<String>,
+    /// The rendered SQL.
+    pub sql: String,
+    /// The output schema.
+    pub schema: SchemaRef,
+    /// Where it is written (`None` for a view).
+    pub table_url: Option<Url>,
+    /// Whether the run executes it (views planned only because a selected task reads
+    /// them are not selected).
+    pub selected: bool,
+    /// The tasks of this run it reads.
+    pub upstream: Vec<TaskName>,
+    pub(crate) statement: Statement,
+}
+
+/// A planned run of one pipeline; execute it with [`Engine::execute`].
+#[derive(Clone)]
+pub struct RunPlan {
+    /// The pipeline.
+    pub pipeline: PipelineName,
+    /// The environment's name.
+    pub env: String,
+    /// The run date.
+    pub ds: RunDate,
+    /// The planned tasks in run order.
+    pub tasks: Vec<PlannedTask>,
+    pub(crate) ctx: SessionContext,
+}
+
+impl std::fmt::Debug for RunPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunPlan")
+            .field("pipeline", &self.pipeline)
+            .field("env", &self.env)
+            .field("ds", &self.ds)
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn dag_of(pipeline: &str, rendered: &[RenderedTask]) -> Result<Dag> {
+    let upstream = rendered
+        .iter()
+        .map(|r| {
+            let ups = r
+                .refs
+                .iter()
+                .filter(|(p, _)| p.as_str() == pipeline)
+                .map(|(_, t)| t.clone())
+                .collect();
+            (r.task.clone(), ups)
+        })
+        .collect();
+    Dag::new(pipeline, upstream)
+}
+
+pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOptions) -> Result<RunPlan> {
+    let project = engine.project();
+    let env = engine.environment();
+    let pipeline = project.pipeline(pipeline_name)?;
+    let rendered = engine.render(pipeline_name, options)?;
+
+    // Parse every task and check that the tables it reads are refs or sources.
+    let mut parsed = BTreeMap::new();
+    for r in &rendered {
+        let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
+        for relation in &p.relations {
+            check_relation(engine, r, relation)?;
+        }
+        parsed.insert(r.task.clone(), p);
+    }
+    let dag = dag_of(pipeline_name, &rendered)?;
+    let selected: BTreeSet<TaskName> = dag.select(&options.select)?.into_iter().collect();
+
+    // Views that selected tasks read are planned too (they are inlined, not written).
+    let mut to_plan = selected.clone();
+    let mut stack: Vec<TaskName> = selected.iter().cloned().collect();
+    while let Some(t) = stack.pop() {
+        for up in dag.upstream_of(&t) {
+            let is_view = pipeline.tasks[up].config.materialized == Materialization::View;
+            if is_view && to_plan.insert(up.clone()) {
+                stack.push(up.clone());
+            }
+        }
+    }
+
+    let ctx = engine.session();
+    let warehouse = engine.warehouse()?;
+    ensure_schema(&ctx, pipeline_name);
+    let by_task: BTreeMap<&TaskName, &RenderedTask> = rendered.iter().map(|r| (&r.task, r)).collect();
+    let mut registered: BTreeSet<TableReference> = BTreeSet::new();
+    let mut tasks = Vec::new();
+    for name in dag.order().iter().filter(|t| to_plan.contains(*t)) {
+        let r = by_task[name];
+        let task = &pipeline.tasks[name];
+        let p = &parsed[name];
+        // Make every table the task reads resolvable.
+        for relation in &p.relations {
+            let (Some(schema), table) = (relation.schema(), relation.table()) else {
+                continue;
+            };
+            let reference = TableReference::partial(schema, table);
+            let in_run = schema == pipeline_name && to_plan.contains(table);
+            if in_run || !registered.insert(reference.clone()) {
+                continue;
+            }
+            if let Some(src) = env.source(schema, table) {
+                register_source(engine, &ctx, schema, table, src).await.map_err(|e| {
+                    plan_context(&r.task, &r.file, e)
+                })?;
+                continue;
+            }
+            // A task outside this run: read its table as it is in the warehouse.
+            let pipeline_of = project.pipeline(schema)?.name.clone();
+            let url = warehouse.table_url(&pipeline_of, table)?;
+            let Some(t) = crate::delta::open(&url, warehouse.storage()).await? else {
+                let hint = if schema == pipeline_name {
+                    format!("run it first, or select +{} to run it with its upstream tasks", r.task)
+                } else {
+                    format!("run pipeline `{schema}` first")
+                };
+                return Err(Error::Plan {
+                    task: r.task.to_string(),
+                    file: r.file.clone(),
+                    source: datafusion::error::DataFusionError::Plan(format!(
+                        "table {schema}.{table} does not exist yet at {url}; {hint}"
+                    )),
+                });
+            };
+            let provider = crate::delta::provider(&t, &url).await?;
+            ensure_schema(&ctx, schema);
+            ctx.register_table(reference, provider)
+                .map_err(|source| plan_error(r, source))?;
+        }
+        let plan: LogicalPlan = ctx
+            .state()
+            .statement_to_plan(p.statement.clone())
+            .await
+            .map_err(|source| plan_error(r, source))?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        check_output(r, task.config.materialized, &task.config.partition_by, &schema)?;
+        // Downstream tasks plan against this task's output.
+        let view = ViewTable::new(plan, Some(r.sql.clone()));
+        ctx.register_table(TableReference::partial(pipeline_name, name.as_str()), Arc::new(view))
+            .map_err(|source| plan_error(r, source))?;
+        let table_url = if task.config.materialized.writes() {
+            Some(warehouse.table_url(&pipeline.name, name.as_str())?)
+        } else {
+            None
+        };
+        tasks.push(PlannedTask {
+            task: name.clone(),
+            file: r.file.clone(),
+            materialization: task.config.materialized,
+            partition_by: task.config.partition_by.clone(),
+            sql: r.sql.clone(),
+            schema,
+            table_url,
+            selected: selected.contains(name),
+            upstream: dag.upstream_of(name).filter(|u| to_plan.contains(*u)).cloned().collect(),
+            statement: p.statement.clone(),
+        });
+    }
+    Ok(RunPlan {
+        pipeline: pipeline.name.clone(),
+        env: env.name.clone(),
+        ds: options.ds,
+        tasks,
+        ctx,
+    })
+}
+
+/// A table the SQL reads must be a `ref()` of this render or a declared source.
+fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) -> Result<()> {
+    let undeclared = |hint: String| Error::UndeclaredTable {
+        task: r.task.to_string(),
+        file: r.file.clone(),
+        table: relation.to_string(),
+        hint,
+    };
+    let (schema, table) = match relation {
+        TableReference::Bare { table } => {
+            return Err(undeclared(format!(
+                "write {{{{ ref('{table}') }}}} for a task or {{{{ source('…', '{table}') }}}} for a source"
+            )))
+        }
+        TableReference::Partial { schema, table } => (schema.as_ref(), table.as_ref()),
+        TableReference::Full { catalog, schema, table } if catalog.as_ref() == "datafusion" => {
+            (schema.as_ref(), table.as_ref())
+        }
+        TableReference::Full { .. } => {
+            return Err(undeclared("quern tables have no catalog part; use ref() or source()".into()))
+        }
+    };
+    let project = engine.project();
+    if let Some(p) = project.pipelines().get(schema) {
+        if r.refs.iter().any(|(rp, rt)| rp.as_str() == schema && rt.as_str() == table) {
+            return Ok(());
+        }
+        let hint = if p.tasks.contains_key(table) {
+            if schema == r.pipeline.as_str() {
+                format!("write {{{{ ref('{table}') }}}} so quern knows the dependency")
+            } else {
+                format!("write {{{{ ref('{schema}', '{table}') }}}} so quern knows the dependency")
+            }
+        } else {
+            format!("pipeline `{schema}` has no task `{table}`")
+        };
+        return Err(undeclared(hint));
+    }
+    if engine.environment().source(schema, table).is_some() {
+        return Ok(());
+    }
+    Err(undeclared(format!(
+        "declare it under [sources.{schema}] in {} and read it with {{{{ source('{schema}', '{table}') }}}}",
+        engine.environment().file.display()
+    )))
+}
+
+/// Checks what Delta needs of a written task's output: named columns, and the
+/// partition columns present.
+fn check_output(
+    r: &RenderedTask,
+    materialization: Materialization,
+    partition_by: &[String],
+    schema: &SchemaRef,
+) -> Result<()> {
+    let fail = |message: String| Error::Plan {
+        task: r.task.to_string(),
+        file: r.file.clone(),
+        source: datafusion::error::DataFusionError::Plan(message),
+    };
+    let mut seen = BTreeSet::new();
+    for field in schema.fields() {
+        if !seen.insert(field.name().as_str()) {
+            return Err(fail(format!(
+                "the output has two columns named `{}`; give them distinct aliases",
+                field.name()
+            )));
+        }
+    }
+    if !materialization.writes() {
+        return Ok(());
+    }
+    for column in partition_by {
+        if schema.field_with_name(column).is_err() {
+            return Err(fail(format!(
+                "partition column `{column}` (partition_by in pipeline.toml) is not in the output; columns: {}",
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn plan_error(r: &RenderedTask, source: datafusion::error::DataFusionError) -> Error {
+    Error::Plan {
+        task: r.task.to_string(),
+        file: r.file.clone(),
+        source,
+    }
+}
+
+fn plan_context(task: &TaskName, file: &std::path::Path, e: Error) -> Error {
+    match e {
+        Error::Query { source } => Error::Plan {
+            task: task.to_string(),
+            file: file.to_path_buf(),
+            source,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,201 @@
+//! Where tables live for an environment: the warehouse root, table URIs, storage
+//! options with `${VAR}` resolved, and registering sources in a session.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use url::Url;
+
+use super::Engine;
+use crate::config::{resolve_env_vars, Environment, PipelineName, SourceFormat, SourceTable};
+use crate::delta::StorageOptions;
+use crate::error::{Error, Result};
+use crate::pipeline::Project;
+
+/// An environment's warehouse with its secrets resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Warehouse {
+    root: Url,
+    storage: StorageOptions,
+}
+
+impl Warehouse {
+    pub(crate) fn new(project: &Project, env: &Environment) -> Result<Self> {
+        let root = resolve_env_vars(&env.warehouse.root, &env.file, "warehouse.root")?;
+        let root = location_url(project.root(), &root, true).map_err(|message| Error::Config {
+            file: env.file.clone(),
+            key: "warehouse.root".into(),
+            message,
+        })?;
+        let mut storage = StorageOptions::new();
+        for (key, value) in &env.storage {
+            let value = resolve_env_vars(value, &env.file, &format!("storage.{key}"))?;
+            storage.insert(key.clone(), value);
+        }
+        Ok(Warehouse { root, storage })
+    }
+
+    /// `<root>/<pipeline>/<task>/`.
+    pub(crate) fn table_url(&self, pipeline: &PipelineName, task: &str) -> Result<Url> {
+        self.root
+            .join(&format!("{pipeline}/{task}/"))
+            .map_err(|e| Error::InvalidArgument {
+                what: "table",
+                value: format!("{pipeline}.{task}"),
+                message: e.to_string(),
+            })
+    }
+
+    pub(crate) fn storage(&self) -> &StorageOptions {
+        &self.storage
+    }
+}
+
+/// A location as written in an environment file: a URL (`s3://…`, `file://…`) or a
+/// local path, relative to the project folder. A `folder` gets a trailing `/` so that
+/// `join` appends to it.
+pub(crate) fn location_url(project_root: &Path, location: &str, folder: bool) -> Result<Url, String> {
+    let looks_like_url = location
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()));
+    let mut url = if looks_like_url {
+        Url::parse(location).map_err(|e| format!("`{location}` is not a valid URL: {e}"))?
+    } else {
+        let path = project_root.join(location);
+        Url::from_file_path(&path)
+            .map_err(|()| format!("`{}` is not an absolute path", path.display()))?
+    };
+    if folder && !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// Creates the SQL schema `name` in the session's default catalog if it is missing.
+pub(crate) fn ensure_schema(ctx: &SessionContext, name: &str) {
+    if let Some(catalog) = ctx.catalog("datafusion") {
+        if catalog.schema(name).is_none() {
+            // Registering can only fail for a name clash, which `schema()` just ruled out.
+            let _ = catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()));
+        }
+    }
+}
+
+/// Registers the source table `source.table` in `ctx`, reading it in its format.
+pub(crate) async fn register_source(
+    engine: &Engine,
+    ctx: &SessionContext,
+    source: &str,
+    table: &str,
+    spec: &SourceTable,
+) -> Result<()> {
+    let env = engine.environment();
+    let key = format!("sources.{source}.{table}");
+    let uri = resolve_env_vars(&spec.uri, &env.file, &key)?;
+    let url = location_url(engine.project().root(), &uri, false).map_err(|message| Error::Config {
+        file: env.file.clone(),
+        key: key.clone(),
+        message,
+    })?;
+    let storage = engine.warehouse()?.storage;
+    let reference = TableReference::partial(source, table);
+    ensure_schema(ctx, source);
+    let query_err = |source| Error::Query { source };
+    if url.scheme() == "s3" && spec.format != SourceFormat::Delta {
+        register_s3_store(ctx, &url, &storage).map_err(|message| Error::Config {
+            file: env.file.clone(),
+            key: key.clone(),
+            message,
+        })?;
+    }
+    // DataFusion tells a file from a folder by looking at a local path itself.
+    let location = match url.to_file_path() {
+        Ok(path) if url.scheme() == "file" => path.display().to_string(),
+        _ => uri.clone(),
+    };
+    match spec.format {
+        SourceFormat::Delta => {
+            let mut url = url;
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            let Some(t) = crate::delta::open(&url, &storage).await? else {
+                return Err(Error::Config {
+                    file: env.file.clone(),
+                    key,
+                    message: format!("there is no Delta table at {url}"),
+                });
+            };
+            let provider = crate::delta::provider(&t, &url).await?;
+            ctx.register_table(reference, provider).map_err(query_err)?;
+        }
+        SourceFormat::Parquet => {
+            ctx.register_parquet(reference, &location, ParquetReadOptions::default())
+                .await
+                .map_err(|source| source_err(&env.file, &key, &location, source))?;
+        }
+        SourceFormat::Csv => {
+            let ext = Path::new(&location)
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_else(|| ".csv".into());
+            let options = CsvReadOptions::new().has_header(true).file_extension(&ext);
+            ctx.register_csv(reference, &location, options)
+                .await
+                .map_err(|source| source_err(&env.file, &key, &location, source))?;
+        }
+    }
+    Ok(())
+}
+
+fn source_err(
+    file: &Path,
+    key: &str,
+    location: &str,
+    source: datafusion::error::DataFusionError,
+) -> Error {
+    Error::Config {
+        file: file.to_path_buf(),
+        key: key.to_string(),
+        message: format!("cannot read {location}: {source}"),
+    }
+}
+
+/// Registers an S3 object store for `url`'s bucket built from the environment's
+/// storage options (falling back to the standard `AWS_*` variables).
+fn register_s3_store(ctx: &SessionContext, url: &Url, storage: &StorageOptions) -> Result<(), String> {
+    let bucket = url.host_str().unwrap_or_default();
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in storage {
+        if let Ok(k) = AmazonS3ConfigKey::from_str(key) {
+            builder = builder.with_config(k, value);
+        }
+    }
+    let store = builder.build().map_err(|e| e.to_string())?;
+    let base = Url::parse(&format!("s3://{bucket}/")).map_err(|e| e.to_string())?;
+    ctx.register_object_store(&base, Arc::new(store));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_become_folder_urls() {
+        let root = Path::new("/proj");
+        assert_eq!(location_url(root, "warehouse", true).unwrap().as_str(), "file:///proj/warehouse/");
+        assert_eq!(
+            location_url(root, "s3://acme-alpha/warehouse", true).unwrap().as_str(),
+            "s3://acme-alpha/warehouse/"
+        );
+        assert_eq!(location_url(root, "/abs/w/", true).unwrap().as_str(), "file:///abs/w/");
+    }
+}

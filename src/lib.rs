@@ -1,0 +1,67 @@
+//! quern: an embedded dataflow engine with a SQL front end.
+//!
+//! A project is a folder of Jinja-templated SQL pipelines (`sql/<pipeline>/<task>.sql`)
+//! and environments (`environments/<env>.toml`). quern renders the tasks for an
+//! environment and a run date, works out their dependency graph from `ref()`, plans
+//! every task with Apache DataFusion before anything runs, and streams each result
+//! into a Delta Lake table, one commit per task.
+//!
+//! The command-line tool is a thin layer over this library; an embedding program uses
+//! it the same way:
+//!
+//! ```
+//! use quern::{Engine, Project, RunOptions, RunDate};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let root = dir.path();
+//! # std::fs::create_dir_all(root.join("environments"))?;
+//! # std::fs::create_dir_all(root.join("sql/shop"))?;
+//! # std::fs::write(root.join("environments/local.toml"), "[warehouse]\nroot = \"warehouse\"\n")?;
+//! # std::fs::write(root.join("sql/shop/orders.sql"),
+//! #     "SELECT * FROM (VALUES (1, 'FR', 9.5), (2, 'DE', 3.0), (3, 'FR', 1.5)) AS t(id, country, amount)")?;
+//! # std::fs::write(root.join("sql/shop/revenue.sql"),
+//! #     "SELECT country, SUM(amount) AS revenue, DATE '{{ ds }}' AS ds\nFROM {{ ref('orders') }} GROUP BY country")?;
+//! // A project folder with environments/local.toml and sql/shop/{orders,revenue}.sql.
+//! let project = Project::load(root)?;
+//! let engine = Engine::builder(project).with_environment("local").build()?;
+//! let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+//!
+//! // Render and plan without writing anything…
+//! let plan = engine.plan("shop", &options).await?;
+//! assert_eq!(plan.tasks.len(), 2);
+//!
+//! // …then run: each task is committed to <warehouse>/shop/<task> as a Delta table.
+//! let report = engine.run("shop", &options).await?;
+//! assert!(report.succeeded());
+//!
+//! let df = engine.query("SELECT revenue FROM shop.revenue WHERE country = 'FR'").await?;
+//! let batches = df.collect().await?;
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod delta;
+mod engine;
+mod error;
+mod pipeline;
+mod template;
+
+pub use config::{
+    EngineSettings, Environment, Materialization, MlflowSettings, PipelineConfig, PipelineName,
+    SourceFormat, SourceTable, TaskConfig, TaskName, WarehouseSettings,
+};
+pub use delta::WriteOutcome;
+pub use engine::{
+    Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan, RunReport, TaskOutcome, TaskStatus,
+};
+pub use error::{Error, Result};
+pub use pipeline::{Dag, MacroFile, Pipeline, Project, Selector, Task};
+pub use template::{RenderedTask, Renderer, RunDate, Vars};
+
+/// Re-exported so embedders use the same DataFusion (and its Arrow) as quern.
+pub use datafusion;

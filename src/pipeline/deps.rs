@@ -1,0 +1,118 @@
+//! Parsing rendered SQL with sqlparser (through DataFusion's parser) and extracting the
+//! tables a query reads, to cross-check them with the task's `ref()` and `source()` calls.
+
+use std::path::Path;
+
+use datafusion::common::TableReference;
+use datafusion::error::DataFusionError;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::error::{Error, Result};
+
+/// A task's SQL parsed into a single query statement, with the tables it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedTask {
+    /// The statement, ready for DataFusion's planner.
+    pub statement: Statement,
+    /// The tables the query reads (CTE names excluded), as written.
+    pub relations: Vec<TableReference>,
+}
+
+/// Parses `sql` (the rendered text of `task` from `file`) and lists the tables it reads.
+pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<ParsedTask> {
+    let parse_err = |message: String, line: Option<usize>| Error::Parse {
+        task: task.to_string(),
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| {
+            let message = match &e {
+                DataFusionError::SQL(inner, _) => inner.to_string(),
+                other => other.to_string(),
+            };
+            // An error at the end of input has no location; it is on the last line.
+            let line = error_line(&message)
+                .or_else(|| message.ends_with("EOF").then(|| sql.trim_end().lines().count()));
+            parse_err(message, line)
+        })?;
+    let statement = match (statements.pop_front(), statements.is_empty()) {
+        (Some(s), true) => s,
+        (None, _) => return Err(parse_err("the task's SQL is empty; write one SELECT".into(), None)),
+        (Some(_), false) => {
+            return Err(parse_err(
+                "the task's SQL has several statements; a task is exactly one SELECT".into(),
+                None,
+            ))
+        }
+    };
+    let is_query = matches!(&statement, Statement::Statement(s) if matches!(s.as_ref(), ast::Statement::Query(_)));
+    if !is_query {
+        return Err(parse_err(
+            "a task must be a single query (SELECT … or WITH … SELECT …); quern writes its result"
+                .into(),
+            Some(1),
+        ));
+    }
+    let (relations, _ctes) = resolve_table_references(&statement, true)
+        .map_err(|e| parse_err(e.to_string(), None))?;
+    Ok(ParsedTask {
+        statement,
+        relations,
+    })
+}
+
+/// The line number in sqlparser's "… at Line: 3, Column: 7" messages.
+fn error_line(message: &str) -> Option<usize> {
+    let rest = &message[message.rfind("Line: ")? + "Line: ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(sql: &str) -> Vec<String> {
+        let mut v: Vec<String> = extract_relations("t", Path::new("t.sql"), sql)
+            .unwrap()
+            .relations
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn finds_tables_in_joins_subqueries_and_ctes() {
+        assert_eq!(
+            tables(
+                "WITH recent AS (SELECT * FROM p.a WHERE x > 1)
+                 SELECT * FROM recent JOIN src.users u ON true
+                 WHERE id IN (SELECT id FROM p.b) AND EXISTS (SELECT 1 FROM p.c)"
+            ),
+            ["p.a", "p.b", "p.c", "src.users"]
+        );
+        assert_eq!(tables("SELECT 1 AS x"), Vec::<String>::new());
+        assert_eq!(tables("SELECT * FROM P.A"), ["p.a"]);
+    }
+
+    #[test]
+    fn rejects_non_queries_and_reports_lines() {
+        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE )").unwrap_err();
+        assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
+        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE (").unwrap_err();
+        assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
+        let err = extract_relations("t", Path::new("t.sql"), "DROP TABLE p.a").unwrap_err();
+        assert!(err.to_string().contains("single query"), "{err}");
+        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1; SELECT 2").unwrap_err();
+        assert!(err.to_string().contains("several statements"), "{err}");
+        let err = extract_relations("t", Path::new("t.sql"), "  ").unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+//! A project's pipelines and tasks on disk, the tables each task's SQL reads, and the
+//! DAG they form.
+
+mod dag;
+mod deps;
+mod project;
+
+pub use dag::{Dag, Selector};
+pub(crate) use deps::extract_relations;
+pub use project::{MacroFile, Pipeline, Project, Task};

@@ -1,0 +1,285 @@
+//! Discovery: a project folder's environments, macros, pipelines and task files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Environment, PipelineConfig, PipelineName, TaskConfig, TaskName};
+use crate::error::{Error, Result};
+
+/// One task: a templated SELECT in `sql/<pipeline>/<task>.sql`.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The pipeline it belongs to.
+    pub pipeline: PipelineName,
+    /// The task's name (its file stem).
+    pub name: TaskName,
+    /// The template file, relative to the project folder.
+    pub file: PathBuf,
+    /// The template's text.
+    pub template: String,
+    /// Its settings from `pipeline.toml` (defaults when it has no entry).
+    pub config: TaskConfig,
+}
+
+/// A pipeline: a folder `sql/<pipeline>/` of task files and a `pipeline.toml`.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The pipeline's name (its folder name, and its SQL schema).
+    pub name: PipelineName,
+    /// The folder.
+    pub dir: PathBuf,
+    /// `pipeline.toml`'s description.
+    pub description: Option<String>,
+    /// The tasks, by name.
+    pub tasks: BTreeMap<TaskName, Task>,
+}
+
+impl Pipeline {
+    /// The task called `name`, or an error listing the pipeline's tasks.
+    pub fn task(&self, name: &str) -> Result<&Task> {
+        self.tasks.get(name).ok_or_else(|| Error::UnknownTask {
+            pipeline: self.name.to_string(),
+            task: name.to_string(),
+            context: None,
+            known: self.tasks.keys().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+/// A macro file in `sql/macros/`, imported into every task template.
+#[derive(Debug, Clone)]
+pub struct MacroFile {
+    /// The file, relative to the project folder.
+    pub file: PathBuf,
+    /// The file's text.
+    pub template: String,
+}
+
+/// A quern project: `environments/` and `sql/` under one folder.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+    pipelines: BTreeMap<PipelineName, Pipeline>,
+    macros: Vec<MacroFile>,
+    environments: Vec<String>,
+}
+
+impl Project {
+    /// Reads the project in `root`: every pipeline folder under `sql/`, its task files
+    /// and `pipeline.toml`, and the macro files. Environments are read when asked for.
+    pub fn load(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+        let sql_dir = root.join("sql");
+        let mut pipelines = BTreeMap::new();
+        let mut macros = Vec::new();
+        for entry in sorted_entries(&sql_dir)? {
+            if !entry.is_dir() {
+                continue;
+            }
+            let dir_name = file_name(&entry);
+            if dir_name == "macros" {
+                for file in sorted_entries(&entry)? {
+                    if file.extension().is_some_and(|e| e == "sql") {
+                        let template = crate::config::read_file(&file)?;
+                        let file = relative(&root, &file);
+                        macros.push(MacroFile { file, template });
+                    }
+                }
+                continue;
+            }
+            let name = PipelineName::try_new(dir_name).map_err(|message| Error::Config {
+                file: entry.clone(),
+                key: "pipeline folder".into(),
+                message,
+            })?;
+            let pipeline = load_pipeline(&root, name.clone(), entry)?;
+            pipelines.insert(name, pipeline);
+        }
+        let mut environments = Vec::new();
+        let env_dir = root.join("environments");
+        if env_dir.is_dir() {
+            for file in sorted_entries(&env_dir)? {
+                if file.extension().is_some_and(|e| e == "toml") {
+                    environments.push(file_stem(&file));
+                }
+            }
+        }
+        Ok(Project {
+            root,
+            pipelines,
+            macros,
+            environments,
+        })
+    }
+
+    /// The project folder (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// All pipelines, by name.
+    pub fn pipelines(&self) -> &BTreeMap<PipelineName, Pipeline> {
+        &self.pipelines
+    }
+
+    /// The pipeline called `name`, or an error listing the project's pipelines.
+    pub fn pipeline(&self, name: &str) -> Result<&Pipeline> {
+        self.pipelines
+            .get(name)
+            .ok_or_else(|| Error::UnknownPipeline {
+                name: name.to_string(),
+                known: self.pipelines.keys().map(ToString::to_string).collect(),
+            })
+    }
+
+    /// The macro files of `sql/macros/`.
+    pub fn macros(&self) -> &[MacroFile] {
+        &self.macros
+    }
+
+    /// The names of the project's environments (`environments/*.toml`), sorted.
+    pub fn environment_names(&self) -> &[String] {
+        &self.environments
+    }
+
+    /// Reads `environments/<name>.toml`.
+    pub fn environment(&self, name: &str) -> Result<Environment> {
+        let file = self.root.join("environments").join(format!("{name}.toml"));
+        if !self.environments.iter().any(|e| e == name) {
+            return Err(Error::UnknownEnvironment {
+                name: name.to_string(),
+                file,
+                known: self.environments.clone(),
+            });
+        }
+        let env = Environment::load_as(&file, &relative(&self.root, &file))?;
+        for source in env.sources.keys() {
+            if self.pipelines.contains_key(source.as_str()) {
+                return Err(Error::Config {
+                    file: file.clone(),
+                    key: format!("sources.{source}"),
+                    message: format!(
+                        "source `{source}` has the name of a pipeline; both would be the SQL schema `{source}`. Rename the source"
+                    ),
+                });
+            }
+        }
+        Ok(env)
+    }
+
+}
+
+fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeline> {
+    let config_file = dir.join("pipeline.toml");
+    let mut config = PipelineConfig::load(&config_file)?;
+    let mut tasks = BTreeMap::new();
+    for file in sorted_entries(&dir)? {
+        if !file.is_file() || file.extension().is_none_or(|e| e != "sql") {
+            continue;
+        }
+        let task_name = TaskName::try_new(file_stem(&file)).map_err(|message| Error::Config {
+            file: file.clone(),
+            key: "task file name".into(),
+            message,
+        })?;
+        let template = crate::config::read_file(&file)?;
+        let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
+        tasks.insert(
+            task_name.clone(),
+            Task {
+                pipeline: name.clone(),
+                name: task_name,
+                file: relative(root, &file),
+                template,
+                config: task_config,
+            },
+        );
+    }
+    if let Some(orphan) = config.tasks.keys().next() {
+        return Err(Error::UnknownTask {
+            pipeline: name.to_string(),
+            task: orphan.clone(),
+            context: Some(format!(
+                "[tasks.{orphan}] in {} has no file {orphan}.sql",
+                relative(root, &config_file).display()
+            )),
+            known: tasks.keys().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(Pipeline {
+        name,
+        dir,
+        description: config.description,
+        tasks,
+    })
+}
+
+/// `path` relative to the project root: the form shown in messages.
+fn relative(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut entries = Vec::new();
+    for entry in read {
+        entries.push(entry.map_err(|e| Error::io(dir, e))?.path());
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn discovers_pipelines_tasks_and_macros() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "environments/local.toml", "[warehouse]\nroot = \"w\"\n");
+        write(dir.path(), "sql/macros/m.sql", "{% macro x() %}1{% endmacro %}");
+        write(dir.path(), "sql/p/a.sql", "SELECT 1 AS a");
+        write(dir.path(), "sql/p/b.sql", "SELECT a FROM {{ ref('a') }}");
+        write(dir.path(), "sql/p/seeds/s.csv", "a\n1\n");
+        write(dir.path(), "sql/p/pipeline.toml", "[tasks.b]\nmaterialized = \"append\"\n");
+        let project = Project::load(dir.path()).unwrap();
+        let p = project.pipeline("p").unwrap();
+        assert_eq!(p.tasks.len(), 2);
+        assert_eq!(p.task("b").unwrap().config.materialized.as_str(), "append");
+        assert_eq!(project.macros().len(), 1);
+        assert_eq!(project.environment_names(), ["local"]);
+        assert!(matches!(project.pipeline("q"), Err(Error::UnknownPipeline { .. })));
+        assert!(matches!(
+            project.environment("prod"),
+            Err(Error::UnknownEnvironment { .. })
+        ));
+    }
+
+    #[test]
+    fn a_task_setting_without_a_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sql/p/a.sql", "SELECT 1 AS a");
+        write(dir.path(), "sql/p/pipeline.toml", "[tasks.c]\nmaterialized = \"append\"\n");
+        let err = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("[tasks.c]") && err.contains("c.sql"), "{err}");
+    }
+}
