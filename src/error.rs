@@ -99,9 +99,8 @@ pub enum Error {
         line: Option<usize>,
         /// minijinja's description of the problem.
         message: String,
-        /// The underlying template error.
-        #[source]
-        source: minijinja::Error,
+        /// The underlying template error (its text is `message`).
+        template_error: minijinja::Error,
     },
 
     /// The rendered SQL does not parse, or is not a single query.
@@ -140,12 +139,14 @@ pub enum Error {
     },
 
     /// DataFusion could not plan a task (unknown column, type error, missing table…).
-    #[error("{}: task `{task}` failed to plan", file.display())]
+    #[error("{}{}: task `{task}` failed to plan", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Plan {
         /// The task.
         task: String,
         /// The task's template file.
         file: PathBuf,
+        /// The line of the rendered SQL DataFusion points at, when it does.
+        line: Option<usize>,
         /// DataFusion's error.
         #[source]
         source: DataFusionError,
@@ -217,6 +218,21 @@ impl Error {
                 | Error::UnknownPipeline { .. }
                 | Error::InvalidArgument { .. }
         ) || matches!(self, Error::UnknownTask { context: None, .. })
+    }
+
+    /// A planning error of `task`, with the line DataFusion's diagnostic points at.
+    pub(crate) fn plan(task: impl Into<String>, file: impl Into<PathBuf>, source: DataFusionError) -> Self {
+        let line = source
+            .diagnostic()
+            .and_then(|d| d.span)
+            .map(|span| span.start.line as usize)
+            .filter(|l| *l > 0);
+        Error::Plan {
+            task: task.into(),
+            file: file.into(),
+            line,
+            source,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
+            for cause in cli::distinct_causes(err.as_ref()) {
                 eprintln!("  caused by: {cause}");
             }
             let usage = err

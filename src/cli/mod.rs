@@ -2,6 +2,8 @@
 
 mod output;
 
+pub use output::distinct_causes;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -81,10 +81,8 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             TaskStatus::Failed(e) => {
                 failed += 1;
                 writeln!(out, "FAILED  {name:width$}  {how:9}  {e}")?;
-                let mut source = std::error::Error::source(e);
-                while let Some(cause) = source {
+                for cause in distinct_causes(e) {
                     writeln!(out, "          caused by: {cause}")?;
-                    source = cause.source();
                 }
             }
             TaskStatus::Skipped => {
@@ -169,4 +167,21 @@ pub(super) fn json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> 
     let out = writer.into_inner();
     writeln!(out)?;
     Ok(())
+}
+
+/// The texts of `err`'s causes, leaving out a cause whose text the previous one
+/// already ends with (DataFusion wraps one error in layers that print the same text).
+pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !last.ends_with(&text) {
+            out.push(text.clone());
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
 }

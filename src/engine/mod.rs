@@ -151,6 +151,8 @@ impl Engine {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
+        // Spans let a planning error point at its line of SQL.
+        config.options_mut().sql_parser.collect_spans = true;
         if let Some(n) = self.target_partitions {
             config = config.with_target_partitions(n);
         }

@@ -153,13 +153,13 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
                 } else {
                     format!("run pipeline `{schema}` first")
                 };
-                return Err(Error::Plan {
-                    task: r.task.to_string(),
-                    file: r.file.clone(),
-                    source: datafusion::error::DataFusionError::Plan(format!(
+                return Err(Error::plan(
+                    r.task.as_str(),
+                    r.file.clone(),
+                    datafusion::error::DataFusionError::Plan(format!(
                         "table {schema}.{table} does not exist yet at {url}; {hint}"
                     )),
-                });
+                ));
             };
             let provider = crate::delta::provider(&t, &url).await?;
             ensure_schema(&ctx, schema);
@@ -259,10 +259,8 @@ fn check_output(
     partition_by: &[String],
     schema: &SchemaRef,
 ) -> Result<()> {
-    let fail = |message: String| Error::Plan {
-        task: r.task.to_string(),
-        file: r.file.clone(),
-        source: datafusion::error::DataFusionError::Plan(message),
+    let fail = |message: String| {
+        Error::plan(r.task.as_str(), r.file.clone(), datafusion::error::DataFusionError::Plan(message))
     };
     let mut seen = BTreeSet::new();
     for field in schema.fields() {
@@ -288,20 +286,12 @@ fn check_output(
 }
 
 fn plan_error(r: &RenderedTask, source: datafusion::error::DataFusionError) -> Error {
-    Error::Plan {
-        task: r.task.to_string(),
-        file: r.file.clone(),
-        source,
-    }
+    Error::plan(r.task.as_str(), r.file.clone(), source)
 }
 
 fn plan_context(task: &TaskName, file: &std::path::Path, e: Error) -> Error {
     match e {
-        Error::Query { source } => Error::Plan {
-            task: task.to_string(),
-            file: file.to_path_buf(),
-            source,
-        },
+        Error::Query { source } => Error::plan(task.as_str(), file, source),
         other => other,
     }
 }

@@ -177,11 +177,7 @@ async fn run_task(
     task: &PlannedTask,
 ) -> Result<Option<WriteOutcome>> {
     let reference = TableReference::partial(pipeline.as_str(), task.task.as_str());
-    let plan_err = |source| Error::Plan {
-        task: task.task.to_string(),
-        file: task.file.clone(),
-        source,
-    };
+    let plan_err = |source| Error::plan(task.task.as_str(), task.file.clone(), source);
     let plan = ctx
         .state()
         .statement_to_plan(task.statement.clone())

@@ -304,7 +304,7 @@ fn render_error(root: &Path, file: &Path, err: minijinja::Error) -> Error {
         file,
         line: err.line(),
         message,
-        source: err,
+        template_error: err,
     }
 }
 

@@ -1,0 +1,114 @@
+//! Helpers: a temporary copy of the example project, running the real binary, and
+//! reading Delta table versions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use quern::{Engine, Project};
+
+/// The repository's own project (sql/ and environments/).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary copy of the example project (without any warehouse).
+pub struct TempProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempProject {
+    pub fn new() -> Self {
+        // Not a hidden folder: pyarrow skips paths with a component starting with `.`.
+        let dir = tempfile::Builder::new()
+            .prefix("quern-test-")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["sql", "environments"] {
+            copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+        }
+        TempProject { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    pub fn engine(&self, env: &str) -> Engine {
+        let project = Project::load(self.path()).expect("project loads");
+        Engine::builder(project)
+            .with_environment(env)
+            .build()
+            .expect("engine builds")
+    }
+
+    /// Runs the real `quern` binary in this project.
+    pub fn quern(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_quern"))
+            .arg("--project")
+            .arg(self.path())
+            .args(args)
+            .env_remove("QUERN_ENV")
+            .output()
+            .expect("quern runs")
+    }
+
+    /// Every table's Delta log files under the local warehouse: a fingerprint that
+    /// changes with any commit.
+    pub fn warehouse_state(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        let root = self.path().join("warehouse");
+        collect_logs(&root, &root, &mut files);
+        files.sort();
+        files
+    }
+}
+
+fn collect_logs(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_logs(root, &path, out);
+        } else if path.parent().is_some_and(|p| p.ends_with("_delta_log")) {
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The Python interpreter with the `deltalake` package (installed by scripts/test).
+pub fn python() -> String {
+    std::env::var("QUERN_PYTHON").unwrap_or_else(|_| "python3".into())
+}

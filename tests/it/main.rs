@@ -1,0 +1,8 @@
+//! Integration tests: the example project end to end, through the library and the
+//! real `quern` binary. One test binary, one module per area.
+
+mod cli;
+mod common;
+mod e2e;
+mod errors;
+mod render;
