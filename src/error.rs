@@ -149,7 +149,7 @@ pub enum Error {
         line: Option<usize>,
         /// DataFusion's error.
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// A task failed while executing; its table is left at its previous version.
@@ -161,7 +161,7 @@ pub enum Error {
         uri: String,
         /// The underlying error.
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// Reading or committing a Delta table failed.
@@ -173,7 +173,7 @@ pub enum Error {
         action: &'static str,
         /// delta-rs' error.
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     /// A table could not be read through DataFusion.
@@ -183,7 +183,7 @@ pub enum Error {
         uri: String,
         /// DataFusion's error.
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// An ad-hoc query (`quern query`) failed.
@@ -191,7 +191,7 @@ pub enum Error {
     Query {
         /// DataFusion's error.
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// A write target lies outside the roots the environment may write.
@@ -221,7 +221,11 @@ impl Error {
     }
 
     /// A planning error of `task`, with the line DataFusion's diagnostic points at.
-    pub(crate) fn plan(task: impl Into<String>, file: impl Into<PathBuf>, source: DataFusionError) -> Self {
+    pub(crate) fn plan(
+        task: impl Into<String>,
+        file: impl Into<PathBuf>,
+        source: DataFusionError,
+    ) -> Self {
         let line = source
             .diagnostic()
             .and_then(|d| d.span)
@@ -231,7 +235,13 @@ impl Error {
             task: task.into(),
             file: file.into(),
             line,
-            source,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn query(source: DataFusionError) -> Self {
+        Error::Query {
+            source: Box::new(source),
         }
     }
 

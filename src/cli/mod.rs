@@ -19,7 +19,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".")]
     project: PathBuf,
     /// The environment (environments/<NAME>.toml).
-    #[arg(long = "env", global = true, env = "QUERN_ENV", default_value = "local")]
+    #[arg(
+        long = "env",
+        global = true,
+        env = "QUERN_ENV",
+        default_value = "local"
+    )]
     env: String,
     #[command(subcommand)]
     command: Command,
@@ -138,12 +143,20 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             let rendered = engine.render(pipeline, &options)?;
             output::render(&mut out, &rendered, task)?;
         }
-        Command::Plan { pipeline, date_vars, select } => {
+        Command::Plan {
+            pipeline,
+            date_vars,
+            select,
+        } => {
             let options = options(date_vars, select)?;
             let plan = engine.plan(pipeline, &options).await?;
             output::plan(&mut out, &plan)?;
         }
-        Command::Run { pipeline, date_vars, select } => {
+        Command::Run {
+            pipeline,
+            date_vars,
+            select,
+        } => {
             let options = options(date_vars, select)?;
             let plan = engine.plan(pipeline, &options).await?;
             let report = engine.execute(plan).await;
@@ -152,7 +165,11 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Dag { pipeline, format, date_vars } => {
+        Command::Dag {
+            pipeline,
+            format,
+            date_vars,
+        } => {
             let options = options(date_vars, &[])?;
             let dag = engine.dag(pipeline, &options)?;
             match format {

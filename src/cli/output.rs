@@ -7,9 +7,16 @@ use quern::datafusion::arrow::record_batch::RecordBatch;
 use quern::datafusion::arrow::util::pretty::pretty_format_batches;
 use quern::{Dag, RenderedTask, RunPlan, RunReport, TaskStatus};
 
-pub(super) fn render(out: &mut impl Write, rendered: &[RenderedTask], only: Option<&str>) -> Result<()> {
+pub(super) fn render(
+    out: &mut impl Write,
+    rendered: &[RenderedTask],
+    only: Option<&str>,
+) -> Result<()> {
     let mut first = true;
-    for r in rendered.iter().filter(|r| only.is_none_or(|t| r.task.as_str() == t)) {
+    for r in rendered
+        .iter()
+        .filter(|r| only.is_none_or(|t| r.task.as_str() == t))
+    {
         if only.is_some() {
             writeln!(out, "{}", r.sql)?;
             continue;
@@ -58,7 +65,12 @@ pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
 }
 
 pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
-    let width = report.tasks.iter().map(|t| t.task.as_str().len()).max().unwrap_or(0);
+    let width = report
+        .tasks
+        .iter()
+        .map(|t| t.task.as_str().len())
+        .max()
+        .unwrap_or(0);
     let (mut ok, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
     for t in &report.tasks {
         let secs = t.elapsed.as_secs_f64();
@@ -76,7 +88,11 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             }
             TaskStatus::Succeeded(None) => {
                 ok += 1;
-                writeln!(out, "ok      {name:width$}  {how:9}  {:>10}                {secs:.2}s", "-")?;
+                writeln!(
+                    out,
+                    "ok      {name:width$}  {how:9}  {:>10}                {secs:.2}s",
+                    "-"
+                )?;
             }
             TaskStatus::Failed(e) => {
                 failed += 1;
@@ -87,7 +103,10 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             }
             TaskStatus::Skipped => {
                 skipped += 1;
-                writeln!(out, "skipped {name:width$}  {how:9}  (an upstream task failed)")?;
+                writeln!(
+                    out,
+                    "skipped {name:width$}  {how:9}  (an upstream task failed)"
+                )?;
             }
         }
     }

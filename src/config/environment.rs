@@ -214,7 +214,10 @@ target_partitions = 8
         .unwrap();
         assert_eq!(env.name, "alpha");
         assert_eq!(env.storage["aws_endpoint"], "${S3_ENDPOINT}");
-        assert_eq!(env.source("events", "raw").unwrap().format, SourceFormat::Delta);
+        assert_eq!(
+            env.source("events", "raw").unwrap().format,
+            SourceFormat::Delta
+        );
         assert_eq!(env.engine.target_partitions, Some(8));
     }
 
@@ -223,8 +226,10 @@ target_partitions = 8
         let err = load("[warehouse]\nroot = \"w\"\n[wearhouse]\nroot = \"x\"\n").unwrap_err();
         assert!(matches!(err, Error::Toml { line: Some(3), .. }), "{err:?}");
         assert!(err.to_string().contains("alpha.toml:3"), "{err}");
-        let err = load("[warehouse]\nroot = \"w\"\n[sources.e]\nraw = { uri = \"x\", format = \"orc\" }\n")
-            .unwrap_err();
+        let err = load(
+            "[warehouse]\nroot = \"w\"\n[sources.e]\nraw = { uri = \"x\", format = \"orc\" }\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("alpha.toml:4"), "{err}");
     }
 }

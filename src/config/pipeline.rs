@@ -82,8 +82,9 @@ impl PipelineConfig {
                     return Err(Error::Config {
                         file: file.to_path_buf(),
                         key: key("partition_by"),
-                        message: "materialized = \"partition\" needs partition_by = [\"column\", …]"
-                            .into(),
+                        message:
+                            "materialized = \"partition\" needs partition_by = [\"column\", …]"
+                                .into(),
                     })
                 }
                 Materialization::View if !t.partition_by.is_empty() => {
@@ -139,6 +140,9 @@ mod tests {
         let e = load("[tasks.a]\nmaterialized = \"merge_into\"\n").unwrap_err();
         assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
         let e = load("[tasks.a]\nmaterialised = \"table\"\n").unwrap_err();
-        assert!(e.to_string().contains("unknown field `materialised`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown field `materialised`"),
+            "{e}"
+        );
     }
 }

@@ -54,13 +54,10 @@ pub(crate) async fn open(url: &Url, storage: &StorageOptions) -> Result<Option<D
 
 /// A table provider reading the current version of `table`.
 pub(crate) async fn provider(table: &DeltaTable, url: &Url) -> Result<Arc<dyn TableProvider>> {
-    table
-        .table_provider()
-        .await
-        .map_err(|source| Error::Read {
-            uri: url.to_string(),
-            source,
-        })
+    table.table_provider().await.map_err(|source| Error::Read {
+        uri: url.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Writes `plan` to the table at `url` with `materialization`, in one commit.
@@ -168,17 +165,17 @@ async fn written_partitions(
     let batches = df
         .select_columns(&partition_by.iter().map(String::as_str).collect::<Vec<_>>())
         .and_then(|df| df.distinct())
-        .map_err(|source| Error::Query { source })?
+        .map_err(Error::query)?
         .collect()
         .await
-        .map_err(|source| Error::Query { source })?;
+        .map_err(Error::query)?;
     let mut disjuncts: Vec<Expr> = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
             let mut conj: Option<Expr> = None;
             for (i, name) in partition_by.iter().enumerate() {
-                let value = ScalarValue::try_from_array(batch.column(i), row)
-                    .map_err(|source| Error::Query { source })?;
+                let value =
+                    ScalarValue::try_from_array(batch.column(i), row).map_err(Error::query)?;
                 let term = if value.is_null() {
                     col(name.as_str()).is_null()
                 } else {
@@ -199,6 +196,6 @@ pub(crate) fn delta_err(url: &Url, action: &'static str, source: DeltaTableError
     Error::Delta {
         uri: url.to_string(),
         action,
-        source,
+        source: Box::new(source),
     }
 }

@@ -172,11 +172,22 @@ impl Engine {
     pub fn render(&self, pipeline: &str, options: &RunOptions) -> Result<Vec<RenderedTask>> {
         let pipeline = self.project.pipeline(pipeline)?;
         let renderer = Renderer::new(&self.project, &self.env, options.ds, &options.vars)?;
-        pipeline
+        let mut rendered = pipeline
             .tasks
             .values()
             .map(|task| renderer.render(task))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Upstream first when the refs form a DAG; a cycle is reported by plan and dag.
+        if let Ok(dag) = plan::dag_of(pipeline.name.as_str(), &rendered) {
+            let position: std::collections::BTreeMap<_, _> = dag
+                .order()
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect();
+            rendered.sort_by_key(|r| position.get(&r.task).copied());
+        }
+        Ok(rendered)
     }
 
     /// The DAG of `pipeline`, from the refs its tasks make when rendered with `options`.
@@ -206,7 +217,8 @@ impl Engine {
     /// warehouse and every declared `source.table` can be read.
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
         let ctx = self.session();
-        let parsed = crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
+        let parsed =
+            crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
         let warehouse = self.warehouse()?;
         for relation in &parsed.relations {
             let (Some(schema), table) = (relation.schema(), relation.table()) else {
@@ -215,19 +227,18 @@ impl Engine {
             if let Some(src) = self.env.source(schema, table) {
                 storage::register_source(self, &ctx, schema, table, src).await?;
             } else if self.project.pipelines().contains_key(schema) {
-                let pipeline = PipelineName::try_new(schema).map_err(|message| {
-                    Error::InvalidArgument {
+                let pipeline =
+                    PipelineName::try_new(schema).map_err(|message| Error::InvalidArgument {
                         what: "table",
                         value: relation.to_string(),
                         message,
-                    }
-                })?;
+                    })?;
                 let url = warehouse.table_url(&pipeline, table)?;
                 if let Some(t) = crate::delta::open(&url, warehouse.storage()).await? {
                     let provider = crate::delta::provider(&t, &url).await?;
                     storage::ensure_schema(&ctx, schema);
                     ctx.register_table(TableReference::partial(schema, table), provider)
-                        .map_err(|source| Error::Query { source })?;
+                        .map_err(Error::query)?;
                 }
             }
         }
@@ -235,7 +246,7 @@ impl Engine {
             .state()
             .statement_to_plan(parsed.statement)
             .await
-            .map_err(|source| Error::Query { source })?;
+            .map_err(Error::query)?;
         Ok(DataFrame::new(ctx.state(), plan))
     }
 

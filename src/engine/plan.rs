@@ -88,7 +88,11 @@ pub(super) fn dag_of(pipeline: &str, rendered: &[RenderedTask]) -> Result<Dag> {
     Dag::new(pipeline, upstream)
 }
 
-pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOptions) -> Result<RunPlan> {
+pub(super) async fn plan(
+    engine: &Engine,
+    pipeline_name: &str,
+    options: &RunOptions,
+) -> Result<RunPlan> {
     let project = engine.project();
     let env = engine.environment();
     let pipeline = project.pipeline(pipeline_name)?;
@@ -121,7 +125,8 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
     let ctx = engine.session();
     let warehouse = engine.warehouse()?;
     ensure_schema(&ctx, pipeline_name);
-    let by_task: BTreeMap<&TaskName, &RenderedTask> = rendered.iter().map(|r| (&r.task, r)).collect();
+    let by_task: BTreeMap<&TaskName, &RenderedTask> =
+        rendered.iter().map(|r| (&r.task, r)).collect();
     let mut registered: BTreeSet<TableReference> = BTreeSet::new();
     let mut tasks = Vec::new();
     for name in dag.order().iter().filter(|t| to_plan.contains(*t)) {
@@ -139,9 +144,9 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
                 continue;
             }
             if let Some(src) = env.source(schema, table) {
-                register_source(engine, &ctx, schema, table, src).await.map_err(|e| {
-                    plan_context(&r.task, &r.file, e)
-                })?;
+                register_source(engine, &ctx, schema, table, src)
+                    .await
+                    .map_err(|e| plan_context(&r.task, &r.file, e))?;
                 continue;
             }
             // A task outside this run: read its table as it is in the warehouse.
@@ -149,7 +154,10 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
             let url = warehouse.table_url(&pipeline_of, table)?;
             let Some(t) = crate::delta::open(&url, warehouse.storage()).await? else {
                 let hint = if schema == pipeline_name {
-                    format!("run it first, or select +{} to run it with its upstream tasks", r.task)
+                    format!(
+                        "run it first, or select +{} to run it with its upstream tasks",
+                        r.task
+                    )
                 } else {
                     format!("run pipeline `{schema}` first")
                 };
@@ -172,11 +180,19 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
             .await
             .map_err(|source| plan_error(r, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        check_output(r, task.config.materialized, &task.config.partition_by, &schema)?;
+        check_output(
+            r,
+            task.config.materialized,
+            &task.config.partition_by,
+            &schema,
+        )?;
         // Downstream tasks plan against this task's output.
         let view = ViewTable::new(plan, Some(r.sql.clone()));
-        ctx.register_table(TableReference::partial(pipeline_name, name.as_str()), Arc::new(view))
-            .map_err(|source| plan_error(r, source))?;
+        ctx.register_table(
+            TableReference::partial(pipeline_name, name.as_str()),
+            Arc::new(view),
+        )
+        .map_err(|source| plan_error(r, source))?;
         let table_url = if task.config.materialized.writes() {
             Some(warehouse.table_url(&pipeline.name, name.as_str())?)
         } else {
@@ -191,7 +207,11 @@ pub(super) async fn plan(engine: &Engine, pipeline_name: &str, options: &RunOpti
             schema,
             table_url,
             selected: selected.contains(name),
-            upstream: dag.upstream_of(name).filter(|u| to_plan.contains(*u)).cloned().collect(),
+            upstream: dag
+                .upstream_of(name)
+                .filter(|u| to_plan.contains(*u))
+                .cloned()
+                .collect(),
             statement: p.statement.clone(),
         });
     }
@@ -228,7 +248,10 @@ fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) 
     };
     let project = engine.project();
     if let Some(p) = project.pipelines().get(schema) {
-        if r.refs.iter().any(|(rp, rt)| rp.as_str() == schema && rt.as_str() == table) {
+        if r.refs
+            .iter()
+            .any(|(rp, rt)| rp.as_str() == schema && rt.as_str() == table)
+        {
             return Ok(());
         }
         let hint = if p.tasks.contains_key(table) {
@@ -260,7 +283,11 @@ fn check_output(
     schema: &SchemaRef,
 ) -> Result<()> {
     let fail = |message: String| {
-        Error::plan(r.task.as_str(), r.file.clone(), datafusion::error::DataFusionError::Plan(message))
+        Error::plan(
+            r.task.as_str(),
+            r.file.clone(),
+            datafusion::error::DataFusionError::Plan(message),
+        )
     };
     let mut seen = BTreeSet::new();
     for field in schema.fields() {
@@ -291,7 +318,7 @@ fn plan_error(r: &RenderedTask, source: datafusion::error::DataFusionError) -> E
 
 fn plan_context(task: &TaskName, file: &std::path::Path, e: Error) -> Error {
     match e {
-        Error::Query { source } => Error::plan(task.as_str(), file, source),
+        Error::Query { source } => Error::plan(task.as_str(), file, *source),
         other => other,
     }
 }

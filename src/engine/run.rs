@@ -101,7 +101,13 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                     elapsed: Duration::ZERO,
                 });
             }
-            return RunReport { pipeline, env, ds, tasks: outcomes, elapsed: started.elapsed() };
+            return RunReport {
+                pipeline,
+                env,
+                ds,
+                tasks: outcomes,
+                elapsed: started.elapsed(),
+            };
         }
     };
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
@@ -185,8 +191,11 @@ async fn run_task(
         .map_err(plan_err)?;
     let Some(url) = &task.table_url else {
         ctx.deregister_table(reference.clone()).map_err(plan_err)?;
-        ctx.register_table(reference, Arc::new(ViewTable::new(plan, Some(task.sql.clone()))))
-            .map_err(plan_err)?;
+        ctx.register_table(
+            reference,
+            Arc::new(ViewTable::new(plan, Some(task.sql.clone()))),
+        )
+        .map_err(plan_err)?;
         return Ok(None);
     };
     let outcome = crate::delta::write(

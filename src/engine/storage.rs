@@ -59,10 +59,14 @@ impl Warehouse {
 /// A location as written in an environment file: a URL (`s3://…`, `file://…`) or a
 /// local path, relative to the project folder. A `folder` gets a trailing `/` so that
 /// `join` appends to it.
-pub(crate) fn location_url(project_root: &Path, location: &str, folder: bool) -> Result<Url, String> {
-    let looks_like_url = location
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()));
+pub(crate) fn location_url(
+    project_root: &Path,
+    location: &str,
+    folder: bool,
+) -> Result<Url, String> {
+    let looks_like_url = location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+    });
     let mut url = if looks_like_url {
         Url::parse(location).map_err(|e| format!("`{location}` is not a valid URL: {e}"))?
     } else {
@@ -98,15 +102,16 @@ pub(crate) async fn register_source(
     let env = engine.environment();
     let key = format!("sources.{source}.{table}");
     let uri = resolve_env_vars(&spec.uri, &env.file, &key)?;
-    let url = location_url(engine.project().root(), &uri, false).map_err(|message| Error::Config {
-        file: env.file.clone(),
-        key: key.clone(),
-        message,
-    })?;
+    let url =
+        location_url(engine.project().root(), &uri, false).map_err(|message| Error::Config {
+            file: env.file.clone(),
+            key: key.clone(),
+            message,
+        })?;
     let storage = engine.warehouse()?.storage;
     let reference = TableReference::partial(source, table);
     ensure_schema(ctx, source);
-    let query_err = |source| Error::Query { source };
+    let query_err = Error::query;
     if url.scheme() == "s3" && spec.format != SourceFormat::Delta {
         register_s3_store(ctx, &url, &storage).map_err(|message| Error::Config {
             file: env.file.clone(),
@@ -170,7 +175,11 @@ fn source_err(
 
 /// Registers an S3 object store for `url`'s bucket built from the environment's
 /// storage options (falling back to the standard `AWS_*` variables).
-fn register_s3_store(ctx: &SessionContext, url: &Url, storage: &StorageOptions) -> Result<(), String> {
+fn register_s3_store(
+    ctx: &SessionContext,
+    url: &Url,
+    storage: &StorageOptions,
+) -> Result<(), String> {
     let bucket = url.host_str().unwrap_or_default();
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     for (key, value) in storage {
@@ -191,11 +200,19 @@ mod tests {
     #[test]
     fn locations_become_folder_urls() {
         let root = Path::new("/proj");
-        assert_eq!(location_url(root, "warehouse", true).unwrap().as_str(), "file:///proj/warehouse/");
         assert_eq!(
-            location_url(root, "s3://acme-alpha/warehouse", true).unwrap().as_str(),
+            location_url(root, "warehouse", true).unwrap().as_str(),
+            "file:///proj/warehouse/"
+        );
+        assert_eq!(
+            location_url(root, "s3://acme-alpha/warehouse", true)
+                .unwrap()
+                .as_str(),
             "s3://acme-alpha/warehouse/"
         );
-        assert_eq!(location_url(root, "/abs/w/", true).unwrap().as_str(), "file:///abs/w/");
+        assert_eq!(
+            location_url(root, "/abs/w/", true).unwrap().as_str(),
+            "file:///abs/w/"
+        );
     }
 }

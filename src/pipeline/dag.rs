@@ -26,7 +26,10 @@ impl Dag {
             .collect();
         for (task, ups) in &upstream {
             for up in ups {
-                downstream.entry(up.clone()).or_default().insert(task.clone());
+                downstream
+                    .entry(up.clone())
+                    .or_default()
+                    .insert(task.clone());
             }
         }
         // Kahn's algorithm, taking ready tasks in name order so the order is stable.
@@ -141,7 +144,8 @@ fn find_cycle(
     loop {
         if let Some(pos) = path.iter().position(|t| *t == current) {
             // path[pos..] is the cycle walked upstream; show it in data-flow order.
-            let mut cycle: Vec<String> = path[pos..].iter().rev().map(ToString::to_string).collect();
+            let mut cycle: Vec<String> =
+                path[pos..].iter().rev().map(ToString::to_string).collect();
             cycle.push(cycle[0].clone());
             return cycle;
         }

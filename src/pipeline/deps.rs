@@ -29,20 +29,28 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
         line,
         message,
     };
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| {
+    let mut statements =
+        DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
             let message = match &e {
                 DataFusionError::SQL(inner, _) => inner.to_string(),
                 other => other.to_string(),
             };
             // An error at the end of input has no location; it is on the last line.
-            let line = error_line(&message)
-                .or_else(|| message.ends_with("EOF").then(|| sql.trim_end().lines().count()));
+            let line = error_line(&message).or_else(|| {
+                message
+                    .ends_with("EOF")
+                    .then(|| sql.trim_end().lines().count())
+            });
             parse_err(message, line)
         })?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
-        (None, _) => return Err(parse_err("the task's SQL is empty; write one SELECT".into(), None)),
+        (None, _) => {
+            return Err(parse_err(
+                "the task's SQL is empty; write one SELECT".into(),
+                None,
+            ))
+        }
         (Some(_), false) => {
             return Err(parse_err(
                 "the task's SQL has several statements; a task is exactly one SELECT".into(),
@@ -58,8 +66,8 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
             Some(1),
         ));
     }
-    let (relations, _ctes) = resolve_table_references(&statement, true)
-        .map_err(|e| parse_err(e.to_string(), None))?;
+    let (relations, _ctes) =
+        resolve_table_references(&statement, true).map_err(|e| parse_err(e.to_string(), None))?;
     Ok(ParsedTask {
         statement,
         relations,
@@ -104,9 +112,11 @@ mod tests {
 
     #[test]
     fn rejects_non_queries_and_reports_lines() {
-        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE )").unwrap_err();
+        let err =
+            extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE )").unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
-        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE (").unwrap_err();
+        let err =
+            extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE (").unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
         let err = extract_relations("t", Path::new("t.sql"), "DROP TABLE p.a").unwrap_err();
         assert!(err.to_string().contains("single query"), "{err}");

@@ -167,7 +167,6 @@ impl Project {
         }
         Ok(env)
     }
-
 }
 
 fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeline> {
@@ -255,19 +254,34 @@ mod tests {
     #[test]
     fn discovers_pipelines_tasks_and_macros() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "environments/local.toml", "[warehouse]\nroot = \"w\"\n");
-        write(dir.path(), "sql/macros/m.sql", "{% macro x() %}1{% endmacro %}");
+        write(
+            dir.path(),
+            "environments/local.toml",
+            "[warehouse]\nroot = \"w\"\n",
+        );
+        write(
+            dir.path(),
+            "sql/macros/m.sql",
+            "{% macro x() %}1{% endmacro %}",
+        );
         write(dir.path(), "sql/p/a.sql", "SELECT 1 AS a");
         write(dir.path(), "sql/p/b.sql", "SELECT a FROM {{ ref('a') }}");
         write(dir.path(), "sql/p/seeds/s.csv", "a\n1\n");
-        write(dir.path(), "sql/p/pipeline.toml", "[tasks.b]\nmaterialized = \"append\"\n");
+        write(
+            dir.path(),
+            "sql/p/pipeline.toml",
+            "[tasks.b]\nmaterialized = \"append\"\n",
+        );
         let project = Project::load(dir.path()).unwrap();
         let p = project.pipeline("p").unwrap();
         assert_eq!(p.tasks.len(), 2);
         assert_eq!(p.task("b").unwrap().config.materialized.as_str(), "append");
         assert_eq!(project.macros().len(), 1);
         assert_eq!(project.environment_names(), ["local"]);
-        assert!(matches!(project.pipeline("q"), Err(Error::UnknownPipeline { .. })));
+        assert!(matches!(
+            project.pipeline("q"),
+            Err(Error::UnknownPipeline { .. })
+        ));
         assert!(matches!(
             project.environment("prod"),
             Err(Error::UnknownEnvironment { .. })
@@ -278,7 +292,11 @@ mod tests {
     fn a_task_setting_without_a_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "sql/p/a.sql", "SELECT 1 AS a");
-        write(dir.path(), "sql/p/pipeline.toml", "[tasks.c]\nmaterialized = \"append\"\n");
+        write(
+            dir.path(),
+            "sql/p/pipeline.toml",
+            "[tasks.c]\nmaterialized = \"append\"\n",
+        );
         let err = Project::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("[tasks.c]") && err.contains("c.sql"), "{err}");
     }

@@ -198,11 +198,12 @@ type RefFn = dyn Fn(&State, String, Option<String>) -> Result<Value, minijinja::
     + 'static;
 
 fn make_ref(tasks: Arc<BTreeMap<PipelineName, BTreeSet<TaskName>>>) -> Box<RefFn> {
-    Box::new(move |state: &State, first: String, second: Option<String>| {
-        let (pipeline, task) = match second {
-            Some(task) => (first, task),
-            None => {
-                let current = state
+    Box::new(
+        move |state: &State, first: String, second: Option<String>| {
+            let (pipeline, task) = match second {
+                Some(task) => (first, task),
+                None => {
+                    let current = state
                     .lookup(PIPELINE_KEY)
                     .and_then(|v| v.as_str().map(str::to_string))
                     .ok_or_else(|| {
@@ -210,24 +211,35 @@ fn make_ref(tasks: Arc<BTreeMap<PipelineName, BTreeSet<TaskName>>>) -> Box<RefFn
                             "ref('{first}') needs the pipeline here; write ref('<pipeline>', '{first}')"
                         ))
                     })?;
-                (current, first)
-            }
-        };
-        let Some((pipeline_name, known)) = tasks.get_key_value(pipeline.as_str()) else {
-            return Err(fail(format!(
-                "ref() names unknown pipeline `{pipeline}`; known pipelines: {}",
-                tasks.keys().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        };
-        let Some(task_name) = known.get(task.as_str()) else {
-            return Err(fail(format!(
-                "ref() names unknown task `{task}` of pipeline `{pipeline}`; its tasks: {}",
-                known.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        };
-        lock(&deps(state).refs).insert((pipeline_name.clone(), task_name.clone()));
-        Ok(Value::from_safe_string(format!("{pipeline_name}.{task_name}")))
-    })
+                    (current, first)
+                }
+            };
+            let Some((pipeline_name, known)) = tasks.get_key_value(pipeline.as_str()) else {
+                return Err(fail(format!(
+                    "ref() names unknown pipeline `{pipeline}`; known pipelines: {}",
+                    tasks
+                        .keys()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            let Some(task_name) = known.get(task.as_str()) else {
+                return Err(fail(format!(
+                    "ref() names unknown task `{task}` of pipeline `{pipeline}`; its tasks: {}",
+                    known
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            lock(&deps(state).refs).insert((pipeline_name.clone(), task_name.clone()));
+            Ok(Value::from_safe_string(format!(
+                "{pipeline_name}.{task_name}"
+            )))
+        },
+    )
 }
 
 type SourceFn =

@@ -50,7 +50,10 @@ fn renders_context_refs_sources_vars_and_macros() {
         "SELECT CASE WHEN y = 0 THEN NULL ELSE x / y END AS r, 3 AS n, 'FR' AS c,\n'2024-03-01' AS ds, '202403012024-02-292024-03-02' AS d, 'local' AS e\nFROM p.base JOIN crm.users ON true WHERE 0 = 0"
     );
     assert_eq!(r.refs.len(), 1);
-    assert_eq!(r.sources.iter().next().unwrap(), &("crm".into(), "users".into()));
+    assert_eq!(
+        r.sources.iter().next().unwrap(),
+        &("crm".into(), "users".into())
+    );
 }
 
 #[test]
@@ -72,7 +75,11 @@ fn overrides_win_and_strings_are_quoted_against_injection() {
 
 #[rstest::rstest]
 #[case::unquoted_var("SELECT {{ var('country') }}", 1, "sql_string")]
-#[case::unquoted_var_in_list("SELECT 1\n{% for c in var('xs', ['FR']) %}{{ c }}{% endfor %}", 2, "sql_string")]
+#[case::unquoted_var_in_list(
+    "SELECT 1\n{% for c in var('xs', ['FR']) %}{{ c }}{% endfor %}",
+    2,
+    "sql_string"
+)]
 #[case::undefined("SELECT 1\nFROM {{ nope }}", 2, "undefined value")]
 #[case::unknown_ref("SELECT 1\n\nFROM {{ ref('nope') }}", 3, "unknown task `nope`")]
 #[case::unknown_pipeline("SELECT * FROM {{ ref('q', 'base') }}", 1, "unknown pipeline `q`")]
@@ -93,7 +100,11 @@ fn template_errors_name_file_and_line(
             ..
         } => {
             assert_eq!(file, Path::new("sql/p/t.sql"), "{err}");
-            assert!(err.to_string().starts_with(&format!("sql/p/t.sql:{line}: ")), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("sql/p/t.sql:{line}: ")),
+                "{err}"
+            );
             assert_eq!(*l, Some(line), "{err}");
             assert!(message.contains(needle), "{message}");
         }
@@ -104,7 +115,10 @@ fn template_errors_name_file_and_line(
 #[test]
 fn macro_syntax_errors_name_the_macro_file() {
     let err = render(
-        &[("sql/macros/bad.sql", "{% macro x() %}\n{{ }}\n{% endmacro %}")],
+        &[(
+            "sql/macros/bad.sql",
+            "{% macro x() %}\n{{ }}\n{% endmacro %}",
+        )],
         "base",
         &Vars::new(),
     )

@@ -42,18 +42,27 @@ fn version(report: &quern::RunReport, task: &str) -> u64 {
 
 /// The seed events as (date, user, type, country code).
 fn seed_events() -> Vec<(String, String, String, String)> {
-    let text = std::fs::read_to_string(crate::common::repo_root().join("sql/events/seeds/raw_events.csv")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::repo_root().join("sql/events/seeds/raw_events.csv"))
+            .unwrap();
     text.lines()
         .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[3][..10].to_string(), f[1].to_string(), f[2].to_string(), f[4].to_string())
+            (
+                f[3][..10].to_string(),
+                f[1].to_string(),
+                f[2].to_string(),
+                f[4].to_string(),
+            )
         })
         .collect()
 }
 
 fn country_names() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(crate::common::repo_root().join("sql/events/seeds/countries.csv")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::repo_root().join("sql/events/seeds/countries.csv"))
+            .unwrap();
     text.lines()
         .skip(1)
         .map(|l| {
@@ -69,13 +78,21 @@ fn expected_events(day: &str) -> (usize, BTreeMap<String, usize>) {
     let names = country_names();
     let kept: Vec<_> = seed_events()
         .into_iter()
-        .filter(|(d, user, kind, _)| d == day && !user.is_empty() && kind != "debug" && kind != "heartbeat")
+        .filter(|(d, user, kind, _)| {
+            d == day && !user.is_empty() && kind != "debug" && kind != "heartbeat"
+        })
         .collect();
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (_, user, _, cc) in &kept {
-        users.entry(names[cc].clone()).or_default().insert(user.clone());
+        users
+            .entry(names[cc].clone())
+            .or_default()
+            .insert(user.clone());
     }
-    (kept.len(), users.into_iter().map(|(c, u)| (c, u.len())).collect())
+    (
+        kept.len(),
+        users.into_iter().map(|(c, u)| (c, u.len())).collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +102,16 @@ async fn events_pipeline_over_two_days_and_a_rerun() {
 
     let first = run(&engine, "events", "2024-03-01").await;
     assert_eq!(version(&first, "events_by_day"), 0);
-    let day1 = rows(&engine, "SELECT * FROM events.events_by_day ORDER BY event_id").await;
-    let dau1 = rows(&engine, "SELECT * FROM events.daily_active_users ORDER BY country").await;
+    let day1 = rows(
+        &engine,
+        "SELECT * FROM events.events_by_day ORDER BY event_id",
+    )
+    .await;
+    let dau1 = rows(
+        &engine,
+        "SELECT * FROM events.daily_active_users ORDER BY country",
+    )
+    .await;
 
     run(&engine, "events", "2024-03-02").await;
     let rerun = run(&engine, "events", "2024-03-01").await;
@@ -94,7 +119,11 @@ async fn events_pipeline_over_two_days_and_a_rerun() {
 
     for day in ["2024-03-01", "2024-03-02"] {
         let (events, dau) = expected_events(day);
-        let got = rows(&engine, &format!("SELECT count(*) FROM events.events_by_day WHERE event_date = DATE '{day}'")).await;
+        let got = rows(
+            &engine,
+            &format!("SELECT count(*) FROM events.events_by_day WHERE event_date = DATE '{day}'"),
+        )
+        .await;
         assert_eq!(got, [[events.to_string()]], "{day}");
         let got: BTreeMap<String, usize> = rows(
             &engine,
@@ -107,7 +136,11 @@ async fn events_pipeline_over_two_days_and_a_rerun() {
         assert_eq!(got, dau, "{day}");
     }
     // The rerun replaced day 1 with exactly the same rows and left day 2 alone.
-    let again = rows(&engine, "SELECT * FROM events.events_by_day WHERE event_date = DATE '2024-03-01' ORDER BY event_id").await;
+    let again = rows(
+        &engine,
+        "SELECT * FROM events.events_by_day WHERE event_date = DATE '2024-03-01' ORDER BY event_id",
+    )
+    .await;
     assert_eq!(again, day1);
     let dau_again = rows(&engine, "SELECT * FROM events.daily_active_users WHERE event_date = DATE '2024-03-01' ORDER BY country").await;
     assert_eq!(dau_again, dau1);
@@ -151,7 +184,10 @@ async fn reporting_odds_ratio_matches_the_hand_computed_2x2_table() {
 
     let got = rows(&engine, "SELECT ds, exposed_converted, exposed_not_converted, unexposed_converted, unexposed_not_converted, odds_ratio, ci_low, ci_high FROM reporting.odds_ratio ORDER BY ds").await;
     assert_eq!(got.len(), 2);
-    for (row, (ds, [a, b, c, d])) in got.iter().zip([("2024-03-01", [6.0, 14.0, 3.0, 27.0]), ("2024-03-02", [5.0, 5.0, 5.0, 15.0])]) {
+    for (row, (ds, [a, b, c, d])) in got.iter().zip([
+        ("2024-03-01", [6.0, 14.0, 3.0, 27.0]),
+        ("2024-03-02", [5.0, 5.0, 5.0, 15.0]),
+    ]) {
         assert_eq!(row[0], ds);
         let cells: Vec<f64> = row[1..5].iter().map(|v| v.parse().unwrap()).collect();
         assert_eq!(cells, [a, b, c, d]);
@@ -178,7 +214,8 @@ async fn reporting_odds_ratio_matches_the_hand_computed_2x2_table() {
 async fn a_var_changes_the_result() {
     let project = TempProject::new();
     let engine = project.engine("local");
-    let options = RunOptions::new("2024-03-01".parse::<RunDate>().unwrap()).with_var("campaign", "newsletter");
+    let options = RunOptions::new("2024-03-01".parse::<RunDate>().unwrap())
+        .with_var("campaign", "newsletter");
     let report = engine.run("reporting", &options).await.unwrap();
     assert!(report.succeeded());
     let got = rows(&engine, "SELECT campaign, exposed_converted, exposed_not_converted, unexposed_converted, unexposed_not_converted FROM reporting.odds_ratio").await;
@@ -215,10 +252,20 @@ async fn table_and_append_materializations() {
 
     // --select: only the selected task is written.
     let before = project.warehouse_state();
-    let options = RunOptions::new("2024-03-03".parse::<RunDate>().unwrap()).with_select("event_counts".parse().unwrap());
+    let options = RunOptions::new("2024-03-03".parse::<RunDate>().unwrap())
+        .with_select("event_counts".parse().unwrap());
     let report = engine.run("events", &options).await.unwrap();
     assert!(report.succeeded());
     assert_eq!(report.tasks.len(), 1);
-    let changed: Vec<_> = project.warehouse_state().into_iter().filter(|f| !before.contains(f)).collect();
-    assert!(changed.iter().all(|f| f.starts_with("events/event_counts/")), "{changed:?}");
+    let changed: Vec<_> = project
+        .warehouse_state()
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|f| f.starts_with("events/event_counts/")),
+        "{changed:?}"
+    );
 }

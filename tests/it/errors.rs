@@ -70,7 +70,9 @@ fn a_task_failing_at_run_time_leaves_its_table_and_skips_downstream() {
     // Plans fine (the cast is valid for the planner) but fails on the first row.
     project.write(
         "sql/events/events_by_day.sql",
-        &project.read("sql/events/events_by_day.sql").replace("e.event_id,", "CAST(e.user_id AS INT) AS event_id,"),
+        &project
+            .read("sql/events/events_by_day.sql")
+            .replace("e.event_id,", "CAST(e.user_id AS INT) AS event_id,"),
     );
     let before = project.warehouse_state();
     let out = project.quern(&["run", "events", "--ds", "2024-03-02"]);
@@ -85,7 +87,10 @@ fn a_task_failing_at_run_time_leaves_its_table_and_skips_downstream() {
 #[test]
 fn error_messages_read_well() {
     let project = TempProject::new();
-    project.write(DAU, "SELECT event_date,\n  no_such_column\nFROM {{ ref('events_by_day') }}");
+    project.write(
+        DAU,
+        "SELECT event_date,\n  no_such_column\nFROM {{ ref('events_by_day') }}",
+    );
     let out = project.quern(&["plan", "events", "--ds", "2024-03-01"]);
     let err = stderr(&out).replace(&project.path().display().to_string(), "[project]");
     insta::assert_snapshot!(err);

@@ -35,9 +35,15 @@ fn every_task_renders_per_environment() {
         let p = &prod.iter().find(|(n, _)| n == task).unwrap().1;
         a != p
     };
-    assert!(differs("events.clean_events"), "excluded event types differ");
+    assert!(
+        differs("events.clean_events"),
+        "excluded event types differ"
+    );
     assert!(differs("events.daily_active_users"), "min_events differs");
-    assert!(differs("reporting.exposure_contingency"), "campaign differs");
+    assert!(
+        differs("reporting.exposure_contingency"),
+        "campaign differs"
+    );
     assert!(!differs("events.events_by_day"));
 }
 
