@@ -63,5 +63,10 @@ pub use error::{Error, Result};
 pub use pipeline::{Dag, MacroFile, Pipeline, Project, Selector, Task};
 pub use template::{RenderedTask, Renderer, RunDate, Vars};
 
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Re-exported so embedders use the same DataFusion (and its Arrow) as quern.
 pub use datafusion;
