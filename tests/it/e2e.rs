@@ -269,3 +269,44 @@ async fn table_and_append_materializations() {
         "{changed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_overwrite_replaces_exactly_the_partitions_in_the_output() {
+    let project = TempProject::new();
+    project.write(
+        "sql/events/pipeline.toml",
+        &format!(
+            "{}\n[tasks.daily]\nmaterialized = \"partition\"\npartition_by = [\"day\", \"kind\"]\n",
+            project.read("sql/events/pipeline.toml")
+        ),
+    );
+    // The output covers the run day and the day before, for two kinds; the value
+    // says which run wrote the row.
+    project.write(
+        "sql/events/daily.sql",
+        "SELECT * FROM (VALUES\n  (DATE '{{ prev_ds }}', 'a', '{{ ds }}'), (DATE '{{ ds }}', 'a', '{{ ds }}'), (DATE '{{ ds }}', 'b', '{{ ds }}')\n) AS t(day, kind, written_by)",
+    );
+    let engine = project.engine("local");
+    let select = |ds: &str| {
+        RunOptions::new(ds.parse::<RunDate>().unwrap()).with_select("daily".parse().unwrap())
+    };
+    for ds in ["2024-03-02", "2024-03-03"] {
+        let report = engine.run("events", &select(ds)).await.unwrap();
+        assert!(report.succeeded(), "{:?}", report.first_error());
+    }
+    let got = rows(
+        &engine,
+        "SELECT day, kind, written_by FROM events.daily ORDER BY day, kind",
+    )
+    .await;
+    assert_eq!(
+        got,
+        [
+            ["2024-03-01", "a", "2024-03-02"],
+            ["2024-03-02", "a", "2024-03-03"],
+            ["2024-03-02", "b", "2024-03-02"],
+            ["2024-03-03", "a", "2024-03-03"],
+            ["2024-03-03", "b", "2024-03-03"],
+        ]
+    );
+}
