@@ -194,6 +194,17 @@ pub enum Error {
         source: Box<DataFusionError>,
     },
 
+    /// A pipeline test file is malformed or does not fit its task.
+    #[error("{}: test `{test}`: {message}", file.display())]
+    TestFile {
+        /// The test file.
+        file: PathBuf,
+        /// The test's name (or its position in the file).
+        test: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+
     /// A write target lies outside the roots the environment may write.
     #[error("task `{task}` would write {uri}, outside the roots environment `{env}` may write ({})", allowed.join(", "))]
     ForbiddenWrite {

@@ -50,6 +50,7 @@ mod engine;
 mod error;
 mod pipeline;
 mod template;
+pub mod testing;
 
 pub use config::{
     EngineSettings, Environment, Materialization, MlflowSettings, PipelineConfig, PipelineName,

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+
+use quern::testing::TestRunner;
 use quern::{Engine, Project, RunDate, RunOptions, Selector};
 
 /// quern: Jinja-templated SQL pipelines planned by DataFusion into Delta Lake tables.
@@ -18,14 +21,10 @@ pub struct Cli {
     /// The project folder (holding sql/ and environments/).
     #[arg(long, global = true, default_value = ".")]
     project: PathBuf,
-    /// The environment (environments/<NAME>.toml).
-    #[arg(
-        long = "env",
-        global = true,
-        env = "QUERN_ENV",
-        default_value = "local"
-    )]
-    env: String,
+    /// The environment (environments/<NAME>.toml) [default: local]. For `test`: only
+    /// that environment's tests and golden files (default: all).
+    #[arg(long = "env", global = true, env = "QUERN_ENV")]
+    env: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +78,15 @@ enum Command {
         #[command(flatten)]
         date_vars: DateVars,
     },
+    /// Run the pipeline tests: row tests in sql/<pipeline>/tests/*.toml and golden
+    /// rendered SQL per environment. In-process; reads and writes no table.
+    Test {
+        /// <pipeline> or <pipeline>/<task> (default: every pipeline).
+        target: Option<String>,
+        /// Rewrite the golden SQL files with the current rendering.
+        #[arg(long)]
+        update: bool,
+    },
     /// Run ad-hoc SQL over the environment's tables (pipeline.task) and sources.
     Query {
         /// The SQL query.
@@ -118,19 +126,40 @@ fn options(date_vars: &DateVars, select: &[String]) -> Result<RunOptions> {
     Ok(options)
 }
 
+fn project(cli: &Cli) -> Result<Project> {
+    Project::load(&cli.project)
+        .with_context(|| format!("cannot load the project in {}", cli.project.display()))
+}
+
 fn engine(cli: &Cli) -> Result<Engine> {
-    let project = Project::load(&cli.project)
-        .with_context(|| format!("cannot load the project in {}", cli.project.display()))?;
-    Ok(Engine::builder(project)
-        .with_environment(cli.env.clone())
+    let env = cli.env.clone().unwrap_or_else(|| "local".to_string());
+    Ok(Engine::builder(project(cli)?)
+        .with_environment(env)
         .build()?)
 }
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to its end.
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
-    let engine = engine(&cli)?;
     let mut out = std::io::stdout().lock();
+    if let Command::Test { target, update } = &cli.command {
+        let mut runner = TestRunner::new(project(&cli)?).with_update(*update);
+        if let Some(t) = target {
+            runner = runner.with_filter(t);
+        }
+        if let Some(env) = &cli.env {
+            runner = runner.with_env(env.clone());
+        }
+        let report = runner.run().await?;
+        writeln!(out, "{report}")?;
+        return Ok(if report.failed() > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let engine = engine(&cli)?;
     match &cli.command {
+        Command::Test { .. } => unreachable!("handled above"),
         Command::Render { target, date_vars } => {
             let options = options(date_vars, &[])?;
             let (pipeline, task) = match target.split_once('/') {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Dag, Project, Selector};
 use crate::template::{RenderedTask, Renderer, RunDate, Vars};
 
-pub(crate) use storage::Warehouse;
+pub(crate) use storage::{ensure_schema, Warehouse};
 
 /// What a render, plan or run is for: the run date, var overrides and a task selection.
 #[derive(Debug, Clone)]

@@ -5,4 +5,5 @@ mod cli;
 mod common;
 mod e2e;
 mod errors;
+mod pipeline_tests;
 mod render;

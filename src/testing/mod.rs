@@ -1,0 +1,513 @@
+//! Pipeline tests, runnable from `quern test` and from an embedder's `#[test]`.
+//!
+//! Two kinds of test:
+//!
+//! - **Row tests** in `sql/<pipeline>/tests/*.toml`: a task is rendered for an
+//!   environment, `ds` and vars, its inputs are replaced by the given rows (in-memory
+//!   tables), and it runs on the same engine as production. The output is compared
+//!   with the expected rows, or the error with `expect_error`. Nothing is read from or
+//!   written to a warehouse, S3 or the environment's sources.
+//! - **Golden SQL**: each task's rendered SQL for each environment is compared with
+//!   `sql/<pipeline>/tests/golden/<env>/<task>.sql` (rendered for `ds` =
+//!   [`GOLDEN_DS`]), normalized through sqlparser. [`TestRunner::with_update`]
+//!   rewrites the golden files.
+//!
+//! ```no_run
+//! # async fn example() -> quern::Result<()> {
+//! use quern::testing::TestRunner;
+//! use quern::Project;
+//!
+//! let report = TestRunner::new(Project::load(".")?)
+//!     .with_filter("reporting/odds_ratio")
+//!     .run()
+//!     .await?;
+//! report.assert_passed(); // panics with every failure's diff
+//! # Ok(())
+//! # }
+//! ```
+
+mod compare;
+mod data;
+mod golden;
+mod spec;
+
+pub use golden::GOLDEN_DS;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::pipeline::{extract_relations, Pipeline, Project};
+use crate::template::{RunDate, Vars};
+use crate::Renderer;
+
+use compare::{Comparison, Row};
+use spec::{TestFile, TestSpec};
+
+/// The outcome of one test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The test passed.
+    Passed,
+    /// The test failed; the text says how (a diff of rows or of SQL).
+    Failed(String),
+}
+
+/// One test's result.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// `<file> › <test name>` for a row test, `golden <pipeline>/<task>@<env>` for SQL.
+    pub name: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl TestResult {
+    fn passed(name: String) -> Self {
+        TestResult {
+            name,
+            outcome: Outcome::Passed,
+        }
+    }
+
+    fn failed(name: String, why: String) -> Self {
+        TestResult {
+            name,
+            outcome: Outcome::Failed(why),
+        }
+    }
+
+    /// Whether the test passed.
+    pub fn passed_ok(&self) -> bool {
+        self.outcome == Outcome::Passed
+    }
+}
+
+/// The results of a test run.
+#[derive(Debug, Clone, Default)]
+pub struct TestReport {
+    /// Every test, in the order they ran.
+    pub results: Vec<TestResult>,
+}
+
+impl TestReport {
+    /// How many passed.
+    pub fn passed(&self) -> usize {
+        self.results.iter().filter(|r| r.passed_ok()).count()
+    }
+
+    /// How many failed.
+    pub fn failed(&self) -> usize {
+        self.results.len() - self.passed()
+    }
+
+    /// Panics with the whole report when a test failed: for use in `#[test]`.
+    #[track_caller]
+    pub fn assert_passed(&self) {
+        if self.failed() > 0 {
+            panic!("pipeline tests failed:\n{self}");
+        }
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.results {
+            match &r.outcome {
+                Outcome::Passed => writeln!(f, "ok      {}", r.name)?,
+                Outcome::Failed(why) => {
+                    writeln!(f, "FAILED  {}", r.name)?;
+                    for line in why.lines() {
+                        writeln!(f, "        {line}")?;
+                    }
+                }
+            }
+        }
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}
+
+/// Runs a project's pipeline tests; see the [module docs](self).
+#[derive(Debug)]
+#[must_use]
+pub struct TestRunner {
+    project: Arc<Project>,
+    pipeline: Option<String>,
+    task: Option<String>,
+    env: Option<String>,
+    update: bool,
+}
+
+impl TestRunner {
+    /// Every test of every pipeline of `project`.
+    pub fn new(project: Project) -> Self {
+        TestRunner {
+            project: Arc::new(project),
+            pipeline: None,
+            task: None,
+            env: None,
+            update: false,
+        }
+    }
+
+    /// Only `pipeline` or `pipeline/task`.
+    pub fn with_filter(mut self, target: &str) -> Self {
+        match target.split_once('/') {
+            Some((p, t)) => {
+                self.pipeline = Some(p.to_string());
+                self.task = Some(t.to_string());
+            }
+            None => self.pipeline = Some(target.to_string()),
+        }
+        self
+    }
+
+    /// Only row tests for environment `env` and golden files of `env`.
+    pub fn with_env(mut self, env: impl Into<String>) -> Self {
+        self.env = Some(env.into());
+        self
+    }
+
+    /// Rewrite the golden SQL files instead of comparing them.
+    pub fn with_update(mut self, update: bool) -> Self {
+        self.update = update;
+        self
+    }
+
+    /// Runs the tests. A malformed test file is an error naming it; a failing test is a
+    /// [`Outcome::Failed`] in the report.
+    pub async fn run(&self) -> Result<TestReport> {
+        let project = &self.project;
+        let pipelines: Vec<&Pipeline> = match &self.pipeline {
+            Some(name) => vec![project.pipeline(name)?],
+            None => project.pipelines().values().collect(),
+        };
+        if let (Some(task), Some(p)) = (&self.task, pipelines.first()) {
+            p.task(task)?;
+        }
+        if let Some(env) = &self.env {
+            project.environment(env)?;
+        }
+        let mut report = TestReport::default();
+        let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
+        for pipeline in pipelines {
+            for file in test_files(project, pipeline)? {
+                let shown = file
+                    .strip_prefix(project.root())
+                    .unwrap_or(&file)
+                    .to_path_buf();
+                let tests = TestFile::load(&file, &shown)?;
+                for (i, spec) in tests.test.iter().enumerate() {
+                    if self.task.as_deref().is_some_and(|t| t != spec.task) {
+                        continue;
+                    }
+                    let env = spec.env.clone().unwrap_or_else(|| "local".into());
+                    if self.env.as_ref().is_some_and(|e| *e != env) {
+                        continue;
+                    }
+                    let engine = match engines.get(&env) {
+                        Some(e) => e.clone(),
+                        None => {
+                            let e = Engine::builder(Project::clone(project))
+                                .with_environment(env.clone())
+                                .build()?;
+                            engines.insert(env.clone(), e.clone());
+                            e
+                        }
+                    };
+                    let label = spec
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("{} #{}", spec.task, i + 1));
+                    let case = Case {
+                        engine: &engine,
+                        pipeline,
+                        spec,
+                        file: &shown,
+                        dir: file.parent().unwrap_or(project.root()),
+                        label: &label,
+                    };
+                    let outcome = case.run().await?;
+                    report.results.push(TestResult {
+                        name: format!("{} › {label}", shown.display()),
+                        outcome,
+                    });
+                }
+            }
+            let envs: Vec<String> = match &self.env {
+                Some(e) => vec![e.clone()],
+                None => project.environment_names().to_vec(),
+            };
+            for env in envs {
+                report.results.extend(golden::check(
+                    project,
+                    pipeline,
+                    &env,
+                    self.task.as_deref(),
+                    self.update,
+                )?);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Runs every test of the test file at `path` (relative to the project folder, e.g.
+/// `sql/reporting/tests/odds_ratio.toml`) and returns the report.
+pub async fn run_test_file(project: Project, path: impl AsRef<Path>) -> Result<TestReport> {
+    let path = path.as_ref();
+    let pipeline_name = path
+        .strip_prefix("sql")
+        .ok()
+        .and_then(|p| p.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "test file",
+            value: path.display().to_string(),
+            message: "expected sql/<pipeline>/tests/<file>.toml".into(),
+        })?;
+    let project = Arc::new(project);
+    let pipeline = project.pipeline(&pipeline_name)?;
+    let full = project.root().join(path);
+    let tests = TestFile::load(&full, path)?;
+    let mut report = TestReport::default();
+    for (i, spec) in tests.test.iter().enumerate() {
+        let engine = Engine::builder(Project::clone(&project))
+            .with_environment(spec.env.clone().unwrap_or_else(|| "local".into()))
+            .build()?;
+        let label = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{} #{}", spec.task, i + 1));
+        let case = Case {
+            engine: &engine,
+            pipeline,
+            spec,
+            file: path,
+            dir: full.parent().unwrap_or(project.root()),
+            label: &label,
+        };
+        let outcome = case.run().await?;
+        report.results.push(TestResult {
+            name: format!("{} › {label}", path.display()),
+            outcome,
+        });
+    }
+    Ok(report)
+}
+
+fn test_files(project: &Project, pipeline: &Pipeline) -> Result<Vec<PathBuf>> {
+    let dir = project
+        .root()
+        .join("sql")
+        .join(pipeline.name.as_str())
+        .join("tests");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(&dir, err)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// One row test being run.
+struct Case<'a> {
+    engine: &'a Engine,
+    pipeline: &'a Pipeline,
+    spec: &'a TestSpec,
+    file: &'a Path,
+    dir: &'a Path,
+    label: &'a str,
+}
+
+impl Case<'_> {
+    fn bad_file(&self, message: String) -> Error {
+        Error::TestFile {
+            file: self.file.to_path_buf(),
+            test: self.label.to_string(),
+            message,
+        }
+    }
+
+    async fn run(&self) -> Result<Outcome> {
+        let spec = self.spec;
+        let task = self.pipeline.tasks.get(spec.task.as_str()).ok_or_else(|| {
+            self.bad_file(format!(
+                "pipeline `{}` has no task `{}`; its tasks: {}",
+                self.pipeline.name,
+                spec.task,
+                self.pipeline
+                    .tasks
+                    .keys()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let ds: RunDate = match &spec.ds {
+            None => GOLDEN_DS.parse()?,
+            Some(toml::Value::String(s)) => {
+                s.parse().map_err(|e: Error| self.bad_file(e.to_string()))?
+            }
+            Some(toml::Value::Datetime(d)) if d.time.is_none() => d
+                .to_string()
+                .parse()
+                .map_err(|e: Error| self.bad_file(e.to_string()))?,
+            Some(other) => return Err(self.bad_file(format!("ds = {other} is not a date"))),
+        };
+        let mut vars = Vars::new();
+        for (k, v) in &spec.vars {
+            vars = vars.with(k.clone(), v.clone());
+        }
+        let project = self.engine.project();
+        let ctx = self.engine.session();
+
+        // Each given table must be one the task reads; each table it reads must be given.
+        let renderer = Renderer::new(project, self.engine.environment(), ds, &vars);
+        let rendered = match renderer.and_then(|r| r.render(task)) {
+            Ok(r) => r,
+            Err(e) => return Ok(self.error_outcome(&e)),
+        };
+        let parsed = match extract_relations(task.name.as_str(), &task.file, &rendered.sql) {
+            Ok(p) => p,
+            Err(e) => return Ok(self.error_outcome(&e)),
+        };
+        let reads: BTreeSet<String> = parsed.relations.iter().map(ToString::to_string).collect();
+        let mut given_names = BTreeSet::new();
+        for g in &spec.given {
+            let name = TableReference::from(g.table.as_str()).to_string();
+            if !reads.contains(&name) {
+                return Err(self.bad_file(format!(
+                    "given table `{}` is not read by task `{}`; it reads: {}",
+                    g.table,
+                    spec.task,
+                    if reads.is_empty() {
+                        "no table".to_string()
+                    } else {
+                        reads.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )));
+            }
+            let declared = data::parse_columns(&ctx, &g.columns)
+                .await
+                .map_err(|m| self.bad_file(format!("given `{}`: {m}", g.table)))?;
+            let (schema, batches) = match &g.csv {
+                Some(csv) => data::csv_batches(&ctx, &self.dir.join(csv), &declared).await,
+                None => data::rows_batch(&declared, &g.rows).map(|b| (b.schema(), vec![b])),
+            }
+            .map_err(|m| self.bad_file(format!("given `{}`: {m}", g.table)))?;
+            let table = MemTable::try_new(schema, vec![batches])
+                .map_err(|e| self.bad_file(e.to_string()))?;
+            let reference = TableReference::from(g.table.as_str());
+            if let Some(schema_name) = reference.schema() {
+                crate::engine::ensure_schema(&ctx, schema_name);
+            }
+            ctx.register_table(reference, Arc::new(table))
+                .map_err(|e| self.bad_file(e.to_string()))?;
+            given_names.insert(name);
+        }
+        if let Some(missing) = reads.iter().find(|r| !given_names.contains(*r)) {
+            return Err(self.bad_file(format!(
+                "task `{}` reads `{missing}`, but the test gives no rows for it; add [[test.given]] table = \"{missing}\"",
+                spec.task
+            )));
+        }
+
+        let result = async {
+            let plan = ctx
+                .state()
+                .statement_to_plan(parsed.statement.clone())
+                .await?;
+            let df = datafusion::prelude::DataFrame::new(ctx.state(), plan);
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+        }
+        .await;
+        let (schema, batches) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(self.error_outcome(&Error::plan(
+                    task.name.as_str(),
+                    task.file.clone(),
+                    e,
+                )))
+            }
+        };
+        let Some(expect) = &spec.expect else {
+            let want = spec.expect_error.as_deref().unwrap_or_default();
+            return Ok(Outcome::Failed(format!(
+                "expected an error containing {want:?}, but the task succeeded"
+            )));
+        };
+        let expected: Vec<Row> = match &expect.csv {
+            Some(csv) => {
+                let (_, b) = data::csv_batches(&ctx, &self.dir.join(csv), &[])
+                    .await
+                    .map_err(|m| self.bad_file(format!("expect: {m}")))?;
+                data::batch_rows(&b).map_err(|m| self.bad_file(m))?
+            }
+            None => expect
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    row.iter()
+                        .map(|(k, v)| {
+                            data::scalar(v).map(|s| (k.clone(), s)).map_err(|m| {
+                                self.bad_file(format!("expect row {}: column `{k}`: {m}", i + 1))
+                            })
+                        })
+                        .collect::<Result<Row>>()
+                })
+                .collect::<Result<_>>()?,
+        };
+        let mut columns: BTreeSet<String> = expect.columns.iter().cloned().collect();
+        if columns.is_empty() {
+            columns = expected.iter().flat_map(|r| r.keys().cloned()).collect();
+        }
+        if expected.is_empty() && expect.columns.is_empty() {
+            columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+        }
+        let actual = data::batch_rows(&batches).map_err(|m| self.bad_file(m))?;
+        let comparison = Comparison {
+            schema: &schema,
+            columns: &columns,
+            ordered: expect.ordered,
+            tolerance: expect.tolerance.unwrap_or(1e-9),
+        };
+        Ok(match comparison.diff(&expected, &actual) {
+            None => Outcome::Passed,
+            Some(diff) => Outcome::Failed(diff),
+        })
+    }
+
+    /// The outcome of a test whose task raised `err`.
+    fn error_outcome(&self, err: &Error) -> Outcome {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        match &self.spec.expect_error {
+            Some(want) if text.contains(want.as_str()) => Outcome::Passed,
+            Some(want) => Outcome::Failed(format!(
+                "expected an error containing {want:?}, got: {text}"
+            )),
+            None => Outcome::Failed(format!("the task failed: {text}")),
+        }
+    }
+}
