@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
 use url::Url;
 
-use super::storage::{ensure_schema, register_source};
+use super::storage::{ensure_schema, register_source, WriteGuard};
 use super::{Engine, RunOptions};
 use crate::config::{Materialization, PipelineName, TaskName};
 use crate::error::{Error, Result};
@@ -122,6 +122,16 @@ pub(super) async fn plan(
         }
     }
 
+    // Refuse writes outside the environment's roots before touching any storage, and
+    // before any secret is needed.
+    let guard = WriteGuard::new(project, env)?;
+    let root = super::Warehouse::root_url(project, env)?;
+    for name in dag.order().iter().filter(|t| selected.contains(*t)) {
+        if pipeline.tasks[name].config.materialized.writes() {
+            let url = super::storage::table_url(&root, &pipeline.name, name.as_str())?;
+            guard.check(name.as_str(), &url)?;
+        }
+    }
     let ctx = engine.session();
     let warehouse = engine.warehouse()?;
     ensure_schema(&ctx, pipeline_name);

@@ -26,12 +26,7 @@ pub(crate) struct Warehouse {
 
 impl Warehouse {
     pub(crate) fn new(project: &Project, env: &Environment) -> Result<Self> {
-        let root = resolve_env_vars(&env.warehouse.root, &env.file, "warehouse.root")?;
-        let root = location_url(project.root(), &root, true).map_err(|message| Error::Config {
-            file: env.file.clone(),
-            key: "warehouse.root".into(),
-            message,
-        })?;
+        let root = Self::root_url(project, env)?;
         let mut storage = StorageOptions::new();
         for (key, value) in &env.storage {
             let value = resolve_env_vars(value, &env.file, &format!("storage.{key}"))?;
@@ -40,19 +35,119 @@ impl Warehouse {
         Ok(Warehouse { root, storage })
     }
 
+    /// The warehouse root as a folder URL (secrets in it resolved).
+    pub(crate) fn root_url(project: &Project, env: &Environment) -> Result<Url> {
+        let root = resolve_env_vars(&env.warehouse.root, &env.file, "warehouse.root")?;
+        location_url(project.root(), &root, true).map_err(|message| Error::Config {
+            file: env.file.clone(),
+            key: "warehouse.root".into(),
+            message,
+        })
+    }
+
     /// `<root>/<pipeline>/<task>/`.
     pub(crate) fn table_url(&self, pipeline: &PipelineName, task: &str) -> Result<Url> {
-        self.root
-            .join(&format!("{pipeline}/{task}/"))
-            .map_err(|e| Error::InvalidArgument {
-                what: "table",
-                value: format!("{pipeline}.{task}"),
-                message: e.to_string(),
-            })
+        table_url(&self.root, pipeline, task)
     }
 
     pub(crate) fn storage(&self) -> &StorageOptions {
         &self.storage
+    }
+}
+
+/// `<root>/<pipeline>/<task>/`.
+pub(crate) fn table_url(root: &Url, pipeline: &PipelineName, task: &str) -> Result<Url> {
+    root.join(&format!("{pipeline}/{task}/"))
+        .map_err(|e| Error::InvalidArgument {
+            what: "table",
+            value: format!("{pipeline}.{task}"),
+            message: e.to_string(),
+        })
+}
+
+/// Where an environment may write: under its own warehouse root and its declared
+/// `write_roots`, and never under another environment's root. Checked for every task
+/// before anything runs.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteGuard {
+    env: String,
+    allowed: Vec<Url>,
+    /// Other environments' warehouse roots: (environment, root).
+    foreign: Vec<(String, String)>,
+}
+
+impl WriteGuard {
+    pub(crate) fn new(project: &Project, env: &Environment) -> Result<Self> {
+        let mut allowed = vec![Warehouse::root_url(project, env)?];
+        for (i, root) in env.warehouse.write_roots.iter().enumerate() {
+            let key = format!("warehouse.write_roots[{i}]");
+            let resolved = resolve_env_vars(root, &env.file, &key)?;
+            let url =
+                location_url(project.root(), &resolved, true).map_err(|message| Error::Config {
+                    file: env.file.clone(),
+                    key,
+                    message,
+                })?;
+            allowed.push(url);
+        }
+        let mut foreign = Vec::new();
+        for name in project.environment_names() {
+            if *name == env.name {
+                continue;
+            }
+            let other = project.environment(name)?;
+            // An unset `${VAR}` in another environment's root: compare with the part
+            // before it, which refuses more rather than less.
+            let root = match resolve_env_vars(&other.warehouse.root, &other.file, "warehouse.root")
+            {
+                Ok(r) => r,
+                Err(_) => other
+                    .warehouse
+                    .root
+                    .split("${")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            if root.is_empty() {
+                continue;
+            }
+            if let Ok(url) = location_url(project.root(), &root, true) {
+                foreign.push((name.clone(), url.to_string()));
+            }
+        }
+        Ok(WriteGuard {
+            env: env.name.clone(),
+            allowed,
+            foreign,
+        })
+    }
+
+    /// Refuses a write of `task` to `url` outside the environment's roots or under
+    /// another environment's root.
+    pub(crate) fn check(&self, task: &str, url: &Url) -> Result<()> {
+        let target = url.as_str();
+        let own = self
+            .allowed
+            .iter()
+            .any(|root| target.starts_with(root.as_str()));
+        let other = self
+            .foreign
+            .iter()
+            .find(|(_, root)| target.starts_with(root.as_str()));
+        if own && other.is_none() {
+            return Ok(());
+        }
+        let mut allowed: Vec<String> = self.allowed.iter().map(ToString::to_string).collect();
+        if let Some((env, root)) = other {
+            allowed.push(format!("and never under environment `{env}`'s root {root}"));
+        }
+        Err(Error::ForbiddenWrite {
+            task: task.to_string(),
+            env: self.env.clone(),
+            uri: url.to_string(),
+            allowed,
+        })
     }
 }
 

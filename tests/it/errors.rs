@@ -95,3 +95,49 @@ fn error_messages_read_well() {
     let err = stderr(&out).replace(&project.path().display().to_string(), "[project]");
     insta::assert_snapshot!(err);
 }
+
+#[test]
+fn an_environment_cannot_write_under_another_environments_root() {
+    let project = TempProject::new();
+    // alpha's root copied by mistake into the prod bucket, under prod's root.
+    let alpha = project.read("environments/alpha.toml").replace(
+        "root = \"s3://acme-alpha/warehouse\"",
+        "root = \"s3://acme-prod/warehouse/alpha\"",
+    );
+    project.write("environments/alpha.toml", &alpha);
+    let out = project.quern(&["--env", "alpha", "run", "events", "--ds", "2024-03-01"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("task `events_by_day` would write s3://acme-prod/warehouse/alpha/events/events_by_day/, outside the roots environment `alpha` may write"),
+        "{err}"
+    );
+    assert!(
+        err.contains("never under environment `prod`'s root s3://acme-prod/warehouse/"),
+        "{err}"
+    );
+
+    // A write root outside the warehouse is refused too, whatever the selection.
+    let local = project
+        .read("environments/local.toml")
+        .replace("root = \"warehouse\"", "root = \"../elsewhere\"");
+    project.write("environments/local.toml", &local);
+    let prod = project
+        .read("environments/prod.toml")
+        .replace("s3://acme-prod/warehouse", "../elsewhere");
+    project.write("environments/prod.toml", &prod);
+    let out = project.quern(&[
+        "run",
+        "events",
+        "--ds",
+        "2024-03-01",
+        "--select",
+        "daily_active_users",
+    ]);
+    assert!(
+        stderr(&out).contains("task `daily_active_users` would write"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!project.path().join("../elsewhere").exists());
+}
