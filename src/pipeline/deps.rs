@@ -1,6 +1,7 @@
 //! Parsing rendered SQL with sqlparser (through DataFusion's parser) and extracting the
 //! tables a query reads, to cross-check them with the task's `ref()` and `source()` calls.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use datafusion::common::TableReference;
@@ -66,12 +67,39 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
             Some(1),
         ));
     }
-    let (relations, _ctes) =
+    let (mut relations, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| parse_err(e.to_string(), None))?;
+    // Table functions (`range(…)`, `generate_series(…)`) are not tables.
+    let functions = table_functions(&statement);
+    relations.retain(|r| !(r.schema().is_none() && functions.contains(r.table())));
     Ok(ParsedTask {
         statement,
         relations,
     })
+}
+
+/// Lower-cased names of the table functions called in FROM clauses.
+fn table_functions(statement: &Statement) -> std::collections::BTreeSet<String> {
+    struct Collect(std::collections::BTreeSet<String>);
+    impl ast::Visitor for Collect {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &ast::TableFactor) -> ControlFlow<()> {
+            if let ast::TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } = factor
+            {
+                self.0.insert(name.to_string().to_lowercase());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut collect = Collect(Default::default());
+    if let Statement::Statement(s) = statement {
+        let _ = ast::Visit::visit(s.as_ref(), &mut collect);
+    }
+    collect.0
 }
 
 /// The line number in sqlparser's "… at Line: 3, Column: 7" messages.
@@ -108,6 +136,10 @@ mod tests {
         );
         assert_eq!(tables("SELECT 1 AS x"), Vec::<String>::new());
         assert_eq!(tables("SELECT * FROM P.A"), ["p.a"]);
+        assert_eq!(
+            tables("SELECT value FROM range(10) JOIN p.a ON true"),
+            ["p.a"]
+        );
     }
 
     #[test]
