@@ -7,3 +7,4 @@ mod e2e;
 mod errors;
 mod pipeline_tests;
 mod render;
+mod s3;
