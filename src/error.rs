@@ -194,6 +194,30 @@ pub enum Error {
         source: Box<DataFusionError>,
     },
 
+    /// A task's output columns differ from its table's, and the task does not allow
+    /// that (or a column changed type, which is never allowed).
+    #[error("task `{task}`: its output does not fit table {uri}:{}{}{}{}", 
+        if added.is_empty() { String::new() } else { format!(" new columns {};", added.join(", ")) },
+        if removed.is_empty() { String::new() } else { format!(" missing columns {};", removed.join(", ")) },
+        if changed.is_empty() { String::new() } else { format!(" changed types {};", changed.join(", ")) },
+        if changed.is_empty() {
+            " set on_schema_change = \"append_new_columns\" for the task in pipeline.toml to change the table's columns"
+        } else {
+            " a column's type cannot change in place: cast it back, or write a new table"
+        })]
+    SchemaChange {
+        /// The task.
+        task: String,
+        /// The table.
+        uri: String,
+        /// Output columns the table lacks.
+        added: Vec<String>,
+        /// Table columns the output lacks.
+        removed: Vec<String>,
+        /// Columns whose type changed.
+        changed: Vec<String>,
+    },
+
     /// A pipeline test file is malformed or does not fit its task.
     #[error("{}: test `{test}`: {message}", file.display())]
     TestFile {

@@ -53,8 +53,8 @@ mod template;
 pub mod testing;
 
 pub use config::{
-    EngineSettings, Environment, Materialization, MlflowSettings, PipelineConfig, PipelineName,
-    SourceFormat, SourceTable, TaskConfig, TaskName, WarehouseSettings,
+    EngineSettings, Environment, Materialization, MlflowSettings, OnSchemaChange, PipelineConfig,
+    PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName, WarehouseSettings,
 };
 pub use delta::WriteOutcome;
 pub use engine::{

@@ -42,8 +42,14 @@ pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
     )?;
     for (i, t) in plan.tasks.iter().enumerate() {
         let mut how = t.materialization.as_str().to_string();
-        if !t.partition_by.is_empty() {
-            how.push_str(&format!(" by {}", t.partition_by.join(", ")));
+        if !t.config.partition_by.is_empty() {
+            how.push_str(&format!(" by {}", t.config.partition_by.join(", ")));
+        }
+        if !t.config.unique_key.is_empty() {
+            how.push_str(&format!(" on {}", t.config.unique_key.join(", ")));
+        }
+        if t.evolve_schema {
+            how.push_str(", adds columns");
         }
         if !t.selected {
             how.push_str(", read by the selection");

@@ -19,8 +19,25 @@ pub enum Materialization {
     /// Dynamic partition overwrite: the partitions present in the task's output replace
     /// the same partitions in the table; every other partition is left alone.
     Partition,
+    /// Upsert on `unique_key`: rows whose key is in the table update it, the others
+    /// are inserted; with `delete_when`, matched rows meeting it are deleted.
+    Merge,
     /// Not written; downstream tasks read the task's query inline.
     View,
+}
+
+/// What a write does when the task's output has columns the table lacks (or lacks
+/// some of the table's): `on_schema_change` in `pipeline.toml`. A column whose type
+/// changed always fails before writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// Fail before writing, listing the differing columns.
+    #[default]
+    Fail,
+    /// Add the new columns to the table (older rows read them as NULL); columns the
+    /// output lacks are written as NULL.
+    AppendNewColumns,
 }
 
 impl Materialization {
@@ -30,6 +47,7 @@ impl Materialization {
             Materialization::Table => "table",
             Materialization::Append => "append",
             Materialization::Partition => "partition",
+            Materialization::Merge => "merge",
             Materialization::View => "view",
         }
     }
@@ -50,6 +68,17 @@ pub struct TaskConfig {
     /// The Delta partition columns (required for `partition`).
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// The key columns of a `merge`.
+    #[serde(default)]
+    pub unique_key: Vec<String>,
+    /// For `merge`: an SQL condition over the task's output row, named `source`, and
+    /// the table's row, named `target`; matched rows meeting it are deleted and
+    /// unmatched rows meeting it are not inserted (e.g. `"source.is_deleted"`).
+    #[serde(default)]
+    pub delete_when: Option<String>,
+    /// What to do when the output's columns differ from the table's.
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
     /// A free-text description shown by `plan` and `dag`.
     #[serde(default)]
     pub description: Option<String>,
@@ -94,18 +123,40 @@ impl PipelineConfig {
                         message: "a view is not written, so it cannot be partitioned".into(),
                     })
                 }
+                Materialization::Merge if t.unique_key.is_empty() => {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: key("unique_key"),
+                        message: "materialized = \"merge\" needs unique_key = [\"column\", …]"
+                            .into(),
+                    })
+                }
                 _ => {}
             }
-            if let Some(c) = t
-                .partition_by
-                .iter()
-                .find(|c| !super::names::is_identifier(c))
-            {
-                return Err(Error::Config {
-                    file: file.to_path_buf(),
-                    key: key("partition_by"),
-                    message: format!("`{c}` is not a lower-case column name"),
-                });
+            let merge_only = [
+                ("unique_key", !t.unique_key.is_empty()),
+                ("delete_when", t.delete_when.is_some()),
+            ];
+            for (name, set) in merge_only {
+                if set && t.materialized != Materialization::Merge {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: key(name),
+                        message: format!("`{name}` applies to materialized = \"merge\" only"),
+                    });
+                }
+            }
+            for (name, columns) in [
+                ("partition_by", &t.partition_by),
+                ("unique_key", &t.unique_key),
+            ] {
+                if let Some(c) = columns.iter().find(|c| !super::names::is_identifier(c)) {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: key(name),
+                        message: format!("`{c}` is not a lower-case column name"),
+                    });
+                }
             }
         }
         Ok(config)

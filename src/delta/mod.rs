@@ -4,17 +4,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::common::ScalarValue;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{col, lit, Expr, LogicalPlan};
+use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
 use datafusion::prelude::DataFrame;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::schema::cast::normalize_for_delta;
+use deltalake::kernel::StructType;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use url::Url;
 
-use crate::config::Materialization;
+use crate::config::{Materialization, TaskConfig};
 use crate::error::{Error, Result};
 
 /// Storage options (object_store / delta-rs keys) applied to a table URI.
@@ -60,18 +65,65 @@ pub(crate) async fn provider(table: &DeltaTable, url: &Url) -> Result<Arc<dyn Ta
     })
 }
 
-/// Writes `plan` to the table at `url` with `materialization`, in one commit.
+/// How the output's columns differ from an existing table's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SchemaDiff {
+    /// Output columns the table lacks, with their Delta types.
+    pub added: Vec<String>,
+    /// Table columns the output lacks.
+    pub removed: Vec<String>,
+    /// Columns whose type differs: "name: table type -> output type".
+    pub changed: Vec<String>,
+}
+
+impl SchemaDiff {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Compares a planned output schema with `table`'s, in Delta types (so `Utf8View`
+/// and `Utf8` are both `string`, nanosecond timestamps are `timestamp_ntz`).
+pub(crate) fn schema_diff(table: &DeltaTable, output: &SchemaRef) -> Result<SchemaDiff, String> {
+    let planned = StructType::try_from_arrow(normalize_for_delta(output).as_ref())
+        .map_err(|e| format!("the output has a type Delta cannot store: {e}"))?;
+    let existing = table.snapshot().map_err(|e| e.to_string())?.schema();
+    let mut diff = SchemaDiff::default();
+    for field in planned.fields() {
+        match existing.field(field.name()) {
+            None => diff
+                .added
+                .push(format!("{} ({})", field.name(), field.data_type())),
+            Some(t) if t.data_type() != field.data_type() => diff.changed.push(format!(
+                "{}: {} in the table, {} in the output",
+                field.name(),
+                t.data_type(),
+                field.data_type()
+            )),
+            Some(_) => {}
+        }
+    }
+    for field in existing.fields() {
+        if planned.field(field.name()).is_none() {
+            diff.removed.push(field.name().to_string());
+        }
+    }
+    Ok(diff)
+}
+
+/// Writes `plan` to the table at `url` as `config` says, in one commit.
 ///
 /// The plan's batches are streamed into Parquet files; nothing is collected. If the
 /// plan fails part-way nothing is committed, so the table keeps its previous version.
+/// `evolve` lets the commit change the table's columns (checked at plan time).
 pub(crate) async fn write(
     state: &SessionState,
     url: &Url,
     storage: &StorageOptions,
     table_name: &str,
     plan: LogicalPlan,
-    materialization: Materialization,
-    partition_by: &[String],
+    config: &TaskConfig,
+    evolve: bool,
 ) -> Result<WriteOutcome> {
     if url.scheme() == "file" {
         if let Ok(path) = url.to_file_path() {
@@ -88,10 +140,16 @@ pub(crate) async fn write(
             .build()
             .map_err(|source| delta_err(url, "create", source))?,
     };
+    let partition_by = &config.partition_by;
 
-    let (save_mode, replace_where) = match materialization {
+    let (save_mode, replace_where) = match config.materialized {
         Materialization::Table => (SaveMode::Overwrite, None),
         Materialization::Append => (SaveMode::Append, None),
+        Materialization::Merge if previous_version.is_some() => {
+            return merge(state, url, table, plan, config, evolve).await;
+        }
+        // The first merge creates the table.
+        Materialization::Merge => (SaveMode::Append, None),
         Materialization::Partition => {
             let predicate = written_partitions(state, &plan, partition_by).await?;
             match predicate {
@@ -116,6 +174,20 @@ pub(crate) async fn write(
         }
     };
 
+    // Hash-partition the rows by the partition columns so each partition value is
+    // written by one writer: a few large files per partition rather than one per
+    // thread per partition.
+    let plan = if partition_by.is_empty() {
+        plan
+    } else {
+        let target = state.config().target_partitions().max(1);
+        let exprs = partition_by.iter().map(|c| col(c.as_str())).collect();
+        LogicalPlanBuilder::from(plan)
+            .repartition(Partitioning::Hash(exprs, target))
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(Error::query)?
+    };
+
     let mut builder = table
         .write(Vec::new())
         .with_input_plan(plan)
@@ -128,9 +200,80 @@ pub(crate) async fn write(
     if let Some(predicate) = replace_where {
         builder = builder.with_replace_where(predicate);
     }
+    if evolve {
+        builder = builder.with_schema_mode(SchemaMode::Merge);
+    }
     let table = builder
         .await
         .map_err(|source| delta_err(url, "write", source))?;
+    outcome_of(&table, url).await
+}
+
+/// Upserts `plan`'s rows into `table` on the task's `unique_key`.
+async fn merge(
+    state: &SessionState,
+    url: &Url,
+    table: DeltaTable,
+    plan: LogicalPlan,
+    config: &TaskConfig,
+    evolve: bool,
+) -> Result<WriteOutcome> {
+    let source = DataFrame::new(state.clone(), plan);
+    let columns: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let side = |alias: &str, c: &str| col(Column::new(Some(alias), c));
+    let on = config
+        .unique_key
+        .iter()
+        .map(|k| side("target", k).eq(side("source", k)))
+        .reduce(Expr::and)
+        .unwrap_or_else(|| lit(false));
+    let delete_when = config.delete_when.clone();
+    let mut builder = table
+        .merge(source, on)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(state.clone()))
+        .with_merge_schema(evolve);
+    let merge_err = |source| delta_err(url, "merge", source);
+    if let Some(condition) = &delete_when {
+        builder = builder
+            .when_matched_delete(|d| d.predicate(condition.as_str()))
+            .map_err(merge_err)?;
+    }
+    builder = builder
+        .when_matched_update(|mut u| {
+            for c in &columns {
+                u = u.update(Column::new_unqualified(c), side("source", c));
+            }
+            u
+        })
+        .map_err(merge_err)?
+        .when_not_matched_insert(|mut i| {
+            if let Some(condition) = &delete_when {
+                i = i.predicate(format!("NOT ({condition})"));
+            }
+            for c in &columns {
+                i = i.set(Column::new_unqualified(c), side("source", c));
+            }
+            i
+        })
+        .map_err(merge_err)?;
+    let (table, metrics) = builder.await.map_err(merge_err)?;
+    Ok(WriteOutcome {
+        version: table.version().unwrap_or_default() as u64,
+        rows: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
+        files_added: metrics.num_target_files_added as u64,
+        files_removed: metrics.num_target_files_removed as u64,
+    })
+}
+
+/// The version and write metrics of the commit that made `table`'s current version.
+async fn outcome_of(table: &DeltaTable, url: &Url) -> Result<WriteOutcome> {
     let version = table.version().unwrap_or_default() as u64;
     let mut outcome = WriteOutcome {
         version,

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::storage::{ensure_schema, register_source, WriteGuard};
 use super::{Engine, RunOptions};
-use crate::config::{Materialization, PipelineName, TaskName};
+use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
 use crate::error::{Error, Result};
 use crate::pipeline::{extract_relations, Dag};
 use crate::template::{RenderedTask, RunDate};
@@ -31,8 +31,10 @@ pub struct PlannedTask {
     pub file: PathBuf,
     /// How it is written.
     pub materialization: Materialization,
-    /// Its Delta partition columns.
-    pub partition_by: Vec<String>,
+    /// Its settings from `pipeline.toml`.
+    pub config: TaskConfig,
+    /// Whether the write changes the table's columns (`on_schema_change`).
+    pub evolve_schema: bool,
     /// The rendered SQL.
     pub sql: String,
     /// The output schema.
@@ -190,12 +192,7 @@ pub(super) async fn plan(
             .await
             .map_err(|source| plan_error(r, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        check_output(
-            r,
-            task.config.materialized,
-            &task.config.partition_by,
-            &schema,
-        )?;
+        check_output(r, &task.config, &schema)?;
         // Downstream tasks plan against this task's output.
         let view = ViewTable::new(plan, Some(r.sql.clone()));
         ctx.register_table(
@@ -208,11 +205,36 @@ pub(super) async fn plan(
         } else {
             None
         };
+        // Compare the output with the table it will be written to, before anything runs.
+        let mut evolve_schema = false;
+        if let (Some(url), true) = (&table_url, selected.contains(name)) {
+            if let Some(existing) = crate::delta::open(url, warehouse.storage()).await? {
+                let diff = crate::delta::schema_diff(&existing, &schema).map_err(|message| {
+                    Error::plan(
+                        r.task.as_str(),
+                        r.file.clone(),
+                        datafusion::error::DataFusionError::Plan(message),
+                    )
+                })?;
+                let evolving = task.config.on_schema_change == OnSchemaChange::AppendNewColumns;
+                if !diff.changed.is_empty() || (!diff.is_empty() && !evolving) {
+                    return Err(Error::SchemaChange {
+                        task: r.task.to_string(),
+                        uri: url.to_string(),
+                        added: diff.added,
+                        removed: diff.removed,
+                        changed: diff.changed,
+                    });
+                }
+                evolve_schema = !diff.is_empty();
+            }
+        }
         tasks.push(PlannedTask {
             task: name.clone(),
             file: r.file.clone(),
             materialization: task.config.materialized,
-            partition_by: task.config.partition_by.clone(),
+            config: task.config.clone(),
+            evolve_schema,
             sql: r.sql.clone(),
             schema,
             table_url,
@@ -286,12 +308,8 @@ fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) 
 
 /// Checks what Delta needs of a written task's output: named columns, and the
 /// partition columns present.
-fn check_output(
-    r: &RenderedTask,
-    materialization: Materialization,
-    partition_by: &[String],
-    schema: &SchemaRef,
-) -> Result<()> {
+fn check_output(r: &RenderedTask, config: &TaskConfig, schema: &SchemaRef) -> Result<()> {
+    let materialization = config.materialized;
     let fail = |message: String| {
         Error::plan(
             r.task.as_str(),
@@ -311,11 +329,26 @@ fn check_output(
     if !materialization.writes() {
         return Ok(());
     }
-    for column in partition_by {
+    let columns = config
+        .partition_by
+        .iter()
+        .map(|c| (c, "partition column", "partition_by"))
+        .chain(
+            config
+                .unique_key
+                .iter()
+                .map(|c| (c, "key column", "unique_key")),
+        );
+    for (column, what, key) in columns {
         if schema.field_with_name(column).is_err() {
             return Err(fail(format!(
-                "partition column `{column}` (partition_by in pipeline.toml) is not in the output; columns: {}",
-                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                "{what} `{column}` ({key} in pipeline.toml) is not in the output; columns: {}",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }

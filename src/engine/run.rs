@@ -204,8 +204,8 @@ async fn run_task(
         warehouse.storage(),
         task.task.as_str(),
         plan,
-        task.materialization,
-        &task.partition_by,
+        &task.config,
+        task.evolve_schema,
     )
     .await?;
     // Downstream tasks read the committed table.

@@ -311,3 +311,122 @@ async fn partition_overwrite_replaces_exactly_the_partitions_in_the_output() {
         ]
     );
 }
+
+/// A project with one extra task `dim` in the events pipeline, configured by `toml`.
+fn project_with_task(toml: &str, sql: &str) -> TempProject {
+    let project = TempProject::new();
+    project.write(
+        "sql/events/pipeline.toml",
+        &format!("{}\n{toml}\n", project.read("sql/events/pipeline.toml")),
+    );
+    project.write("sql/events/dim.sql", sql);
+    project
+}
+
+fn select(ds: &str, task: &str) -> RunOptions {
+    RunOptions::new(ds.parse::<RunDate>().unwrap()).with_select(task.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_upserts_on_the_key_and_deletes_flagged_rows() {
+    // Day 1 creates u1 and u2; day 2 updates u2, adds u3 and deletes u1.
+    let project = project_with_task(
+        "[tasks.dim]\nmaterialized = \"merge\"\nunique_key = [\"user_id\"]\ndelete_when = \"source.deleted\"",
+        "SELECT * FROM (VALUES\n{% if ds == '2024-03-01' %}('u1', 'a', false), ('u2', 'b', false)\n{% else %}('u2', 'bb', false), ('u3', 'c', false), ('u1', 'a', true), ('u9', 'x', true)\n{% endif %}) AS t(user_id, name, deleted)",
+    );
+    let engine = project.engine("local");
+    for ds in ["2024-03-01", "2024-03-02"] {
+        let report = engine.run("events", &select(ds, "dim")).await.unwrap();
+        assert!(report.succeeded(), "{:?}", report.first_error());
+    }
+    let got = rows(
+        &engine,
+        "SELECT user_id, name, deleted FROM events.dim ORDER BY user_id",
+    )
+    .await;
+    assert_eq!(got, [["u2", "bb", "false"], ["u3", "c", "false"]]);
+    // Rerunning day 2 changes nothing.
+    engine
+        .run("events", &select("2024-03-02", "dim"))
+        .await
+        .unwrap();
+    let again = rows(
+        &engine,
+        "SELECT user_id, name, deleted FROM events.dim ORDER BY user_id",
+    )
+    .await;
+    assert_eq!(again, got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_fail_before_writing_unless_allowed() {
+    let sql_v1 = "SELECT 1 AS id, 'a' AS name, DATE '{{ ds }}' AS ds";
+    let project = project_with_task("[tasks.dim]\nmaterialized = \"append\"", sql_v1);
+    let engine = project.engine("local");
+    assert!(engine
+        .run("events", &select("2024-03-01", "dim"))
+        .await
+        .unwrap()
+        .succeeded());
+    let before = project.warehouse_state();
+
+    // A new column: refused, listing it, and nothing written.
+    project.write(
+        "sql/events/dim.sql",
+        "SELECT 2 AS id, 'b' AS name, DATE '{{ ds }}' AS ds, 0.5 AS score",
+    );
+    let engine = project.engine("local");
+    let err = engine
+        .run("events", &select("2024-03-02", "dim"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("new columns score (double)"), "{err}");
+    assert!(
+        err.contains("on_schema_change = \"append_new_columns\""),
+        "{err}"
+    );
+    assert_eq!(project.warehouse_state(), before);
+
+    // A changed type: refused even when evolution is allowed.
+    project.write(
+        "sql/events/pipeline.toml",
+        &project.read("sql/events/pipeline.toml").replace(
+            "materialized = \"append\"",
+            "materialized = \"append\"\non_schema_change = \"append_new_columns\"",
+        ),
+    );
+    project.write(
+        "sql/events/dim.sql",
+        "SELECT 'x' AS id, 'b' AS name, DATE '{{ ds }}' AS ds",
+    );
+    let engine = project.engine("local");
+    let err = engine
+        .run("events", &select("2024-03-02", "dim"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("changed types id: long in the table, string in the output"),
+        "{err}"
+    );
+    assert_eq!(project.warehouse_state(), before);
+
+    // With evolution allowed, the column is added; older rows read it as NULL.
+    project.write(
+        "sql/events/dim.sql",
+        "SELECT 2 AS id, 'b' AS name, DATE '{{ ds }}' AS ds, 0.5 AS score",
+    );
+    let engine = project.engine("local");
+    let report = engine
+        .run("events", &select("2024-03-02", "dim"))
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{:?}", report.first_error());
+    let got = rows(
+        &engine,
+        "SELECT id, name, score FROM events.dim ORDER BY id",
+    )
+    .await;
+    assert_eq!(got, [["1", "a", ""], ["2", "b", "0.5"]]);
+}
