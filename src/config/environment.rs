@@ -40,6 +40,12 @@ pub struct SourceTable {
     pub uri: String,
     /// The table's format.
     pub format: SourceFormat,
+    /// Delta only: read this version of the table.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Delta only: read the latest version committed at or before this time (RFC 3339).
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 /// `[mlflow]`: the tracking and registry server.
@@ -135,11 +141,24 @@ impl Environment {
                     "a source name must be a lower-case SQL identifier".into(),
                 ));
             }
-            for table in tables.keys() {
+            for (table, spec) in tables {
                 if !super::names::is_identifier(table) {
                     return Err(config_err(
                         format!("sources.{source}.{table}"),
                         "a source table name must be a lower-case SQL identifier".into(),
+                    ));
+                }
+                let pinned = spec.version.is_some() || spec.timestamp.is_some();
+                if pinned && spec.format != SourceFormat::Delta {
+                    return Err(config_err(
+                        format!("sources.{source}.{table}"),
+                        "`version` and `timestamp` apply to Delta sources only".into(),
+                    ));
+                }
+                if spec.version.is_some() && spec.timestamp.is_some() {
+                    return Err(config_err(
+                        format!("sources.{source}.{table}"),
+                        "give `version` or `timestamp`, not both".into(),
                     ));
                 }
             }

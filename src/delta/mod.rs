@@ -57,6 +57,39 @@ pub(crate) async fn open(url: &Url, storage: &StorageOptions) -> Result<Option<D
     }
 }
 
+/// Opens the Delta table at `url` as of `version` or `timestamp` (RFC 3339; the
+/// latest version committed at or before it), or its latest version.
+pub(crate) async fn open_at(
+    url: &Url,
+    storage: &StorageOptions,
+    version: Option<u64>,
+    timestamp: Option<&str>,
+) -> Result<Option<DeltaTable>> {
+    if version.is_none() && timestamp.is_none() {
+        return open(url, storage).await;
+    }
+    let mut builder = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|source| delta_err(url, "open", source))?
+        .with_storage_options(storage.clone());
+    if let Some(v) = version {
+        builder = builder.with_version(v);
+    }
+    if let Some(ts) = timestamp {
+        builder = builder
+            .with_datestring(ts)
+            .map_err(|e| Error::InvalidArgument {
+                what: "timestamp",
+                value: ts.to_string(),
+                message: format!("expected an RFC 3339 time such as 2024-03-01T00:00:00Z: {e}"),
+            })?;
+    }
+    match builder.load().await {
+        Ok(table) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(source) => Err(delta_err(url, "open", source)),
+    }
+}
+
 /// A table provider reading the current version of `table`.
 pub(crate) async fn provider(table: &DeltaTable, url: &Url) -> Result<Arc<dyn TableProvider>> {
     table.table_provider().await.map_err(|source| Error::Read {

@@ -7,7 +7,13 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use url::Url;
 
@@ -226,7 +232,18 @@ pub(crate) async fn register_source(
                 let path = format!("{}/", url.path());
                 url.set_path(&path);
             }
-            let Some(t) = crate::delta::open(&url, &storage).await? else {
+            let Some(t) =
+                crate::delta::open_at(&url, &storage, spec.version, spec.timestamp.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                        Error::InvalidArgument { message, .. } => Error::Config {
+                            file: env.file.clone(),
+                            key: key.clone(),
+                            message,
+                        },
+                        other => other,
+                    })?
+            else {
                 return Err(Error::Config {
                     file: env.file.clone(),
                     key,
@@ -236,23 +253,55 @@ pub(crate) async fn register_source(
             let provider = crate::delta::provider(&t, &url).await?;
             ctx.register_table(reference, provider).map_err(query_err)?;
         }
-        SourceFormat::Parquet => {
-            ctx.register_parquet(reference, &location, ParquetReadOptions::default())
+        SourceFormat::Parquet | SourceFormat::Csv => {
+            let table = listing_table(ctx, spec.format, &location)
                 .await
                 .map_err(|source| source_err(&env.file, &key, &location, source))?;
-        }
-        SourceFormat::Csv => {
-            let ext = Path::new(&location)
-                .extension()
-                .map(|e| format!(".{}", e.to_string_lossy()))
-                .unwrap_or_else(|| ".csv".into());
-            let options = CsvReadOptions::new().has_header(true).file_extension(&ext);
-            ctx.register_csv(reference, &location, options)
-                .await
-                .map_err(|source| source_err(&env.file, &key, &location, source))?;
+            ctx.register_table(reference, table).map_err(query_err)?;
         }
     }
     Ok(())
+}
+
+/// A Parquet or CSV file, or a folder of them; `key=value` folders (hive-style
+/// partitions) become columns.
+async fn listing_table(
+    ctx: &SessionContext,
+    format: SourceFormat,
+    location: &str,
+) -> datafusion::error::Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    let is_folder = location.ends_with('/') || Path::new(location).is_dir();
+    let location = if is_folder && !location.ends_with('/') {
+        format!("{location}/")
+    } else {
+        location.to_string()
+    };
+    let default_ext = if format == SourceFormat::Csv {
+        ".csv"
+    } else {
+        ".parquet"
+    };
+    let ext = if is_folder {
+        default_ext.to_string()
+    } else {
+        Path::new(&location).extension().map_or_else(
+            || default_ext.to_string(),
+            |e| format!(".{}", e.to_string_lossy()),
+        )
+    };
+    let file_format: Arc<dyn FileFormat> = match format {
+        SourceFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
+        _ => Arc::new(ParquetFormat::default()),
+    };
+    let options = ListingOptions::new(file_format).with_file_extension(ext);
+    let state = ctx.state();
+    let config = ListingTableConfig::new(ListingTableUrl::parse(&location)?)
+        .with_listing_options(options)
+        .infer_partitions_from_path(&state)
+        .await?
+        .infer_schema(&state)
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 fn source_err(

@@ -430,3 +430,72 @@ async fn schema_changes_fail_before_writing_unless_allowed() {
     .await;
     assert_eq!(got, [["1", "a", ""], ["2", "b", "0.5"]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_pinned_delta_versions_and_hive_partitioned_parquet() {
+    let project = TempProject::new();
+    let engine = project.engine("local");
+    run(&engine, "events", "2024-03-01").await;
+    run(&engine, "events", "2024-03-02").await;
+
+    // A Parquet folder partitioned hive-style by dt, written by DataFusion.
+    let hive = project.path().join("ext/hive");
+    let ctx = quern::datafusion::prelude::SessionContext::new();
+    ctx.sql(&format!(
+        "COPY (SELECT * FROM (VALUES (1, '2024-03-01'), (2, '2024-03-01'), (3, '2024-03-02')) AS t(id, dt)) TO '{}/' STORED AS PARQUET PARTITIONED BY (dt)",
+        hive.display()
+    ))
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    assert!(hive.join("dt=2024-03-02").is_dir());
+
+    project.write(
+        "environments/local.toml",
+        &format!(
+            "{}\n[sources.ext]\nevents_v0 = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\", version = 0 }}\nevents_now = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\" }}\nhive = {{ uri = \"ext/hive/\", format = \"parquet\" }}\n",
+            project.read("environments/local.toml")
+        ),
+    );
+    let engine = project.engine("local");
+    let (day1, day2) = (
+        expected_events("2024-03-01").0,
+        expected_events("2024-03-02").0,
+    );
+    assert_eq!(
+        rows(&engine, "SELECT count(*) FROM ext.events_v0").await,
+        [[day1.to_string()]]
+    );
+    assert_eq!(
+        rows(&engine, "SELECT count(*) FROM ext.events_now").await,
+        [[(day1 + day2).to_string()]]
+    );
+    assert_eq!(
+        rows(
+            &engine,
+            "SELECT dt, count(*) FROM ext.hive GROUP BY dt ORDER BY dt"
+        )
+        .await,
+        [["2024-03-01", "2"], ["2024-03-02", "1"]]
+    );
+
+    // A pin on a format that has no versions is a configuration error.
+    project.write(
+        "environments/local.toml",
+        &project.read("environments/local.toml").replace(
+            "format = \"parquet\" }",
+            "format = \"parquet\", version = 1 }",
+        ),
+    );
+    let err = quern::Project::load(project.path())
+        .unwrap()
+        .environment("local")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sources.ext.hive") && err.contains("Delta sources only"),
+        "{err}"
+    );
+}
