@@ -1,7 +1,7 @@
 WITH per_user AS (
     SELECT event_date, country, user_id, COUNT(*) AS events
     FROM {{ ref('events_by_day') }}
-    WHERE {{ on_day('event_date', ds) }}
+    WHERE {{ in_window('event_date', ds, var('lookback_days', 0)) }}
     GROUP BY event_date, country, user_id
 )
 SELECT

@@ -8,4 +8,4 @@ SELECT
 FROM {{ ref('clean_events') }} AS e
 LEFT JOIN {{ source('raw', 'countries') }} AS c
     ON e.country_code = c.country_code
-WHERE {{ on_day('CAST(e.event_ts AS DATE)', ds) }}
+WHERE {{ in_window('CAST(e.event_ts AS DATE)', ds, var('lookback_days', 0)) }}

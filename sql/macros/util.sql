@@ -7,3 +7,13 @@ CASE WHEN {{ denominator }} = 0 THEN NULL ELSE CAST({{ numerator }} AS DOUBLE) /
 {% macro on_day(column, day) -%}
 {{ column }} = DATE {{ day | sql_string }}
 {%- endmacro %}
+
+{#- The run day, or the run day and the `lookback` days before it (to pick up late
+    events): partition tasks then replace every day of the window. -#}
+{% macro in_window(column, day, lookback) -%}
+{% if lookback == 0 -%}
+{{ column }} = DATE {{ day | sql_string }}
+{%- else -%}
+{{ column }} BETWEEN DATE {{ day | sql_string }} - INTERVAL '{{ lookback }} days' AND DATE {{ day | sql_string }}
+{%- endif %}
+{%- endmacro %}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
-use datafusion::datasource::ViewTable;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
@@ -193,11 +193,13 @@ pub(super) async fn plan(
             .map_err(|source| plan_error(r, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         check_output(r, &task.config, &schema)?;
-        // Downstream tasks plan against this task's output.
-        let view = ViewTable::new(plan, Some(r.sql.clone()));
+        // Downstream tasks plan against this task's output schema. An empty table of
+        // that schema, not a view: DataFusion inlines a view's plan into every plan
+        // that reads it, which grows exponentially along chains of fan-ins.
+        let placeholder = EmptyTable::new(schema.clone());
         ctx.register_table(
             TableReference::partial(pipeline_name, name.as_str()),
-            Arc::new(view),
+            Arc::new(placeholder),
         )
         .map_err(|source| plan_error(r, source))?;
         let table_url = if task.config.materialized.writes() {

@@ -72,7 +72,7 @@ fn a_task_failing_at_run_time_leaves_its_table_and_skips_downstream() {
         "sql/events/events_by_day.sql",
         &project
             .read("sql/events/events_by_day.sql")
-            .replace("e.event_id,", "CAST(e.user_id AS INT) AS event_id,"),
+            .replace("e.event_id,", "CAST(e.user_id AS BIGINT) AS event_id,"),
     );
     let before = project.warehouse_state();
     let out = project.quern(&["run", "events", "--ds", "2024-03-02"]);
