@@ -488,3 +488,217 @@ fn permanent_errors_fail_at_once_with_the_uri() {
         "a 403 was retried: {requests:?}"
     );
 }
+
+/// Writes `env` as `environments/<name>.toml` for a warehouse in `bucket` on `port`.
+fn write_env(project: &TempProject, name: &str, port: u16, root: &str, extra: &str) {
+    let base = project.read("environments/s3.toml");
+    let text = base
+        .replace(
+            "root = \"s3://quern-wh/warehouse\"",
+            &format!("root = \"{root}\""),
+        )
+        .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port}"));
+    project.write(
+        &format!("environments/{name}.toml"),
+        &format!("{text}\n{extra}\n"),
+    );
+}
+
+#[test]
+fn partitions_sources_and_the_environment_guard_on_s3() {
+    let moto = Moto::start();
+    upload_seeds(&moto);
+    for bucket in ["quern-wh", "acme-alpha", "acme-prod"] {
+        moto.create_bucket(bucket);
+    }
+    let project = s3_project(moto.port, "quern-wh");
+
+    // Several partition columns: the second run replaces only the partitions it writes.
+    project.write(
+        "sql/events/pipeline.toml",
+        &format!(
+            "{}\n[tasks.daily]\nmaterialized = \"partition\"\npartition_by = [\"day\", \"kind\"]\n",
+            project.read("sql/events/pipeline.toml")
+        ),
+    );
+    project.write(
+        "sql/events/daily.sql",
+        "SELECT * FROM (VALUES\n  (DATE '{{ prev_ds }}', 'a', '{{ ds }}'), (DATE '{{ ds }}', 'a', '{{ ds }}'), (DATE '{{ ds }}', 'b', '{{ ds }}')\n) AS t(day, kind, written_by)",
+    );
+    for ds in ["2024-03-02", "2024-03-03"] {
+        assert_ok(&quern_s3(
+            &project,
+            &["run", "events", "--ds", ds, "--select", "daily"],
+        ));
+    }
+    let out = quern_s3(
+        &project,
+        &[
+            "query",
+            "SELECT day, kind, written_by FROM events.daily ORDER BY day, kind",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        stdout(&out),
+        "day,kind,written_by\n2024-03-01,a,2024-03-02\n2024-03-02,a,2024-03-03\n2024-03-02,b,2024-03-02\n2024-03-03,a,2024-03-03\n2024-03-03,b,2024-03-03\n"
+    );
+    assert!(moto
+        .keys("quern-wh", "warehouse/events/daily/day=2024-03-02/kind=b/")
+        .iter()
+        .any(|k| k.ends_with(".parquet")));
+
+    // Sources on S3: a Delta table pinned to its first version, and Parquet.
+    let parquet = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let ctx = quern::datafusion::prelude::SessionContext::new();
+            ctx.sql(&format!("COPY (SELECT * FROM (VALUES (1, 'x'), (2, 'y')) AS t(id, name)) TO '{}' STORED AS PARQUET", path.display()))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+        });
+        std::fs::read(&path).unwrap()
+    };
+    moto.put("quern-raw", "ext/names/part-0.parquet", &parquet);
+    project.write(
+        "environments/s3.toml",
+        &format!(
+            "{}\n[sources.ext]\ndaily_v0 = {{ uri = \"s3://quern-wh/warehouse/events/daily\", format = \"delta\", version = 0 }}\nnames = {{ uri = \"s3://quern-raw/ext/names/\", format = \"parquet\" }}\n",
+            project.read("environments/s3.toml")
+        ),
+    );
+    let out = quern_s3(&project, &["query", "SELECT (SELECT count(*) FROM ext.daily_v0) AS v0, (SELECT count(*) FROM ext.names) AS names", "--format", "csv"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "v0,names\n3,2\n");
+
+    // alpha and prod on two buckets of the same server: alpha writes only to its own…
+    write_env(&project, "prod", moto.port, "s3://acme-prod/warehouse", "");
+    write_env(
+        &project,
+        "alpha",
+        moto.port,
+        "s3://acme-alpha/warehouse",
+        "",
+    );
+    let alpha = |args: &[&str]| {
+        let mut all = vec!["--env", "alpha"];
+        all.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_quern"))
+            .arg("--project")
+            .arg(project.path())
+            .args(&all)
+            .env("QUERN_TEST_S3_KEY", "testing")
+            .env("QUERN_TEST_S3_SECRET", SECRET)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&alpha(&["run", "events", "--ds", "2024-03-01"]));
+    assert!(!moto.keys("acme-alpha", "warehouse/events/").is_empty());
+    assert!(moto.keys("acme-prod", "").is_empty());
+    // …and its root copied by mistake under prod's is refused before anything runs.
+    write_env(
+        &project,
+        "alpha",
+        moto.port,
+        "s3://acme-prod/warehouse/alpha",
+        "",
+    );
+    let out = alpha(&["run", "events", "--ds", "2024-03-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("would write s3://acme-prod/warehouse/alpha/events/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("never under environment `prod`'s root s3://acme-prod/warehouse/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(moto.keys("acme-prod", "").is_empty());
+}
+
+#[test]
+fn a_writer_killed_mid_write_on_s3_leaves_the_previous_version() {
+    let moto = Moto::start();
+    upload_seeds(&moto);
+    moto.create_bucket("quern-wh");
+    let project = s3_project(moto.port, "quern-wh");
+    project.write(
+        "sql/events/big.sql",
+        "SELECT value AS id, value % 7 AS k FROM range(0, {{ var('n', 1000) }})",
+    );
+    let run = |n: &str| {
+        quern_s3(
+            &project,
+            &[
+                "run",
+                "events",
+                "--ds",
+                "2024-01-01",
+                "--select",
+                "big",
+                "--var",
+                &format!("n={n}"),
+            ],
+        )
+    };
+    assert_ok(&run("1000"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quern"))
+        .arg("--project")
+        .arg(project.path())
+        .args([
+            "--env",
+            "s3",
+            "run",
+            "events",
+            "--ds",
+            "2024-01-01",
+            "--select",
+            "big",
+            "--var",
+            "n=400000000",
+        ])
+        .env("QUERN_TEST_S3_KEY", "testing")
+        .env("QUERN_TEST_S3_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it plan and stream data for a while (400M rows take far longer), then SIGKILL.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the write finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let count = || {
+        stdout(&quern_s3(
+            &project,
+            &[
+                "query",
+                "SELECT count(*) AS n FROM events.big",
+                "--format",
+                "csv",
+            ],
+        ))
+    };
+    assert_eq!(count(), "n\n1000\n");
+    let logs = moto.keys("quern-wh", "warehouse/events/big/_delta_log/");
+    assert_eq!(
+        logs.iter().filter(|k| k.ends_with(".json")).count(),
+        1,
+        "{logs:?}"
+    );
+    assert_ok(&run("2500"));
+    assert_eq!(count(), "n\n2500\n");
+}
