@@ -298,7 +298,7 @@ async fn merge(
         .map_err(merge_err)?;
     let (table, metrics) = builder.await.map_err(merge_err)?;
     Ok(WriteOutcome {
-        version: table.version().unwrap_or_default() as u64,
+        version: table.version().unwrap_or_default(),
         rows: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
         files_added: metrics.num_target_files_added as u64,
         files_removed: metrics.num_target_files_removed as u64,
@@ -307,7 +307,7 @@ async fn merge(
 
 /// The version and write metrics of the commit that made `table`'s current version.
 async fn outcome_of(table: &DeltaTable, url: &Url) -> Result<WriteOutcome> {
-    let version = table.version().unwrap_or_default() as u64;
+    let version = table.version().unwrap_or_default();
     let mut outcome = WriteOutcome {
         version,
         rows: 0,
