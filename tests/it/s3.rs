@@ -128,7 +128,8 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Answers `status` to every `every`-th request (and to all when `every` is 1).
+    /// Answers `status` to every `every`-th request (and to all when `every` is 1); with
+    /// status 0, lets every `every`-th GET stall without an answer instead.
     pub fn start(upstream: u16, status: u16, every: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
@@ -169,7 +170,13 @@ fn serve(
         let line = head.lines().next().unwrap_or_default().to_string();
         seen.lock().unwrap().push(line.clone());
         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        if n.is_multiple_of(every) {
+        if status == 0 && line.starts_with("GET ") && n.is_multiple_of(every) {
+            // A stalled read: no answer until the client's timeout has passed.
+            faults.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(3));
+            return;
+        }
+        if status != 0 && n.is_multiple_of(every) {
             faults.fetch_add(1, Ordering::SeqCst);
             let reason = if status == 403 {
                 "Forbidden"
@@ -450,6 +457,39 @@ fn transient_errors_are_retried() {
     );
     assert_ok(&out);
     assert_eq!(stdout(&out), "n\n18\n");
+}
+
+#[test]
+fn stalled_reads_time_out_and_are_retried() {
+    let moto = Moto::start();
+    upload_seeds(&moto);
+    moto.create_bucket("quern-wh");
+    let proxy = FaultProxy::start(moto.port, 0, 9);
+    let project = s3_project(proxy.port, "quern-wh");
+    project.write(
+        "environments/s3.toml",
+        &project
+            .read("environments/s3.toml")
+            .replace("[storage]\n", "[storage]\ntimeout = \"1s\"\n"),
+    );
+    assert_ok(&quern_s3(
+        &project,
+        &["run", "events", "--ds", "2024-03-01"],
+    ));
+    assert!(proxy.faults_served.load(Ordering::SeqCst) > 0);
+    let out = quern_s3(
+        &project,
+        &[
+            "query",
+            "SELECT count(*) AS n FROM events.events_by_day",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "n\n18\n");
+    // And rendering never resolves the secret, let alone prints it.
+    assert_ok(&quern_s3(&project, &["render", "events"]));
 }
 
 #[test]
