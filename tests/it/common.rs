@@ -51,15 +51,25 @@ impl TempProject {
             .expect("engine builds")
     }
 
-    /// Runs the real `quern` binary in this project.
-    pub fn quern(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_quern"))
+    /// The real `quern` binary, set up to run in this project.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quern"));
+        command
             .arg("--project")
             .arg(self.path())
             .args(args)
-            .env_remove("QUERN_ENV")
-            .output()
-            .expect("quern runs")
+            .env_remove("QUERN_ENV");
+        command
+    }
+
+    /// Runs the real `quern` binary in this project.
+    pub fn quern(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("quern runs")
+    }
+
+    /// `quern query <sql> --format csv`'s output.
+    pub fn query_csv(&self, sql: &str) -> String {
+        stdout(&self.quern(&["query", sql, "--format", "csv"]))
     }
 
     /// Every table's Delta log files under the local warehouse: a fingerprint that

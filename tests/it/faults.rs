@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{stderr, stdout, TempProject};
-use crate::s3::{quern_s3, s3_project, upload_seeds, Moto, SECRET};
+use crate::s3::{s3_project, upload_seeds, Moto, SECRET};
 
 const TASKS: &str = r#"
 [tasks.daily]
@@ -100,9 +100,7 @@ fn concurrent_writers(
 fn concurrent_writers_on_local_disk_all_land() {
     let project = TempProject::new();
     add_tasks(&project);
-    concurrent_writers(&project, &[], &[], |sql| {
-        stdout(&project.quern(&["query", sql, "--format", "csv"]))
-    });
+    concurrent_writers(&project, &[], &[], |sql| project.query_csv(sql));
     // Delta history: the create plus four commits on each table.
     let logs = |t: &str| {
         std::fs::read_dir(
@@ -136,7 +134,7 @@ fn concurrent_writers_on_s3_all_land() {
         ("QUERN_TEST_S3_SECRET", SECRET),
     ];
     concurrent_writers(&project, &["--env", "s3"], &env, |sql| {
-        stdout(&quern_s3(&project, &["query", sql, "--format", "csv"]))
+        crate::s3::query_s3(&project, sql)
     });
     let keys = moto.keys("quern-wh", "warehouse/events/daily/_delta_log/");
     assert_eq!(
@@ -172,10 +170,8 @@ fn a_writer_killed_mid_write_leaves_the_previous_version() {
         .collect();
 
     // A large write, killed once it has started writing data files.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(project.path())
-        .args([
+    let mut child = project
+        .command(&[
             "run",
             "events",
             "--ds",
@@ -213,14 +209,7 @@ fn a_writer_killed_mid_write_leaves_the_previous_version() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let count = |p: &TempProject| {
-        stdout(&p.quern(&[
-            "query",
-            "SELECT count(*) AS n FROM events.big",
-            "--format",
-            "csv",
-        ]))
-    };
+    let count = |p: &TempProject| p.query_csv("SELECT count(*) AS n FROM events.big");
     assert_eq!(
         count(&project),
         "n\n1000\n",
@@ -243,11 +232,6 @@ fn a_writer_killed_mid_write_leaves_the_previous_version() {
     let out = run("2500");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(count(&project), "n\n2500\n");
-    let sum = stdout(&project.quern(&[
-        "query",
-        "SELECT sum(id) AS s FROM events.big",
-        "--format",
-        "csv",
-    ]));
+    let sum = project.query_csv("SELECT sum(id) AS s FROM events.big");
     assert_eq!(sum, format!("s\n{}\n", 2499 * 2500 / 2));
 }

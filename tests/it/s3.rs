@@ -350,18 +350,28 @@ pub fn upload_seeds(moto: &Moto) {
 }
 
 /// `quern --env s3 …` with the test credentials in its environment.
-pub fn quern_s3(project: &TempProject, args: &[&str]) -> Output {
-    let mut all = vec!["--env", "s3"];
+pub fn s3_command(project: &TempProject, env: &str, args: &[&str]) -> Command {
+    let mut all = vec!["--env", env];
     all.extend_from_slice(args);
-    Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(project.path())
-        .args(&all)
+    let mut command = project.command(&all);
+    command
         .env("QUERN_TEST_S3_KEY", "testing")
-        .env("QUERN_TEST_S3_SECRET", SECRET)
-        .env_remove("QUERN_ENV")
+        .env("QUERN_TEST_S3_SECRET", SECRET);
+    command
+}
+
+/// Runs `quern --env s3 …` with the test credentials.
+pub fn quern_s3(project: &TempProject, args: &[&str]) -> Output {
+    s3_command(project, "s3", args)
         .output()
         .expect("quern runs")
+}
+
+/// `quern --env s3 query <sql> --format csv`, which must succeed.
+pub fn query_s3(project: &TempProject, sql: &str) -> String {
+    let out = quern_s3(project, &["query", sql, "--format", "csv"]);
+    assert_ok(&out);
+    stdout(&out)
 }
 
 fn assert_ok(out: &Output) {
@@ -386,27 +396,20 @@ fn pipelines_run_on_s3_and_match_the_local_run() {
         assert_ok(&quern_s3(&project, &["run", "events", "--ds", ds]));
         assert_ok(&quern_s3(&project, &["run", "reporting", "--ds", ds]));
     }
-    let s3 = quern_s3(
+    let s3 = query_s3(
         &project,
-        &[
-            "query",
-            "SELECT event_date, count(*) AS n FROM events.events_by_day GROUP BY 1 ORDER BY 1",
-            "--format",
-            "csv",
-        ],
+        "SELECT event_date, count(*) AS n FROM events.events_by_day GROUP BY 1 ORDER BY 1",
     );
-    assert_ok(&s3);
     for ds in ["2024-03-01", "2024-03-02"] {
         assert_ok(&project.quern(&["run", "events", "--ds", ds]));
     }
-    let local = project.quern(&[
-        "query",
-        "SELECT event_date, count(*) AS n FROM events.events_by_day GROUP BY 1 ORDER BY 1",
-        "--format",
-        "csv",
-    ]);
-    assert_eq!(stdout(&s3), stdout(&local));
-    assert_eq!(stdout(&s3).lines().count(), 3, "{}", stdout(&s3));
+    assert_eq!(
+        s3,
+        project.query_csv(
+            "SELECT event_date, count(*) AS n FROM events.events_by_day GROUP BY 1 ORDER BY 1"
+        )
+    );
+    assert_eq!(s3.lines().count(), 3, "{s3}");
 
     // Three commits, partitioned by day, under the environment's root.
     let keys = moto.keys("quern-wh", "warehouse/events/events_by_day/");
@@ -421,16 +424,13 @@ fn pipelines_run_on_s3_and_match_the_local_run() {
         keys.iter().any(|k| k.contains("/event_date=2024-03-02/")),
         "{keys:?}"
     );
-    let odds = quern_s3(
-        &project,
-        &[
-            "query",
-            "SELECT odds_ratio FROM reporting.odds_ratio WHERE ds = DATE '2024-03-02'",
-            "--format",
-            "csv",
-        ],
+    assert_eq!(
+        query_s3(
+            &project,
+            "SELECT odds_ratio FROM reporting.odds_ratio WHERE ds = DATE '2024-03-02'"
+        ),
+        "odds_ratio\n3.0\n"
     );
-    assert_eq!(stdout(&odds), "odds_ratio\n3.0\n");
 }
 
 #[test]
@@ -446,17 +446,10 @@ fn transient_errors_are_retried() {
         &["run", "events", "--ds", "2024-03-01"],
     ));
     assert!(proxy.faults_served.load(Ordering::SeqCst) > 3);
-    let out = quern_s3(
-        &project,
-        &[
-            "query",
-            "SELECT count(*) AS n FROM events.events_by_day",
-            "--format",
-            "csv",
-        ],
+    assert_eq!(
+        query_s3(&project, "SELECT count(*) AS n FROM events.events_by_day"),
+        "n\n18\n"
     );
-    assert_ok(&out);
-    assert_eq!(stdout(&out), "n\n18\n");
 }
 
 #[test]
@@ -477,17 +470,10 @@ fn stalled_reads_time_out_and_are_retried() {
         &["run", "events", "--ds", "2024-03-01"],
     ));
     assert!(proxy.faults_served.load(Ordering::SeqCst) > 0);
-    let out = quern_s3(
-        &project,
-        &[
-            "query",
-            "SELECT count(*) AS n FROM events.events_by_day",
-            "--format",
-            "csv",
-        ],
+    assert_eq!(
+        query_s3(&project, "SELECT count(*) AS n FROM events.events_by_day"),
+        "n\n18\n"
     );
-    assert_ok(&out);
-    assert_eq!(stdout(&out), "n\n18\n");
     // And rendering never resolves the secret, let alone prints it.
     assert_ok(&quern_s3(&project, &["render", "events"]));
 }
@@ -565,17 +551,7 @@ fn partitions_sources_and_the_environment_guard_on_s3() {
             &["run", "events", "--ds", ds, "--select", "daily"],
         ));
     }
-    let out = quern_s3(
-        &project,
-        &[
-            "query",
-            "SELECT day, kind, written_by FROM events.daily ORDER BY day, kind",
-            "--format",
-            "csv",
-        ],
-    );
-    assert_eq!(
-        stdout(&out),
+    assert_eq!(query_s3(&project, "SELECT day, kind, written_by FROM events.daily ORDER BY day, kind"),
         "day,kind,written_by\n2024-03-01,a,2024-03-02\n2024-03-02,a,2024-03-03\n2024-03-02,b,2024-03-02\n2024-03-03,a,2024-03-03\n2024-03-03,b,2024-03-03\n"
     );
     assert!(moto
@@ -607,25 +583,12 @@ fn partitions_sources_and_the_environment_guard_on_s3() {
             project.read("environments/s3.toml")
         ),
     );
-    let out = quern_s3(&project, &["query", "SELECT (SELECT count(*) FROM ext.daily_v0) AS v0, (SELECT count(*) FROM ext.names) AS names", "--format", "csv"]);
-    assert_ok(&out);
-    assert_eq!(stdout(&out), "v0,names\n3,2\n");
+    assert_eq!(query_s3(&project, "SELECT (SELECT count(*) FROM ext.daily_v0) AS v0, (SELECT count(*) FROM ext.names) AS names"), "v0,names\n3,2\n");
 
     // alpha and prod on two buckets of the same server: alpha writes only to its own…
     write_env(&project, "prod", "s3://acme-prod/warehouse");
     write_env(&project, "alpha", "s3://acme-alpha/warehouse");
-    let alpha = |args: &[&str]| {
-        let mut all = vec!["--env", "alpha"];
-        all.extend_from_slice(args);
-        Command::new(env!("CARGO_BIN_EXE_quern"))
-            .arg("--project")
-            .arg(project.path())
-            .args(&all)
-            .env("QUERN_TEST_S3_KEY", "testing")
-            .env("QUERN_TEST_S3_SECRET", SECRET)
-            .output()
-            .unwrap()
-    };
+    let alpha = |args: &[&str]| s3_command(&project, "alpha", args).output().unwrap();
     assert_ok(&alpha(&["run", "events", "--ds", "2024-03-01"]));
     assert!(!moto.keys("acme-alpha", "warehouse/events/").is_empty());
     assert!(moto.keys("acme-prod", "").is_empty());
@@ -673,12 +636,10 @@ fn a_writer_killed_mid_write_on_s3_leaves_the_previous_version() {
     };
     assert_ok(&run("1000"));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(project.path())
-        .args([
-            "--env",
-            "s3",
+    let mut child = s3_command(
+        &project,
+        "s3",
+        &[
             "run",
             "events",
             "--ds",
@@ -687,13 +648,12 @@ fn a_writer_killed_mid_write_on_s3_leaves_the_previous_version() {
             "big",
             "--var",
             "n=400000000",
-        ])
-        .env("QUERN_TEST_S3_KEY", "testing")
-        .env("QUERN_TEST_S3_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     // Let it plan and stream data for a while (400M rows take far longer), then SIGKILL.
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
@@ -703,17 +663,7 @@ fn a_writer_killed_mid_write_on_s3_leaves_the_previous_version() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let count = || {
-        stdout(&quern_s3(
-            &project,
-            &[
-                "query",
-                "SELECT count(*) AS n FROM events.big",
-                "--format",
-                "csv",
-            ],
-        ))
-    };
+    let count = || query_s3(&project, "SELECT count(*) AS n FROM events.big");
     assert_eq!(count(), "n\n1000\n");
     let logs = moto.keys("quern-wh", "warehouse/events/big/_delta_log/");
     assert_eq!(
