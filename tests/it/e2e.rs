@@ -455,7 +455,7 @@ async fn sources_pinned_delta_versions_and_hive_partitioned_parquet() {
     project.write(
         "environments/local.toml",
         &format!(
-            "{}\n[sources.ext]\nevents_v0 = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\", version = 0 }}\nevents_now = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\" }}\nhive = {{ uri = \"ext/hive/\", format = \"parquet\" }}\n",
+            "{}\n[sources.ext]\nevents_v0 = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\", version = 0 }}\nevents_now = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\" }}\nevents_at = {{ uri = \"warehouse/events/events_by_day\", format = \"delta\", timestamp = \"2100-01-01T00:00:00Z\" }}\nhive = {{ uri = \"ext/hive/\", format = \"parquet\" }}\n",
             project.read("environments/local.toml")
         ),
     );
