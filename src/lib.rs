@@ -44,6 +44,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod checks;
 mod config;
 mod delta;
 mod engine;
@@ -52,6 +53,7 @@ mod pipeline;
 mod template;
 pub mod testing;
 
+pub use checks::{ExpectationOutcome, Severity};
 pub use config::{
     EngineSettings, Environment, Materialization, MlflowSettings, OnSchemaChange, PipelineConfig,
     PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName, WarehouseSettings,

@@ -79,6 +79,9 @@ pub struct TaskConfig {
     /// What to do when the output's columns differ from the table's.
     #[serde(default)]
     pub on_schema_change: OnSchemaChange,
+    /// Expectations on the output (`[[tasks.<task>.expect]]`).
+    #[serde(default)]
+    pub(crate) expect: Vec<crate::checks::ExpectationConfig>,
     /// A free-text description shown by `plan` and `dag`.
     #[serde(default)]
     pub description: Option<String>,
@@ -99,10 +102,15 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// Reads `file`; a missing file is an empty configuration.
     pub fn load(file: &Path) -> Result<Self> {
-        if !file.exists() {
+        Self::load_as(file, file)
+    }
+
+    /// Reads `path`, naming it `file` in messages (the project-relative path).
+    pub(crate) fn load_as(path: &Path, file: &Path) -> Result<Self> {
+        if !path.exists() {
             return Ok(Self::default());
         }
-        let text = super::read_file(file)?;
+        let text = super::read_file(path)?;
         let config: Self = super::parse_toml(file, &text)?;
         for (task, t) in &config.tasks {
             let key = |k: &str| format!("tasks.{task}.{k}");
@@ -143,6 +151,32 @@ impl PipelineConfig {
                         file: file.to_path_buf(),
                         key: key(name),
                         message: format!("`{name}` applies to materialized = \"merge\" only"),
+                    });
+                }
+            }
+            if t.materialized == Materialization::View && !t.expect.is_empty() {
+                return Err(Error::Config {
+                    file: file.to_path_buf(),
+                    key: key("expect"),
+                    message: "a view is not written, so it has no expectations; put them on a task that reads it".into(),
+                });
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (i, e) in t.expect.iter().enumerate() {
+                let at = key(&format!("expect[{i}]"));
+                e.validate().map_err(|message| Error::Config {
+                    file: file.to_path_buf(),
+                    key: at.clone(),
+                    message,
+                })?;
+                if !names.insert(e.display_name()) {
+                    return Err(Error::Config {
+                        file: file.to_path_buf(),
+                        key: at,
+                        message: format!(
+                            "two expectations are named `{}`; give one a name",
+                            e.display_name()
+                        ),
                     });
                 }
             }

@@ -19,8 +19,10 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use url::Url;
 
+use crate::checks::{CompiledExpectations, ExpectationsTable};
 use crate::config::{Materialization, TaskConfig};
 use crate::error::{Error, Result};
+use datafusion::datasource::provider_as_source;
 
 /// Storage options (object_store / delta-rs keys) applied to a table URI.
 pub(crate) type StorageOptions = HashMap<String, String>;
@@ -144,20 +146,39 @@ pub(crate) fn schema_diff(table: &DeltaTable, output: &SchemaRef) -> Result<Sche
     Ok(diff)
 }
 
-/// Writes `plan` to the table at `url` as `config` says, in one commit.
+/// Where and how a task's table is written.
+pub(crate) struct TableWrite<'a> {
+    /// The table.
+    pub url: &'a Url,
+    /// Storage options for the table's URI.
+    pub storage: &'a StorageOptions,
+    /// The table's name (recorded when it is created).
+    pub table_name: &'a str,
+    /// The task's settings: materialization, partitions, keys.
+    pub config: &'a TaskConfig,
+    /// Whether the commit may change the table's columns (checked at plan time).
+    pub evolve: bool,
+    /// Expectations checked while the rows stream into the table.
+    pub expectations: Option<Arc<CompiledExpectations>>,
+}
+
+/// Writes `plan` to the target table as its task's settings say, in one commit.
 ///
 /// The plan's batches are streamed into Parquet files; nothing is collected. If the
 /// plan fails part-way nothing is committed, so the table keeps its previous version.
-/// `evolve` lets the commit change the table's columns (checked at plan time).
 pub(crate) async fn write(
     state: &SessionState,
-    url: &Url,
-    storage: &StorageOptions,
-    table_name: &str,
     plan: LogicalPlan,
-    config: &TaskConfig,
-    evolve: bool,
+    target: TableWrite<'_>,
 ) -> Result<WriteOutcome> {
+    let TableWrite {
+        url,
+        storage,
+        table_name,
+        config,
+        evolve,
+        expectations,
+    } = target;
     if url.scheme() == "file" {
         if let Ok(path) = url.to_file_path() {
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -179,6 +200,7 @@ pub(crate) async fn write(
         Materialization::Table => (SaveMode::Overwrite, None),
         Materialization::Append => (SaveMode::Append, None),
         Materialization::Merge if previous_version.is_some() => {
+            let plan = with_expectations(plan, expectations)?;
             return merge(state, url, table, plan, config, evolve).await;
         }
         // The first merge creates the table.
@@ -206,6 +228,10 @@ pub(crate) async fn write(
             unreachable!("views are not written; the engine never calls write for them")
         }
     };
+
+    // Expectations are checked in the same pass that writes (after the partition
+    // values were read, so they are not counted twice).
+    let plan = with_expectations(plan, expectations)?;
 
     // Hash-partition the rows by the partition columns so each partition value is
     // written by one writer: a few large files per partition rather than one per
@@ -240,6 +266,20 @@ pub(crate) async fn write(
         .await
         .map_err(|source| delta_err(url, "write", source))?;
     outcome_of(&table, url).await
+}
+
+/// `plan` read through its expectations, when it has any.
+fn with_expectations(
+    plan: LogicalPlan,
+    expectations: Option<Arc<CompiledExpectations>>,
+) -> Result<LogicalPlan> {
+    let Some(checks) = expectations.filter(|c| !c.is_empty()) else {
+        return Ok(plan);
+    };
+    let table = ExpectationsTable::new(plan, checks);
+    LogicalPlanBuilder::scan("expectations", provider_as_source(Arc::new(table)), None)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(Error::query)
 }
 
 /// Upserts `plan`'s rows into `table` on the task's `unique_key`.

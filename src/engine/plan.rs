@@ -46,6 +46,7 @@ pub struct PlannedTask {
     pub selected: bool,
     /// The tasks of this run it reads.
     pub upstream: Vec<TaskName>,
+    pub(crate) expectations: Option<Arc<crate::checks::CompiledExpectations>>,
     pub(crate) statement: Statement,
 }
 
@@ -193,6 +194,27 @@ pub(super) async fn plan(
             .map_err(|source| plan_error(r, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         check_output(r, &task.config, &schema)?;
+        let expectations = if task.config.expect.is_empty() {
+            None
+        } else {
+            // Unqualified: expectations name the output's columns as they are written.
+            let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
+                .map_err(|source| plan_error(r, source))?;
+            let compiled = crate::checks::CompiledExpectations::compile(
+                r.task.as_str(),
+                &task.config.expect,
+                &df_schema,
+                |sql| ctx.parse_sql_expr(sql, &df_schema),
+            )
+            .map_err(|message| {
+                Error::plan(
+                    r.task.as_str(),
+                    r.file.clone(),
+                    datafusion::error::DataFusionError::Plan(message),
+                )
+            })?;
+            Some(Arc::new(compiled))
+        };
         // Downstream tasks plan against this task's output schema. An empty table of
         // that schema, not a view: DataFusion inlines a view's plan into every plan
         // that reads it, which grows exponentially along chains of fan-ins.
@@ -241,6 +263,7 @@ pub(super) async fn plan(
             schema,
             table_url,
             selected: selected.contains(name),
+            expectations,
             upstream: dag
                 .upstream_of(name)
                 .filter(|u| to_plan.contains(*u))

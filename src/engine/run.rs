@@ -12,6 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
+use crate::checks::ExpectationOutcome;
 use crate::config::{Materialization, PipelineName, TaskName};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
@@ -39,6 +40,8 @@ pub struct TaskOutcome {
     pub status: TaskStatus,
     /// Time from start to commit.
     pub elapsed: Duration,
+    /// How the task's expectations fared (also when a `fail` expectation failed it).
+    pub expectations: Vec<ExpectationOutcome>,
 }
 
 /// The result of executing a run.
@@ -99,6 +102,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                     materialization: first.materialization,
                     status: TaskStatus::Failed(e),
                     elapsed: Duration::ZERO,
+                    expectations: Vec::new(),
                 });
             }
             return RunReport {
@@ -154,6 +158,11 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 materialization: task.materialization,
                 status,
                 elapsed,
+                expectations: task
+                    .expectations
+                    .as_ref()
+                    .map(|e| e.outcomes())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -163,6 +172,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
             materialization: task.materialization,
             status: TaskStatus::Skipped,
             elapsed: Duration::ZERO,
+            expectations: Vec::new(),
         });
     }
     RunReport {
@@ -198,16 +208,15 @@ async fn run_task(
         .map_err(plan_err)?;
         return Ok(None);
     };
-    let outcome = crate::delta::write(
-        &ctx.state(),
+    let target = crate::delta::TableWrite {
         url,
-        warehouse.storage(),
-        task.task.as_str(),
-        plan,
-        &task.config,
-        task.evolve_schema,
-    )
-    .await?;
+        storage: warehouse.storage(),
+        table_name: task.task.as_str(),
+        config: &task.config,
+        evolve: task.evolve_schema,
+        expectations: task.expectations.clone(),
+    };
+    let outcome = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.
     if let Some(table) = crate::delta::open(url, warehouse.storage()).await? {
         let provider = crate::delta::provider(&table, url).await?;

@@ -171,7 +171,7 @@ impl Project {
 
 fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeline> {
     let config_file = dir.join("pipeline.toml");
-    let mut config = PipelineConfig::load(&config_file)?;
+    let mut config = PipelineConfig::load_as(&config_file, &relative(root, &config_file))?;
     let mut tasks = BTreeMap::new();
     for file in sorted_entries(&dir)? {
         if !file.is_file() || file.extension().is_none_or(|e| e != "sql") {

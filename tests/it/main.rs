@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod e2e;
 mod errors;
+mod expectations;
 mod faults;
 mod pipeline_tests;
 mod render;
