@@ -155,6 +155,8 @@ pub struct ExpectationOutcome {
     pub severity: Severity,
     /// Rows that violated it (for `row_count`: 1 when the count is out of bounds).
     pub violations: u64,
+    /// Whether it bounds the row count (rather than judging rows).
+    pub is_row_count: bool,
 }
 
 /// What each expectation checks, resolved against the task's output schema.
@@ -281,6 +283,7 @@ impl CompiledExpectations {
                 name: e.name.clone(),
                 severity: e.severity,
                 violations: e.violations.load(Ordering::SeqCst),
+                is_row_count: matches!(e.check, Check::Count(..)),
             })
             .collect()
     }

@@ -118,6 +118,9 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
         for e in &t.expectations {
             let what = match (e.severity, e.violations) {
                 (_, 0) => "met".to_string(),
+                (quern::Severity::Warn, _) if e.is_row_count => {
+                    "row count out of bounds (written)".to_string()
+                }
                 (quern::Severity::Drop, n) => format!("{n} row(s) dropped"),
                 (quern::Severity::Warn, n) => format!("{n} row(s) violate it (written)"),
                 (quern::Severity::Fail, n) => format!("{n} violation(s): task failed"),

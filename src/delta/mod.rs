@@ -213,12 +213,22 @@ pub(crate) async fn write(
                 // new one is created empty so downstream tasks can read it.
                 None => match previous_version {
                     Some(version) => {
+                        // Still judge the (empty) output, e.g. a minimum row count.
+                        let plan = with_expectations(plan, expectations)?;
+                        DataFrame::new(state.clone(), plan)
+                            .collect()
+                            .await
+                            .map_err(|source| Error::Execute {
+                                task: table_name.to_string(),
+                                uri: url.to_string(),
+                                source: Box::new(source),
+                            })?;
                         return Ok(WriteOutcome {
                             version,
                             rows: 0,
                             files_added: 0,
                             files_removed: 0,
-                        })
+                        });
                     }
                     None => (SaveMode::Append, None),
                 },

@@ -163,3 +163,19 @@ fn bad_expectations_are_reported_before_anything_runs() {
         assert!(project.warehouse_state().is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_partition_run_is_still_judged() {
+    // The example's daily_active_users warns when a day has no activity, also when
+    // the table exists and the run writes nothing.
+    let project = TempProject::new();
+    let engine = project.engine("local");
+    for _ in 0..2 {
+        let options = RunOptions::new("2024-03-09".parse::<RunDate>().unwrap());
+        let report = engine.run("events", &options).await.unwrap();
+        assert!(report.succeeded(), "{:?}", report.first_error());
+        let e = &report.task("daily_active_users").unwrap().expectations;
+        let activity = e.iter().find(|e| e.name == "some activity").unwrap();
+        assert_eq!((activity.violations, activity.is_row_count), (1, true));
+    }
+}
