@@ -53,17 +53,20 @@ mod pipeline;
 mod template;
 pub mod testing;
 
-pub use checks::{ExpectationOutcome, Severity};
+pub use checks::{
+    ExpectationOutcome, MetricPoint, MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
+};
 pub use config::{
-    EngineSettings, Environment, Materialization, MlflowSettings, OnSchemaChange, PipelineConfig,
-    PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName, WarehouseSettings,
+    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, OnSchemaChange,
+    PipelineConfig, PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName,
+    WarehouseSettings,
 };
 pub use delta::WriteOutcome;
 pub use engine::{
     Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan, RunReport, TaskOutcome, TaskStatus,
 };
 pub use error::{Error, Result};
-pub use pipeline::{Dag, MacroFile, Pipeline, Project, Selector, Task};
+pub use pipeline::{Dag, MacroFile, Metric, Pipeline, Project, Selector, Task};
 pub use template::{RenderedTask, Renderer, RunDate, Vars};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -2,6 +2,12 @@
 //! its table.
 
 mod expectations;
+mod metrics;
+mod runlog;
 
 pub(crate) use expectations::{CompiledExpectations, ExpectationConfig, ExpectationsTable};
 pub use expectations::{ExpectationOutcome, Severity};
+pub(crate) use metrics::{check_shape, judge, values, Previous};
+pub use metrics::{MetricValue, PlannedMetric};
+pub(crate) use runlog::RunLog;
+pub use runlog::{MetricPoint, RunHistory, RunRecord};

@@ -78,6 +78,14 @@ enum Command {
         #[command(flatten)]
         date_vars: DateVars,
     },
+    /// Show a pipeline's latest runs and metric values from the run log.
+    Status {
+        /// The pipeline.
+        pipeline: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Run the pipeline tests: row tests in sql/<pipeline>/tests/*.toml and golden
     /// rendered SQL per environment. In-process; reads and writes no table.
     Test {
@@ -206,6 +214,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 DagFormat::Mermaid => output::dag_mermaid(&mut out, &dag)?,
                 DagFormat::Dot => output::dag_dot(&mut out, pipeline, &dag)?,
             }
+        }
+        Command::Status { pipeline, limit } => {
+            let history = engine.status(pipeline, *limit).await?;
+            output::status(&mut out, pipeline, &history)?;
         }
         Command::Query { sql, format } => {
             let batches = engine.query(sql).await?.collect().await?;

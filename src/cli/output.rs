@@ -133,6 +133,30 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             )?;
         }
     }
+    for m in &report.metrics {
+        let name = match &m.group {
+            Some(g) => format!("{}[{g}]", m.metric),
+            None => m.metric.clone(),
+        };
+        let value = m.value.map_or("NULL".to_string(), |v| v.to_string());
+        let prev = m
+            .previous
+            .map(|p| format!(" (previous {p})"))
+            .unwrap_or_default();
+        match &m.breach {
+            Some(why) => writeln!(out, "BREACH  metric {name} = {value}{prev}: {why}")?,
+            None => writeln!(out, "metric  {name} = {value}{prev}")?,
+        }
+    }
+    for (metric, why) in &report.metric_errors {
+        writeln!(out, "FAILED  metric {metric}: {why}")?;
+    }
+    if let Some(why) = &report.log_error {
+        writeln!(
+            out,
+            "warning: the run could not be recorded in the run log: {why}"
+        )?;
+    }
     writeln!(
         out,
         "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
@@ -226,4 +250,41 @@ pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
         source = cause.source();
     }
     out
+}
+
+pub(super) fn status(
+    out: &mut impl Write,
+    pipeline: &str,
+    history: &quern::RunHistory,
+) -> Result<()> {
+    if history.runs.is_empty() {
+        writeln!(
+            out,
+            "no runs of {pipeline} recorded in this environment yet"
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "latest runs of {pipeline}:")?;
+    for r in &history.runs {
+        writeln!(
+            out,
+            "  {}  ds {}  {:9}  {} ok, {} failed  {} rows  {} breach(es)",
+            r.finished_at, r.ds, r.status, r.tasks_ok, r.tasks_failed, r.rows, r.breaches
+        )?;
+    }
+    if !history.metrics.is_empty() {
+        writeln!(out, "metrics (newest first):")?;
+    }
+    for (name, values) in &history.metrics {
+        let shown: Vec<String> = values
+            .iter()
+            .map(|p| {
+                let v = p.value.map_or("NULL".to_string(), |v| format!("{v}"));
+                let breach = if p.breach.is_some() { " (breach)" } else { "" };
+                format!("{}: {v}{breach}", p.ds)
+            })
+            .collect();
+        writeln!(out, "  {name}: {}", shown.join(", "))?;
+    }
+    Ok(())
 }

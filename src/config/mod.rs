@@ -10,7 +10,7 @@ pub use environment::{
     EngineSettings, Environment, MlflowSettings, SourceFormat, SourceTable, WarehouseSettings,
 };
 pub use names::{PipelineName, TaskName};
-pub use pipeline::{Materialization, OnSchemaChange, PipelineConfig, TaskConfig};
+pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, PipelineConfig, TaskConfig};
 
 use std::path::Path;
 

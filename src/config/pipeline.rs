@@ -97,6 +97,35 @@ pub struct PipelineConfig {
     /// Per-task settings; a task without an entry is a `table`.
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// Metrics computed after every successful run (`[metrics.<name>]`).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricConfig>,
+}
+
+/// A metric: a templated SQL query over the run's tables returning one number, or one
+/// number per group (a group column then the number), with thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    /// The query (Jinja, like a task: `ref()`, `ds`, `var()`…).
+    pub sql: String,
+    /// A free-text description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Breached when the value is below this.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Breached when the value is above this.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Breached when the value fell by more than this percentage from the previous
+    /// successful run's value (of the same group).
+    #[serde(default)]
+    pub max_drop_pct: Option<f64>,
+    /// Breached when the value rose by more than this percentage from the previous
+    /// successful run's value (of the same group).
+    #[serde(default)]
+    pub max_rise_pct: Option<f64>,
 }
 
 impl PipelineConfig {
@@ -191,6 +220,15 @@ impl PipelineConfig {
                         message: format!("`{c}` is not a lower-case column name"),
                     });
                 }
+            }
+        }
+        for name in config.metrics.keys() {
+            if !super::names::is_identifier(name) {
+                return Err(Error::Config {
+                    file: file.to_path_buf(),
+                    key: format!("metrics.{name}"),
+                    message: "a metric name must be a lower-case identifier".into(),
+                });
             }
         }
         Ok(config)

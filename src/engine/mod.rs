@@ -250,6 +250,16 @@ impl Engine {
         Ok(DataFrame::new(ctx.state(), plan))
     }
 
+    /// The latest `limit` runs of `pipeline` in this environment's run log, and the
+    /// values of its metrics in them.
+    pub async fn status(&self, pipeline: &str, limit: usize) -> Result<crate::checks::RunHistory> {
+        let pipeline = self.project.pipeline(pipeline)?;
+        let warehouse = self.warehouse()?;
+        let log = crate::checks::RunLog::new(warehouse.root(), warehouse.storage());
+        log.history(&self.session(), pipeline.name.as_str(), limit)
+            .await
+    }
+
     pub(crate) fn warehouse(&self) -> Result<Warehouse> {
         Warehouse::new(&self.project, &self.env)
     }

@@ -17,10 +17,11 @@ use url::Url;
 
 use super::storage::{ensure_schema, register_source, WriteGuard};
 use super::{Engine, RunOptions};
+use crate::checks::PlannedMetric;
 use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
 use crate::error::{Error, Result};
 use crate::pipeline::{extract_relations, Dag};
-use crate::template::{RenderedTask, RunDate};
+use crate::template::{RenderedTask, Renderer, RunDate};
 
 /// One task of a run, planned.
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ pub struct RunPlan {
     pub ds: RunDate,
     /// The planned tasks in run order.
     pub tasks: Vec<PlannedTask>,
+    /// The pipeline's metrics, computed after the tasks succeed (full runs only).
+    pub metrics: Vec<PlannedMetric>,
     pub(crate) ctx: SessionContext,
 }
 
@@ -147,46 +150,14 @@ pub(super) async fn plan(
         let task = &pipeline.tasks[name];
         let p = &parsed[name];
         // Make every table the task reads resolvable.
-        for relation in &p.relations {
-            let (Some(schema), table) = (relation.schema(), relation.table()) else {
-                continue;
-            };
-            let reference = TableReference::partial(schema, table);
-            let in_run = schema == pipeline_name && to_plan.contains(table);
-            if in_run || !registered.insert(reference.clone()) {
-                continue;
-            }
-            if let Some(src) = env.source(schema, table) {
-                register_source(engine, &ctx, schema, table, src)
-                    .await
-                    .map_err(|e| plan_context(&r.task, &r.file, e))?;
-                continue;
-            }
-            // A task outside this run: read its table as it is in the warehouse.
-            let pipeline_of = project.pipeline(schema)?.name.clone();
-            let url = warehouse.table_url(&pipeline_of, table)?;
-            let Some(t) = crate::delta::open(&url, warehouse.storage()).await? else {
-                let hint = if schema == pipeline_name {
-                    format!(
-                        "run it first, or select +{} to run it with its upstream tasks",
-                        r.task
-                    )
-                } else {
-                    format!("run pipeline `{schema}` first")
-                };
-                return Err(Error::plan(
-                    r.task.as_str(),
-                    r.file.clone(),
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "table {schema}.{table} does not exist yet at {url}; {hint}"
-                    )),
-                ));
-            };
-            let provider = crate::delta::provider(&t, &url).await?;
-            ensure_schema(&ctx, schema);
-            ctx.register_table(reference, provider)
-                .map_err(|source| plan_error(r, source))?;
-        }
+        let reads = Reads {
+            engine,
+            ctx: &ctx,
+            warehouse: &warehouse,
+            pipeline: pipeline_name,
+            in_run: &to_plan,
+        };
+        reads.register(r, &p.relations, &mut registered).await?;
         let plan: LogicalPlan = ctx
             .state()
             .statement_to_plan(p.statement.clone())
@@ -272,13 +243,117 @@ pub(super) async fn plan(
             statement: p.statement.clone(),
         });
     }
+    // Metrics are planned with the run (against the tasks' planned outputs), so a
+    // broken metric fails the run before anything is written. They are computed after
+    // a full run of the pipeline, not after a selection.
+    let mut metrics = Vec::new();
+    if options.select.is_empty() && !pipeline.metrics.is_empty() {
+        let renderer = Renderer::new(project, env, options.ds, &options.vars)?;
+        let reads = Reads {
+            engine,
+            ctx: &ctx,
+            warehouse: &warehouse,
+            pipeline: pipeline_name,
+            in_run: &to_plan,
+        };
+        for metric in pipeline.metrics.values() {
+            let r = renderer.render_metric(metric)?;
+            let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
+            for relation in &p.relations {
+                check_relation(engine, &r, relation)?;
+            }
+            reads.register(&r, &p.relations, &mut registered).await?;
+            let plan = ctx
+                .state()
+                .statement_to_plan(p.statement.clone())
+                .await
+                .map_err(|source| plan_error(&r, source))?;
+            crate::checks::check_shape(plan.schema().as_arrow()).map_err(|message| {
+                Error::plan(
+                    r.task.as_str(),
+                    r.file.clone(),
+                    datafusion::error::DataFusionError::Plan(message),
+                )
+            })?;
+            metrics.push(PlannedMetric {
+                name: metric.name.clone(),
+                file: r.file.clone(),
+                sql: r.sql.clone(),
+                config: metric.config.clone(),
+                statement: p.statement,
+            });
+        }
+    }
     Ok(RunPlan {
         pipeline: pipeline.name.clone(),
         env: env.name.clone(),
         ds: options.ds,
         tasks,
+        metrics,
         ctx,
     })
+}
+
+/// Registers the tables a query reads that are not tasks of this run: sources, and
+/// tasks' tables as they are in the warehouse.
+struct Reads<'a> {
+    engine: &'a Engine,
+    ctx: &'a SessionContext,
+    warehouse: &'a super::Warehouse,
+    pipeline: &'a str,
+    in_run: &'a BTreeSet<TaskName>,
+}
+
+impl Reads<'_> {
+    async fn register(
+        &self,
+        r: &RenderedTask,
+        relations: &[TableReference],
+        registered: &mut BTreeSet<TableReference>,
+    ) -> Result<()> {
+        let (engine, ctx, warehouse) = (self.engine, self.ctx, self.warehouse);
+        for relation in relations {
+            let (Some(schema), table) = (relation.schema(), relation.table()) else {
+                continue;
+            };
+            let reference = TableReference::partial(schema, table);
+            let in_run = schema == self.pipeline && self.in_run.contains(table);
+            if in_run || !registered.insert(reference.clone()) {
+                continue;
+            }
+            if let Some(src) = engine.environment().source(schema, table) {
+                register_source(engine, ctx, schema, table, src)
+                    .await
+                    .map_err(|e| plan_context(&r.task, &r.file, e))?;
+                continue;
+            }
+            // A task outside this run: read its table as it is in the warehouse.
+            let pipeline_of = engine.project().pipeline(schema)?.name.clone();
+            let url = warehouse.table_url(&pipeline_of, table)?;
+            let Some(t) = crate::delta::open(&url, warehouse.storage()).await? else {
+                let hint = if schema == self.pipeline {
+                    format!(
+                        "run it first, or select +{} to run it with its upstream tasks",
+                        r.task
+                    )
+                } else {
+                    format!("run pipeline `{schema}` first")
+                };
+                return Err(Error::plan(
+                    r.task.as_str(),
+                    r.file.clone(),
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "table {schema}.{table} does not exist yet at {url}; {hint}"
+                    )),
+                ));
+            };
+            let provider = crate::delta::provider(&t, &url).await?;
+            ensure_schema(ctx, schema);
+            ctx.register_table(reference, provider)
+                .map_err(|source| plan_error(r, source))?;
+        }
+        Ok(())
+    }
 }
 
 /// A table the SQL reads must be a `ref()` of this render or a declared source.

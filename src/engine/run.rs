@@ -12,7 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
-use crate::checks::ExpectationOutcome;
+use crate::checks::{ExpectationOutcome, MetricValue, PlannedMetric, RunLog};
 use crate::config::{Materialization, PipelineName, TaskName};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
@@ -53,18 +53,33 @@ pub struct RunReport {
     pub env: String,
     /// The run date.
     pub ds: RunDate,
+    /// The run's id in the run log.
+    pub run_id: String,
     /// Each executed task, in the order they finished.
     pub tasks: Vec<TaskOutcome>,
+    /// The pipeline's metric values, judged (after a full, successful run).
+    pub metrics: Vec<MetricValue>,
+    /// A metric that could not be computed (the written data stays).
+    pub metric_errors: Vec<(String, String)>,
+    /// Why the run could not be recorded in the run log, if it could not (the written
+    /// data stays).
+    pub log_error: Option<String>,
     /// Wall time of the execution.
     pub elapsed: Duration,
 }
 
 impl RunReport {
-    /// Whether every task succeeded.
+    /// Whether every task succeeded (metric breaches do not fail a run).
     pub fn succeeded(&self) -> bool {
         self.tasks
             .iter()
             .all(|t| matches!(t.status, TaskStatus::Succeeded(_)))
+            && self.metric_errors.is_empty()
+    }
+
+    /// The metric values that breached a threshold.
+    pub fn breaches(&self) -> impl Iterator<Item = &MetricValue> {
+        self.metrics.iter().filter(|m| m.breach.is_some())
     }
 
     /// The first failure, if any.
@@ -83,11 +98,19 @@ impl RunReport {
 
 pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let run_id = format!(
+        "{}-{}-{}",
+        plan.pipeline,
+        plan.ds.ds_nodash(),
+        started_at.format("%Y%m%dT%H%M%S%.6fZ")
+    );
     let RunPlan {
         pipeline,
         env,
         ds,
         tasks,
+        metrics,
         ctx,
     } = plan;
     let mut outcomes = Vec::new();
@@ -109,7 +132,11 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 pipeline,
                 env,
                 ds,
+                run_id,
                 tasks: outcomes,
+                metrics: Vec::new(),
+                metric_errors: Vec::new(),
+                log_error: None,
                 elapsed: started.elapsed(),
             };
         }
@@ -175,12 +202,93 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
             expectations: Vec::new(),
         });
     }
-    RunReport {
+    let mut report = RunReport {
         pipeline,
         env,
         ds,
+        run_id,
         tasks: outcomes,
-        elapsed: started.elapsed(),
+        metrics: Vec::new(),
+        metric_errors: Vec::new(),
+        log_error: None,
+        elapsed: Duration::ZERO,
+    };
+    let log = RunLog::new(warehouse.root(), warehouse.storage());
+    let log_ctx = engine.session();
+    if report.succeeded() && !metrics.is_empty() {
+        compute_metrics(&ctx, &log_ctx, &log, &metrics, &mut report).await;
+    }
+    // The run log is written last; a failure to write it never undoes the run's data.
+    if let Err(e) = log
+        .append(&log_ctx, &report, started_at, &report.metrics)
+        .await
+    {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        report.log_error = Some(text);
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Computes each metric on the committed tables and judges it against its thresholds
+/// and the previous successful run's value.
+async fn compute_metrics(
+    ctx: &datafusion::prelude::SessionContext,
+    log_ctx: &datafusion::prelude::SessionContext,
+    log: &RunLog,
+    metrics: &[PlannedMetric],
+    report: &mut RunReport,
+) {
+    let previous = match log
+        .previous_metrics(log_ctx, report.pipeline.as_str())
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            report
+                .metric_errors
+                .push(("(previous values)".into(), e.to_string()));
+            Default::default()
+        }
+    };
+    for m in metrics {
+        let result = async {
+            let plan = ctx
+                .state()
+                .statement_to_plan(m.statement.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let batches = datafusion::prelude::DataFrame::new(ctx.state(), plan)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::checks::values(&batches)
+        }
+        .await;
+        match result {
+            Ok(values) => {
+                for (group, value) in values {
+                    let prev = previous.get(&(m.name.to_string(), group.clone())).copied();
+                    report.metrics.push(MetricValue {
+                        metric: m.name.to_string(),
+                        breach: crate::checks::judge(&m.config, value, prev),
+                        group,
+                        value,
+                        previous: prev,
+                    });
+                }
+            }
+            Err(message) => report.metric_errors.push((
+                m.name.to_string(),
+                format!("{}: {message}", m.file.display()),
+            )),
+        }
     }
 }
 

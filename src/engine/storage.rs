@@ -56,6 +56,10 @@ impl Warehouse {
         table_url(&self.root, pipeline, task)
     }
 
+    pub(crate) fn root(&self) -> &Url {
+        &self.root
+    }
+
     pub(crate) fn storage(&self) -> &StorageOptions {
         &self.storage
     }

@@ -7,4 +7,4 @@ mod project;
 
 pub use dag::{Dag, Selector};
 pub(crate) use deps::extract_relations;
-pub use project::{MacroFile, Pipeline, Project, Task};
+pub use project::{MacroFile, Metric, Pipeline, Project, Task};

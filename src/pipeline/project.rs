@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Environment, PipelineConfig, PipelineName, TaskConfig, TaskName};
+use crate::config::{
+    Environment, MetricConfig, PipelineConfig, PipelineName, TaskConfig, TaskName,
+};
 use crate::error::{Error, Result};
 
 /// One task: a templated SELECT in `sql/<pipeline>/<task>.sql`.
@@ -32,6 +34,22 @@ pub struct Pipeline {
     pub description: Option<String>,
     /// The tasks, by name.
     pub tasks: BTreeMap<TaskName, Task>,
+    /// The metrics of `[metrics.<name>]`, by name.
+    pub metrics: BTreeMap<TaskName, Metric>,
+}
+
+/// A metric of a pipeline (`[metrics.<name>]` in `pipeline.toml`).
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// The pipeline.
+    pub pipeline: PipelineName,
+    /// The metric's name.
+    pub name: TaskName,
+    /// Where it is written: `sql/<pipeline>/pipeline.toml#metrics.<name>` (its
+    /// template name, shown in errors).
+    pub file: PathBuf,
+    /// Its query and thresholds.
+    pub config: MetricConfig,
 }
 
 impl Pipeline {
@@ -206,11 +224,31 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
             known: tasks.keys().map(ToString::to_string).collect(),
         });
     }
+    let shown = relative(root, &config_file);
+    let mut metrics = BTreeMap::new();
+    for (metric, metric_config) in config.metrics {
+        let metric_name = TaskName::try_new(metric.clone()).map_err(|message| Error::Config {
+            file: shown.clone(),
+            key: format!("metrics.{metric}"),
+            message,
+        })?;
+        let file = PathBuf::from(format!("{}#metrics.{metric}", shown.display()));
+        metrics.insert(
+            metric_name.clone(),
+            Metric {
+                pipeline: name.clone(),
+                name: metric_name,
+                file,
+                config: metric_config,
+            },
+        );
+    }
     Ok(Pipeline {
         name,
         dir,
         description: config.description,
         tasks,
+        metrics,
     })
 }
 

@@ -22,7 +22,7 @@ use minijinja::{AutoEscape, Environment as Jinja, ErrorKind, State, UndefinedBeh
 
 use crate::config::{Environment, PipelineName, TaskName};
 use crate::error::{Error, Result};
-use crate::pipeline::{Project, Task};
+use crate::pipeline::{Metric, Project, Task};
 
 const PIPELINE_KEY: &str = "__quern_pipeline";
 const DEPS_KEY: &str = "__quern_deps";
@@ -127,6 +127,12 @@ impl Renderer {
                     .add_template_owned(name, format!("{imports}{}", task.template))
                     .map_err(|e| render_error(project.root(), &task.file, e))?;
             }
+            for metric in pipeline.metrics.values() {
+                let name = template_name(project.root(), &metric.file);
+                jinja
+                    .add_template_owned(name, format!("{imports}{}", metric.config.sql))
+                    .map_err(|e| render_error(project.root(), &metric.file, e))?;
+            }
         }
         Ok(Renderer {
             jinja,
@@ -143,11 +149,30 @@ impl Renderer {
 
     /// Renders one task.
     pub fn render(&self, task: &Task) -> Result<RenderedTask> {
-        let name = template_name(&self.root, &task.file);
+        self.render_template(&task.pipeline, &task.name, &task.file)
+    }
+
+    /// Renders one metric's query.
+    pub fn render_metric(&self, metric: &Metric) -> Result<RenderedTask> {
+        self.render_template(&metric.pipeline, &metric.name, &metric.file)
+    }
+
+    fn render_template(
+        &self,
+        pipeline: &PipelineName,
+        task_name: &TaskName,
+        file: &Path,
+    ) -> Result<RenderedTask> {
+        let task = RenderTarget {
+            pipeline,
+            name: task_name,
+            file,
+        };
+        let name = template_name(&self.root, task.file);
         let tmpl = self
             .jinja
             .get_template(&name)
-            .map_err(|e| render_error(&self.root, &task.file, e))?;
+            .map_err(|e| render_error(&self.root, task.file, e))?;
         let ctx = minijinja::context! {
             env => Value::from_safe_string(self.env_name.clone()),
             ds => Value::from_safe_string(self.ds.ds()),
@@ -158,7 +183,7 @@ impl Renderer {
         };
         let captured = tmpl
             .render_captured(ctx)
-            .map_err(|e| render_error(&self.root, &task.file, e))?;
+            .map_err(|e| render_error(&self.root, task.file, e))?;
         let (refs, sources) = match captured.state().get_temp(DEPS_KEY) {
             Some(v) => match v.downcast_object_ref::<RenderDeps>() {
                 Some(deps) => (lock(&deps.refs).clone(), lock(&deps.sources).clone()),
@@ -172,12 +197,19 @@ impl Renderer {
         Ok(RenderedTask {
             pipeline: task.pipeline.clone(),
             task: task.name.clone(),
-            file: task.file.clone(),
+            file: task.file.to_path_buf(),
             sql,
             refs,
             sources,
         })
     }
+}
+
+/// What is being rendered: a task or a metric.
+struct RenderTarget<'a> {
+    pipeline: &'a PipelineName,
+    name: &'a TaskName,
+    file: &'a Path,
 }
 
 fn lock<T: Clone>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -72,8 +72,8 @@ impl TempProject {
         stdout(&self.quern(&["query", sql, "--format", "csv"]))
     }
 
-    /// Every table's Delta log files under the local warehouse: a fingerprint that
-    /// changes with any commit.
+    /// Every task table's Delta log files under the local warehouse (not the run log
+    /// in `_quern/`): a fingerprint that changes with any commit.
     pub fn warehouse_state(&self) -> Vec<String> {
         let mut files = Vec::new();
         let root = self.path().join("warehouse");
@@ -89,7 +89,7 @@ fn collect_logs(root: &Path, dir: &Path, out: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        if path.is_dir() && path != root.join("_quern") {
             collect_logs(root, &path, out);
         } else if path.parent().is_some_and(|p| p.ends_with("_delta_log")) {
             out.push(path.strip_prefix(root).unwrap().display().to_string());

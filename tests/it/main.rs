@@ -7,6 +7,7 @@ mod e2e;
 mod errors;
 mod expectations;
 mod faults;
+mod metrics;
 mod pipeline_tests;
 mod render;
 mod s3;

@@ -1,0 +1,169 @@
+//! Metrics: a named SQL query over the run's tables returning one number (or one per
+//! group), judged against thresholds, including the change from the previous
+//! successful run's value.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::sql::parser::Statement;
+
+use crate::config::{MetricConfig, TaskName};
+
+/// A metric planned with its run.
+#[derive(Debug, Clone)]
+pub struct PlannedMetric {
+    /// The metric's name.
+    pub name: TaskName,
+    /// Where it is defined (`sql/<pipeline>/pipeline.toml#metrics.<name>`).
+    pub file: PathBuf,
+    /// The rendered query.
+    pub sql: String,
+    /// Its thresholds.
+    pub config: MetricConfig,
+    pub(crate) statement: Statement,
+}
+
+/// One value of a metric in a run, judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricValue {
+    /// The metric.
+    pub metric: String,
+    /// The group, for a metric computed per group.
+    pub group: Option<String>,
+    /// The value (NULL when the query's number was NULL).
+    pub value: Option<f64>,
+    /// The same metric's (and group's) value in the previous successful run.
+    pub previous: Option<f64>,
+    /// Why the value breaches a threshold, if it does.
+    pub breach: Option<String>,
+}
+
+/// Checks a metric query's output columns: one number, or a group then a number.
+pub(crate) fn check_shape(schema: &Schema) -> Result<(), String> {
+    let fields = schema.fields();
+    let numeric = |t: &DataType| t.is_numeric();
+    match fields.len() {
+        1 if numeric(fields[0].data_type()) => Ok(()),
+        2 if numeric(fields[1].data_type()) => Ok(()),
+        n => Err(format!(
+            "a metric query returns one number, or a group column and a number; this one returns {n} column(s): {}",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// A metric query's result: (group, value) pairs; the group is `None` for a single number.
+pub(crate) type GroupValues = Vec<(Option<String>, Option<f64>)>;
+
+/// The (group, value) pairs of a metric query's result.
+pub(crate) fn values(batches: &[RecordBatch]) -> Result<GroupValues, String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let value_col =
+            cast(b.column(b.num_columns() - 1), &DataType::Float64).map_err(|e| e.to_string())?;
+        let values = value_col
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Float64Array>()
+            .ok_or("the metric's number is not numeric")?;
+        for r in 0..b.num_rows() {
+            let group = if b.num_columns() == 2 {
+                let g = b.column(0);
+                if g.is_null(r) {
+                    None
+                } else {
+                    Some(array_value_to_string(g, r).map_err(|e| e.to_string())?)
+                }
+            } else {
+                None
+            };
+            let v = (!values.is_null(r)).then(|| values.value(r));
+            out.push((group, v));
+        }
+    }
+    if out.is_empty() {
+        return Err(
+            "the metric query returned no rows; it must return one number (or one per group)"
+                .into(),
+        );
+    }
+    if out.iter().all(|(g, _)| g.is_none()) && out.len() > 1 {
+        return Err(format!(
+            "the metric query returned {} rows for one number; add a group column or aggregate",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Judges `value` against the thresholds and the previous value.
+pub(crate) fn judge(
+    config: &MetricConfig,
+    value: Option<f64>,
+    previous: Option<f64>,
+) -> Option<String> {
+    let Some(v) = value else {
+        return (config.min.is_some() || config.max.is_some())
+            .then(|| "the value is NULL".to_string());
+    };
+    if let Some(min) = config.min.filter(|m| v < *m) {
+        return Some(format!("{v} is below the minimum {min}"));
+    }
+    if let Some(max) = config.max.filter(|m| v > *m) {
+        return Some(format!("{v} is above the maximum {max}"));
+    }
+    let prev = previous.filter(|p| *p != 0.0)?;
+    let change = (v - prev) / prev.abs() * 100.0;
+    if let Some(limit) = config.max_drop_pct.filter(|l| -change > *l) {
+        return Some(format!(
+            "{v} fell {:.1}% from the previous run's {prev} (limit {limit}%)",
+            -change
+        ));
+    }
+    if let Some(limit) = config.max_rise_pct.filter(|l| change > *l) {
+        return Some(format!(
+            "{v} rose {change:.1}% from the previous run's {prev} (limit {limit}%)"
+        ));
+    }
+    None
+}
+
+/// The latest previous value per (metric, group).
+pub(crate) type Previous = BTreeMap<(String, Option<String>), f64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> MetricConfig {
+        toml::from_str(&format!("sql = \"SELECT 1\"\n{toml_text}")).unwrap()
+    }
+
+    #[test]
+    fn thresholds_and_relative_change() {
+        let c = config("min = 10\nmax = 100\nmax_drop_pct = 5");
+        assert_eq!(judge(&c, Some(50.0), None), None);
+        assert!(judge(&c, Some(5.0), None)
+            .unwrap()
+            .contains("below the minimum 10"));
+        assert!(judge(&c, Some(500.0), None)
+            .unwrap()
+            .contains("above the maximum 100"));
+        assert_eq!(judge(&c, Some(96.0), Some(100.0)), None);
+        let why = judge(&c, Some(90.0), Some(100.0)).unwrap();
+        assert!(
+            why.contains("fell 10.0% from the previous run's 100 (limit 5%)"),
+            "{why}"
+        );
+        let rise = config("max_rise_pct = 20");
+        assert!(judge(&rise, Some(130.0), Some(100.0)).is_some());
+        assert!(judge(&rise, Some(110.0), Some(100.0)).is_none());
+    }
+}
