@@ -54,7 +54,8 @@ mod template;
 pub mod testing;
 
 pub use checks::{
-    ExpectationOutcome, MetricPoint, MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
+    AlertConfig, AlertDelivery, AlertEvent, AlertKind, ExpectationOutcome, MetricPoint,
+    MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
 };
 pub use config::{
     EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, OnSchemaChange,

@@ -1,10 +1,13 @@
 //! Checks on a task's output: expectations, evaluated while the output streams into
 //! its table.
 
+mod alerts;
 mod expectations;
 mod metrics;
 mod runlog;
 
+pub(crate) use alerts::send as send_alerts;
+pub use alerts::{AlertConfig, AlertDelivery, AlertEvent, AlertKind};
 pub(crate) use expectations::{CompiledExpectations, ExpectationConfig, ExpectationsTable};
 pub use expectations::{ExpectationOutcome, Severity};
 pub(crate) use metrics::{check_shape, judge, values, Previous};

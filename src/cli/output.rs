@@ -151,6 +151,16 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     for (metric, why) in &report.metric_errors {
         writeln!(out, "FAILED  metric {metric}: {why}")?;
     }
+    for a in &report.alerts {
+        match &a.result {
+            Ok(()) => writeln!(out, "alert   {}: sent", a.target)?,
+            Err(why) => writeln!(
+                out,
+                "warning: alert {} not delivered after 3 attempts: {why}",
+                a.target
+            )?,
+        }
+    }
     if let Some(why) = &report.log_error {
         writeln!(
             out,

@@ -90,6 +90,8 @@ struct EnvironmentFile {
     mlflow: Option<MlflowSettings>,
     #[serde(default)]
     engine: EngineSettings,
+    #[serde(default)]
+    alerts: Vec<crate::checks::AlertConfig>,
 }
 
 /// One environment of a project, as written in its file (`${VAR}` values unresolved).
@@ -113,6 +115,8 @@ pub struct Environment {
     pub mlflow: Option<MlflowSettings>,
     /// `[engine]`.
     pub engine: EngineSettings,
+    /// `[[alerts]]`: where failures, breaches and violated expectations are told.
+    pub alerts: Vec<crate::checks::AlertConfig>,
 }
 
 impl Environment {
@@ -177,6 +181,11 @@ impl Environment {
                 format!("must be at least 1, not {n}"),
             ));
         }
+        for (i, alert) in parsed.alerts.iter().enumerate() {
+            alert
+                .validate()
+                .map_err(|message| config_err(format!("alerts[{i}]"), message))?;
+        }
         Ok(Environment {
             name,
             file: file.to_path_buf(),
@@ -187,6 +196,7 @@ impl Environment {
             models: parsed.models,
             mlflow: parsed.mlflow,
             engine: parsed.engine,
+            alerts: parsed.alerts,
         })
     }
 

@@ -12,7 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
-use crate::checks::{ExpectationOutcome, MetricValue, PlannedMetric, RunLog};
+use crate::checks::{AlertDelivery, ExpectationOutcome, MetricValue, PlannedMetric, RunLog};
 use crate::config::{Materialization, PipelineName, TaskName};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
@@ -64,6 +64,8 @@ pub struct RunReport {
     /// Why the run could not be recorded in the run log, if it could not (the written
     /// data stays).
     pub log_error: Option<String>,
+    /// The alerts sent after the run (failed deliveries included).
+    pub alerts: Vec<AlertDelivery>,
     /// Wall time of the execution.
     pub elapsed: Duration,
 }
@@ -137,6 +139,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 metrics: Vec::new(),
                 metric_errors: Vec::new(),
                 log_error: None,
+                alerts: Vec::new(),
                 elapsed: started.elapsed(),
             };
         }
@@ -211,6 +214,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         metrics: Vec::new(),
         metric_errors: Vec::new(),
         log_error: None,
+        alerts: Vec::new(),
         elapsed: Duration::ZERO,
     };
     let log = RunLog::new(warehouse.root(), warehouse.storage());
@@ -232,6 +236,8 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         }
         report.log_error = Some(text);
     }
+    // Alerts last: the data is committed and logged whatever their delivery does.
+    report.alerts = crate::checks::send_alerts(engine.environment(), &report).await;
     report.elapsed = started.elapsed();
     report
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the example project end to end, through the library and the
 //! real `quern` binary. One test binary, one module per area.
 
+mod alerts;
 mod cli;
 mod common;
 mod e2e;
