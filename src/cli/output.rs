@@ -161,6 +161,12 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             )?,
         }
     }
+    if let Some(id) = &report.mlflow_run_id {
+        writeln!(out, "mlflow  run {id}")?;
+    }
+    if let Some(why) = &report.mlflow_error {
+        writeln!(out, "warning: the run could not be logged to MLflow: {why}")?;
+    }
     if let Some(why) = &report.log_error {
         writeln!(
             out,

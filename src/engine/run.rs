@@ -66,6 +66,10 @@ pub struct RunReport {
     pub log_error: Option<String>,
     /// The alerts sent after the run (failed deliveries included).
     pub alerts: Vec<AlertDelivery>,
+    /// The MLflow run this run was logged to, when the environment names a server.
+    pub mlflow_run_id: Option<String>,
+    /// Why the run could not be logged to MLflow, if it could not (nothing is undone).
+    pub mlflow_error: Option<String>,
     /// Wall time of the execution.
     pub elapsed: Duration,
 }
@@ -140,6 +144,8 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 metric_errors: Vec::new(),
                 log_error: None,
                 alerts: Vec::new(),
+                mlflow_run_id: None,
+                mlflow_error: None,
                 elapsed: started.elapsed(),
             };
         }
@@ -215,6 +221,8 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         metric_errors: Vec::new(),
         log_error: None,
         alerts: Vec::new(),
+        mlflow_run_id: None,
+        mlflow_error: None,
         elapsed: Duration::ZERO,
     };
     let log = RunLog::new(warehouse.root(), warehouse.storage());
@@ -235,6 +243,12 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
             source = cause.source();
         }
         report.log_error = Some(text);
+    }
+    match crate::checks::log_to_mlflow(engine.environment(), &report, started_at.timestamp_millis())
+        .await
+    {
+        Ok(id) => report.mlflow_run_id = id,
+        Err(e) => report.mlflow_error = Some(e),
     }
     // Alerts last: the data is committed and logged whatever their delivery does.
     report.alerts = crate::checks::send_alerts(engine.environment(), &report).await;

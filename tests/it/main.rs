@@ -9,6 +9,7 @@ mod errors;
 mod expectations;
 mod faults;
 mod metrics;
+mod mlflow;
 mod pipeline_tests;
 mod render;
 mod s3;
