@@ -49,6 +49,7 @@ mod config;
 mod delta;
 mod engine;
 mod error;
+mod functions;
 mod pipeline;
 mod template;
 pub mod testing;

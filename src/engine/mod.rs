@@ -165,7 +165,11 @@ impl Engine {
             .with_query_planner(DeltaPlanner::new())
             .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
             .build();
-        SessionContext::new_with_state(state)
+        let ctx = SessionContext::new_with_state(state);
+        for udaf in crate::functions::aggregates() {
+            ctx.register_udaf(udaf);
+        }
+        ctx
     }
 
     /// Renders every task of `pipeline` (in DAG order) for the options' ds and vars.

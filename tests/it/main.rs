@@ -8,6 +8,7 @@ mod e2e;
 mod errors;
 mod expectations;
 mod faults;
+mod functions;
 mod metrics;
 mod mlflow;
 mod pipeline_tests;
