@@ -279,7 +279,7 @@ impl Accumulator for Series {
         }
         let series: Vec<f64> = points.iter().map(|p| p.1).collect();
         let mut low_pass = period + 1;
-        if low_pass % 2 == 0 {
+        if low_pass.is_multiple_of(2) {
             low_pass += 1;
         }
         let fit = stlrs::params()
