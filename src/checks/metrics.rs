@@ -24,6 +24,8 @@ pub struct PlannedMetric {
     pub sql: String,
     /// Its thresholds.
     pub config: MetricConfig,
+    /// Whether it is computed per group (a group column, then the number).
+    pub grouped: bool,
     pub(crate) statement: Statement,
 }
 
@@ -64,7 +66,7 @@ pub(crate) fn check_shape(schema: &Schema) -> Result<(), String> {
 pub(crate) type GroupValues = Vec<(Option<String>, Option<f64>)>;
 
 /// The (group, value) pairs of a metric query's result.
-pub(crate) fn values(batches: &[RecordBatch]) -> Result<GroupValues, String> {
+pub(crate) fn values(batches: &[RecordBatch], grouped: bool) -> Result<GroupValues, String> {
     let mut out = Vec::new();
     for b in batches {
         let value_col =
@@ -88,9 +90,10 @@ pub(crate) fn values(batches: &[RecordBatch]) -> Result<GroupValues, String> {
             out.push((group, v));
         }
     }
-    if out.is_empty() {
+    // No groups is an answer; no number for an ungrouped metric is not.
+    if out.is_empty() && !grouped {
         return Err(
-            "the metric query returned no rows; it must return one number (or one per group)"
+            "the metric query returned no rows; it must return one number (use an aggregate)"
                 .into(),
         );
     }
@@ -104,15 +107,15 @@ pub(crate) fn values(batches: &[RecordBatch]) -> Result<GroupValues, String> {
 }
 
 /// Judges `value` against the thresholds and the previous value.
+///
+/// A NULL value (e.g. an average over no rows) is not judged; write
+/// `COALESCE(…, 0)` in the query to judge it as a number.
 pub(crate) fn judge(
     config: &MetricConfig,
     value: Option<f64>,
     previous: Option<f64>,
 ) -> Option<String> {
-    let Some(v) = value else {
-        return (config.min.is_some() || config.max.is_some())
-            .then(|| "the value is NULL".to_string());
-    };
+    let v = value?;
     if let Some(min) = config.min.filter(|m| v < *m) {
         return Some(format!("{v} is below the minimum {min}"));
     }

@@ -314,7 +314,11 @@ impl RunLog {
             if table != "runs" && columns[0].1.is_empty() {
                 continue;
             }
-            let batch = RecordBatch::try_from_iter(columns).map_err(|e| Error::query(e.into()))?;
+            // Every column nullable: whether a value is NULL differs from run to run.
+            let batch = RecordBatch::try_from_iter_with_nullable(
+                columns.into_iter().map(|(n, a)| (n, a, true)),
+            )
+            .map_err(|e| Error::query(e.into()))?;
             let plan = ctx
                 .read_batch(batch)
                 .map_err(Error::query)?

@@ -268,6 +268,7 @@ pub(super) async fn plan(
                 .statement_to_plan(p.statement.clone())
                 .await
                 .map_err(|source| plan_error(&r, source))?;
+            let grouped = plan.schema().fields().len() == 2;
             crate::checks::check_shape(plan.schema().as_arrow()).map_err(|message| {
                 Error::plan(
                     r.task.as_str(),
@@ -280,6 +281,7 @@ pub(super) async fn plan(
                 file: r.file.clone(),
                 sql: r.sql.clone(),
                 config: metric.config.clone(),
+                grouped,
                 statement: p.statement,
             });
         }

@@ -288,7 +288,7 @@ async fn compute_metrics(
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::checks::values(&batches)
+            crate::checks::values(&batches, m.grouped)
         }
         .await;
         match result {

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use crate::common::{stderr, stdout, TempProject};
 
 /// Records the bodies POSTed to it and answers 200.
-struct Receiver {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, String)>>>,
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
+    pub(crate) bodies: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Receiver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let bodies = Arc::new(Mutex::new(Vec::new()));

@@ -8,6 +8,7 @@ mod e2e;
 mod errors;
 mod expectations;
 mod faults;
+mod forecast;
 mod functions;
 mod metrics;
 mod mlflow;
