@@ -196,8 +196,8 @@ async fn reporting_odds_ratio_matches_the_hand_computed_2x2_table() {
         let se = (1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d).sqrt();
         let [o, lo, hi]: [f64; 3] = [5, 6, 7].map(|i| row[i].parse().unwrap());
         assert!((o - or).abs() < 1e-12, "{o} vs {or}");
-        assert!((lo - (or.ln() - 1.96 * se).exp()).abs() < 1e-9);
-        assert!((hi - (or.ln() + 1.96 * se).exp()).abs() < 1e-9);
+        assert!((lo - (or.ln() - 1.959963984540054 * se).exp()).abs() < 1e-9);
+        assert!((hi - (or.ln() + 1.959963984540054 * se).exp()).abs() < 1e-9);
     }
     let daily = rows(&engine, "SELECT ds, campaign, users, conversions, exposed_users FROM reporting.campaign_daily ORDER BY ds, campaign").await;
     assert_eq!(

@@ -140,11 +140,11 @@ csv = "fixtures/campaign_users.csv"
 )]
 #[case::given_not_read(
     "[[test]]\nname = \"t\"\ntask = \"odds_ratio\"\n[[test.given]]\ntable = \"crm.campaign_users\"\nrows = [{ a = 1 }]\n[test.expect]\nrows = []\n",
-    "test `t`: given table `crm.campaign_users` is not read by task `odds_ratio`; it reads: reporting.exposure_contingency"
+    "test `t`: given table `crm.campaign_users` is not read by task `odds_ratio`; it reads: reporting.campaign_users_day"
 )]
 #[case::bad_type(
-    "[[test]]\nname = \"t\"\ntask = \"odds_ratio\"\n[[test.given]]\ntable = \"reporting.exposure_contingency\"\ncolumns = [\"ds DATEE\"]\nrows = []\n[test.expect]\nrows = []\n",
-    "test `t`: given `reporting.exposure_contingency`: column type `DATEE` of `ds` does not parse as an SQL type"
+    "[[test]]\nname = \"t\"\ntask = \"odds_ratio\"\n[[test.given]]\ntable = \"reporting.campaign_users_day\"\ncolumns = [\"ds DATEE\"]\nrows = []\n[test.expect]\nrows = []\n",
+    "test `t`: given `reporting.campaign_users_day`: column type `DATEE` of `ds` does not parse as an SQL type"
 )]
 #[case::missing_csv(
     "[[test]]\nname = \"t\"\ntask = \"campaign_daily\"\n[[test.given]]\ntable = \"crm.campaign_users\"\ncsv = \"fixtures/nope.csv\"\n[test.expect]\nrows = []\n",
@@ -152,7 +152,7 @@ csv = "fixtures/campaign_users.csv"
 )]
 #[case::table_not_given(
     "[[test]]\nname = \"t\"\ntask = \"odds_ratio\"\n[test.expect]\nrows = []\n",
-    "task `odds_ratio` reads `reporting.exposure_contingency`, but the test gives no rows for it"
+    "task `odds_ratio` reads `reporting.campaign_users_day`, but the test gives no rows for it"
 )]
 #[case::no_expectation(
     "[[test]]\nname = \"t\"\ntask = \"odds_ratio\"\n",

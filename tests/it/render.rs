@@ -40,10 +40,7 @@ fn every_task_renders_per_environment() {
         "excluded event types differ"
     );
     assert!(differs("events.daily_active_users"), "min_events differs");
-    assert!(
-        differs("reporting.exposure_contingency"),
-        "campaign differs"
-    );
+    assert!(differs("reporting.campaign_users_day"), "campaign differs");
     assert!(!differs("events.events_by_day"));
 }
 

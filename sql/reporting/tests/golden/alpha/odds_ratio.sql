@@ -1,34 +1,19 @@
--- Odds ratio (a*d)/(b*c) of the 2x2 table
---                 converted   not converted
---   exposed           a             b
---   not exposed       c             d
--- with the Wald 95% interval exp(ln(OR) +/- 1.96 * sqrt(1/a + 1/b + 1/c + 1/d)).
--- An empty cell makes the ratio undefined: NULL rather than a division by zero.
-WITH cells AS (
-    SELECT
-        ds,
-        campaign,
-        CAST(exposed_converted AS DOUBLE) AS a,
-        CAST(exposed_not_converted AS DOUBLE) AS b,
-        CAST(unexposed_converted AS DOUBLE) AS c,
-        CAST(unexposed_not_converted AS DOUBLE) AS d
-    FROM reporting.exposure_contingency
-),
-ratio AS (
-    SELECT
-        *,
-        CASE WHEN a * b * c * d > 0 THEN (a * d) / (b * c) END AS odds_ratio,
-        CASE WHEN a * b * c * d > 0 THEN sqrt(1 / a + 1 / b + 1 / c + 1 / d) END AS se_log_or
-    FROM cells
+-- The odds ratio of converting when exposed to var('campaign') on the run day, with
+-- its 95% confidence interval, from the built-in odds_ratio aggregate over the 2x2
+-- table exposed x converted. An empty cell gives NULL rather than a division by zero.
+WITH ratio AS (
+    SELECT ds, campaign, odds_ratio(exposed, converted) AS r
+    FROM reporting.campaign_users_day
+    GROUP BY ds, campaign
 )
 SELECT
     campaign,
-    CAST(a AS BIGINT) AS exposed_converted,
-    CAST(b AS BIGINT) AS exposed_not_converted,
-    CAST(c AS BIGINT) AS unexposed_converted,
-    CAST(d AS BIGINT) AS unexposed_not_converted,
-    odds_ratio,
-    exp(ln(odds_ratio) - 1.96 * se_log_or) AS ci_low,
-    exp(ln(odds_ratio) + 1.96 * se_log_or) AS ci_high,
+    r['exposed_outcome'] AS exposed_converted,
+    r['exposed_no_outcome'] AS exposed_not_converted,
+    r['unexposed_outcome'] AS unexposed_converted,
+    r['unexposed_no_outcome'] AS unexposed_not_converted,
+    r['odds_ratio'] AS odds_ratio,
+    r['ci_low'] AS ci_low,
+    r['ci_high'] AS ci_high,
     ds
 FROM ratio
