@@ -129,14 +129,7 @@ fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(
     for t in &report.tasks {
         if let TaskStatus::Failed(e) = &t.status {
             if wants(AlertEvent::Failure) {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(e);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                lines.push(format!("task {} failed: {text}", t.task));
+                lines.push(format!("task {} failed: {}", t.task, e.full_message()));
             }
         }
         if wants(AlertEvent::Expectation) {

@@ -75,6 +75,29 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    fn new(
+        pipeline: PipelineName,
+        env: String,
+        ds: RunDate,
+        run_id: String,
+        tasks: Vec<TaskOutcome>,
+    ) -> Self {
+        RunReport {
+            pipeline,
+            env,
+            ds,
+            run_id,
+            tasks,
+            metrics: Vec::new(),
+            metric_errors: Vec::new(),
+            log_error: None,
+            alerts: Vec::new(),
+            mlflow_run_id: None,
+            mlflow_error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
     /// Whether every task succeeded (metric breaches do not fail a run).
     pub fn succeeded(&self) -> bool {
         self.tasks
@@ -134,20 +157,9 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                     expectations: Vec::new(),
                 });
             }
-            return RunReport {
-                pipeline,
-                env,
-                ds,
-                run_id,
-                tasks: outcomes,
-                metrics: Vec::new(),
-                metric_errors: Vec::new(),
-                log_error: None,
-                alerts: Vec::new(),
-                mlflow_run_id: None,
-                mlflow_error: None,
-                elapsed: started.elapsed(),
-            };
+            let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+            report.elapsed = started.elapsed();
+            return report;
         }
     };
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
@@ -211,20 +223,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
             expectations: Vec::new(),
         });
     }
-    let mut report = RunReport {
-        pipeline,
-        env,
-        ds,
-        run_id,
-        tasks: outcomes,
-        metrics: Vec::new(),
-        metric_errors: Vec::new(),
-        log_error: None,
-        alerts: Vec::new(),
-        mlflow_run_id: None,
-        mlflow_error: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
     let log = RunLog::new(warehouse.root(), warehouse.storage());
     let log_ctx = engine.session();
     if report.succeeded() && !metrics.is_empty() {
@@ -235,14 +234,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         .append(&log_ctx, &report, started_at, &report.metrics)
         .await
     {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        report.log_error = Some(text);
+        report.log_error = Some(e.full_message());
     }
     match crate::checks::log_to_mlflow(engine.environment(), &report, started_at.timestamp_millis())
         .await

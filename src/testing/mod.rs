@@ -495,13 +495,7 @@ impl Case<'_> {
 
     /// The outcome of a test whose task raised `err`.
     fn error_outcome(&self, err: &Error) -> Outcome {
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let text = err.full_message();
         match &self.spec.expect_error {
             Some(want) if text.contains(want.as_str()) => Outcome::Passed,
             Some(want) => Outcome::Failed(format!(
