@@ -174,8 +174,21 @@ impl Engine {
 
     /// Renders every task of `pipeline` (in DAG order) for the options' ds and vars.
     pub fn render(&self, pipeline: &str, options: &RunOptions) -> Result<Vec<RenderedTask>> {
+        self.render_with(&self.renderer(options)?, pipeline)
+    }
+
+    /// A renderer of the project's templates for the options' ds and vars.
+    pub(crate) fn renderer(&self, options: &RunOptions) -> Result<Renderer> {
+        Renderer::new(&self.project, &self.env, options.ds, &options.vars)
+    }
+
+    /// Renders every task of `pipeline` with `renderer`, upstream first.
+    pub(crate) fn render_with(
+        &self,
+        renderer: &Renderer,
+        pipeline: &str,
+    ) -> Result<Vec<RenderedTask>> {
         let pipeline = self.project.pipeline(pipeline)?;
-        let renderer = Renderer::new(&self.project, &self.env, options.ds, &options.vars)?;
         let mut rendered = pipeline
             .tasks
             .values()

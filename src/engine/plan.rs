@@ -21,7 +21,7 @@ use crate::checks::PlannedMetric;
 use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
 use crate::error::{Error, Result};
 use crate::pipeline::{extract_relations, Dag};
-use crate::template::{RenderedTask, Renderer, RunDate};
+use crate::template::{RenderedTask, RunDate};
 
 /// One task of a run, planned.
 #[derive(Debug, Clone)]
@@ -102,7 +102,9 @@ pub(super) async fn plan(
     let project = engine.project();
     let env = engine.environment();
     let pipeline = project.pipeline(pipeline_name)?;
-    let rendered = engine.render(pipeline_name, options)?;
+    // One renderer for the tasks and the metrics: making one compiles every template.
+    let renderer = engine.renderer(options)?;
+    let rendered = engine.render_with(&renderer, pipeline_name)?;
 
     // Parse every task and check that the tables it reads are refs or sources.
     let mut parsed = BTreeMap::new();
@@ -248,7 +250,6 @@ pub(super) async fn plan(
     // a full run of the pipeline, not after a selection.
     let mut metrics = Vec::new();
     if options.select.is_empty() && !pipeline.metrics.is_empty() {
-        let renderer = Renderer::new(project, env, options.ds, &options.vars)?;
         let reads = Reads {
             engine,
             ctx: &ctx,
