@@ -42,33 +42,25 @@ pub struct WriteOutcome {
 
 /// Opens the Delta table at `url`; `Ok(None)` when there is no table there yet.
 pub(crate) async fn open(url: &Url, storage: &StorageOptions) -> Result<Option<DeltaTable>> {
-    if url.scheme() == "file" {
-        if let Ok(path) = url.to_file_path() {
-            if !path.join("_delta_log").is_dir() {
-                return Ok(None);
-            }
-        }
-    }
-    let builder = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|source| delta_err(url, "open", source))?
-        .with_storage_options(storage.clone());
-    match builder.load().await {
-        Ok(table) => Ok(Some(table)),
-        Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(source) => Err(delta_err(url, "open", source)),
-    }
+    open_at(url, storage, None, None).await
 }
 
 /// Opens the Delta table at `url` as of `version` or `timestamp` (RFC 3339; the
-/// latest version committed at or before it), or its latest version.
+/// latest version committed at or before it), or its latest version; `Ok(None)` when
+/// there is no table there.
 pub(crate) async fn open_at(
     url: &Url,
     storage: &StorageOptions,
     version: Option<u64>,
     timestamp: Option<&str>,
 ) -> Result<Option<DeltaTable>> {
-    if version.is_none() && timestamp.is_none() {
-        return open(url, storage).await;
+    // A local folder without a log holds no table: no need to ask delta-rs.
+    if url.scheme() == "file" {
+        if let Ok(path) = url.to_file_path() {
+            if !path.join("_delta_log").is_dir() {
+                return Ok(None);
+            }
+        }
     }
     let mut builder = DeltaTableBuilder::from_url(url.clone())
         .map_err(|source| delta_err(url, "open", source))?
@@ -146,6 +138,12 @@ pub(crate) fn schema_diff(table: &DeltaTable, output: &SchemaRef) -> Result<Sche
     Ok(diff)
 }
 
+/// A committed write: what it did, and the table at the version it left.
+pub(crate) struct Written {
+    pub outcome: WriteOutcome,
+    pub table: DeltaTable,
+}
+
 /// Where and how a task's table is written.
 pub(crate) struct TableWrite<'a> {
     /// The table.
@@ -170,7 +168,7 @@ pub(crate) async fn write(
     state: &SessionState,
     plan: LogicalPlan,
     target: TableWrite<'_>,
-) -> Result<WriteOutcome> {
+) -> Result<Written> {
     let TableWrite {
         url,
         storage,
@@ -223,12 +221,13 @@ pub(crate) async fn write(
                                 uri: url.to_string(),
                                 source: Box::new(source),
                             })?;
-                        return Ok(WriteOutcome {
+                        let outcome = WriteOutcome {
                             version,
                             rows: 0,
                             files_added: 0,
                             files_removed: 0,
-                        });
+                        };
+                        return Ok(Written { outcome, table });
                     }
                     None => (SaveMode::Append, None),
                 },
@@ -275,7 +274,8 @@ pub(crate) async fn write(
     let table = builder
         .await
         .map_err(|source| delta_err(url, "write", source))?;
-    outcome_of(&table, url).await
+    let outcome = outcome_of(&table, url).await?;
+    Ok(Written { outcome, table })
 }
 
 /// `plan` read through its expectations, when it has any.
@@ -300,7 +300,7 @@ async fn merge(
     plan: LogicalPlan,
     config: &TaskConfig,
     evolve: bool,
-) -> Result<WriteOutcome> {
+) -> Result<Written> {
     let source = DataFrame::new(state.clone(), plan);
     let columns: Vec<String> = source
         .schema()
@@ -347,12 +347,13 @@ async fn merge(
         })
         .map_err(merge_err)?;
     let (table, metrics) = builder.await.map_err(merge_err)?;
-    Ok(WriteOutcome {
+    let outcome = WriteOutcome {
         version: table.version().unwrap_or_default(),
         rows: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
         files_added: metrics.num_target_files_added as u64,
         files_removed: metrics.num_target_files_removed as u64,
-    })
+    };
+    Ok(Written { outcome, table })
 }
 
 /// The version and write metrics of the commit that made `table`'s current version.

@@ -336,12 +336,10 @@ async fn run_task(
         evolve: task.evolve_schema,
         expectations: task.expectations.clone(),
     };
-    let outcome = crate::delta::write(&ctx.state(), plan, target).await?;
+    let written = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.
-    if let Some(table) = crate::delta::open(url, warehouse.storage()).await? {
-        let provider = crate::delta::provider(&table, url).await?;
-        ctx.deregister_table(reference.clone()).map_err(plan_err)?;
-        ctx.register_table(reference, provider).map_err(plan_err)?;
-    }
-    Ok(Some(outcome))
+    let provider = crate::delta::provider(&written.table, url).await?;
+    ctx.deregister_table(reference.clone()).map_err(plan_err)?;
+    ctx.register_table(reference, provider).map_err(plan_err)?;
+    Ok(Some(written.outcome))
 }
