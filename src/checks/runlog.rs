@@ -18,8 +18,10 @@ use url::Url;
 use super::{MetricValue, Previous};
 use crate::config::{Materialization, TaskConfig};
 use crate::delta::{StorageOptions, TableWrite};
+use crate::engine::register_delta;
 use crate::engine::{RunReport, TaskStatus};
 use crate::error::{Error, Result};
+use datafusion::common::TableReference;
 
 /// One run as the log records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +96,7 @@ impl RunLog {
     /// Registers the log table `table` in `ctx` as `table`; false when it does not exist yet.
     async fn register(&self, ctx: &SessionContext, table: &str) -> Result<bool> {
         let url = self.url(table)?;
-        let Some(t) = crate::delta::open(&url, &self.storage).await? else {
-            return Ok(false);
-        };
-        let provider = crate::delta::provider(&t, &url).await?;
-        ctx.register_table(table, provider).map_err(Error::query)?;
-        Ok(true)
+        register_delta(ctx, TableReference::bare(table), &url, &self.storage).await
     }
 
     async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<Option<String>>>> {

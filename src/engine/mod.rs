@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Dag, Project, Selector};
 use crate::template::{RenderedTask, Renderer, RunDate, Vars};
 
-pub(crate) use storage::{ensure_schema, Warehouse};
+pub(crate) use storage::{ensure_schema, register_delta, Warehouse};
 
 /// What a render, plan or run is for: the run date, var overrides and a task selection.
 #[derive(Debug, Clone)]
@@ -251,12 +251,9 @@ impl Engine {
                         message,
                     })?;
                 let url = warehouse.table_url(&pipeline, table)?;
-                if let Some(t) = crate::delta::open(&url, warehouse.storage()).await? {
-                    let provider = crate::delta::provider(&t, &url).await?;
-                    storage::ensure_schema(&ctx, schema);
-                    ctx.register_table(TableReference::partial(schema, table), provider)
-                        .map_err(Error::query)?;
-                }
+                // A table that does not exist yet is left for DataFusion to report.
+                let reference = TableReference::partial(schema, table);
+                storage::register_delta(&ctx, reference, &url, warehouse.storage()).await?;
             }
         }
         let plan = ctx

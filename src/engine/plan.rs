@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
 use url::Url;
 
-use super::storage::{ensure_schema, register_source, WriteGuard};
+use super::storage::{ensure_schema, register_delta, register_source, WriteGuard};
 use super::{Engine, RunOptions};
 use crate::checks::PlannedMetric;
 use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
@@ -333,7 +333,10 @@ impl Reads<'_> {
             // A task outside this run: read its table as it is in the warehouse.
             let pipeline_of = engine.project().pipeline(schema)?.name.clone();
             let url = warehouse.table_url(&pipeline_of, table)?;
-            let Some(t) = crate::delta::open(&url, warehouse.storage()).await? else {
+            let found = register_delta(ctx, reference, &url, warehouse.storage())
+                .await
+                .map_err(|e| plan_context(&r.task, &r.file, e))?;
+            if !found {
                 let hint = if schema == self.pipeline {
                     format!(
                         "run it first, or select +{} to run it with its upstream tasks",
@@ -349,11 +352,7 @@ impl Reads<'_> {
                         "table {schema}.{table} does not exist yet at {url}; {hint}"
                     )),
                 ));
-            };
-            let provider = crate::delta::provider(&t, &url).await?;
-            ensure_schema(ctx, schema);
-            ctx.register_table(reference, provider)
-                .map_err(|source| plan_error(r, source))?;
+            }
         }
         Ok(())
     }

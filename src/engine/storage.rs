@@ -196,6 +196,26 @@ pub(crate) fn ensure_schema(ctx: &SessionContext, name: &str) {
     }
 }
 
+/// Registers the Delta table at `url` in `ctx` as `reference` (creating its schema);
+/// `Ok(false)` when there is no table there.
+pub(crate) async fn register_delta(
+    ctx: &SessionContext,
+    reference: TableReference,
+    url: &Url,
+    storage: &StorageOptions,
+) -> Result<bool> {
+    let Some(table) = crate::delta::open(url, storage).await? else {
+        return Ok(false);
+    };
+    let provider = crate::delta::provider(&table, url).await?;
+    if let Some(schema) = reference.schema() {
+        ensure_schema(ctx, schema);
+    }
+    ctx.register_table(reference, provider)
+        .map_err(Error::query)?;
+    Ok(true)
+}
+
 /// Registers the source table `source.table` in `ctx`, reading it in its format.
 pub(crate) async fn register_source(
     engine: &Engine,
