@@ -198,47 +198,16 @@ impl TestRunner {
         let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
         for pipeline in pipelines {
             for file in test_files(project, pipeline)? {
-                let shown = file
-                    .strip_prefix(project.root())
-                    .unwrap_or(&file)
-                    .to_path_buf();
-                let tests = TestFile::load(&file, &shown)?;
-                for (i, spec) in tests.test.iter().enumerate() {
-                    if self.task.as_deref().is_some_and(|t| t != spec.task) {
-                        continue;
-                    }
-                    let env = spec.env.clone().unwrap_or_else(|| "local".into());
-                    if self.env.as_ref().is_some_and(|e| *e != env) {
-                        continue;
-                    }
-                    let engine = match engines.get(&env) {
-                        Some(e) => e.clone(),
-                        None => {
-                            let e = Engine::builder(Project::clone(project))
-                                .with_environment(env.clone())
-                                .build()?;
-                            engines.insert(env.clone(), e.clone());
-                            e
-                        }
-                    };
-                    let label = spec
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("{} #{}", spec.task, i + 1));
-                    let case = Case {
-                        engine: &engine,
-                        pipeline,
-                        spec,
-                        file: &shown,
-                        dir: file.parent().unwrap_or(project.root()),
-                        label: &label,
-                    };
-                    let outcome = case.run().await?;
-                    report.results.push(TestResult {
-                        name: format!("{} › {label}", shown.display()),
-                        outcome,
-                    });
-                }
+                let results = run_file(
+                    project,
+                    pipeline,
+                    &file,
+                    self.task.as_deref(),
+                    self.env.as_deref(),
+                    &mut engines,
+                )
+                .await?;
+                report.results.extend(results);
             }
             let envs: Vec<String> = match &self.env {
                 Some(e) => vec![e.clone()],
@@ -272,15 +241,43 @@ pub async fn run_test_file(project: Project, path: impl AsRef<Path>) -> Result<T
             value: path.display().to_string(),
             message: "expected sql/<pipeline>/tests/<file>.toml".into(),
         })?;
-    let project = Arc::new(project);
     let pipeline = project.pipeline(&pipeline_name)?;
-    let full = project.root().join(path);
-    let tests = TestFile::load(&full, path)?;
-    let mut report = TestReport::default();
+    let file = project.root().join(path);
+    let results = run_file(&project, pipeline, &file, None, None, &mut BTreeMap::new()).await?;
+    Ok(TestReport { results })
+}
+
+/// Runs the tests of one test file (`file` is absolute) for which `task` and `env`, when
+/// given, match; engines are made once per environment and kept in `engines`.
+async fn run_file(
+    project: &Project,
+    pipeline: &Pipeline,
+    file: &Path,
+    task: Option<&str>,
+    env: Option<&str>,
+    engines: &mut BTreeMap<String, Engine>,
+) -> Result<Vec<TestResult>> {
+    let shown = file.strip_prefix(project.root()).unwrap_or(file);
+    let tests = TestFile::load(file, shown)?;
+    let mut results = Vec::new();
     for (i, spec) in tests.test.iter().enumerate() {
-        let engine = Engine::builder(Project::clone(&project))
-            .with_environment(spec.env.clone().unwrap_or_else(|| "local".into()))
-            .build()?;
+        if task.is_some_and(|t| t != spec.task) {
+            continue;
+        }
+        let spec_env = spec.env.clone().unwrap_or_else(|| "local".into());
+        if env.is_some_and(|e| e != spec_env) {
+            continue;
+        }
+        let engine = match engines.get(&spec_env) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Engine::builder(project.clone())
+                    .with_environment(spec_env.clone())
+                    .build()?;
+                engines.insert(spec_env, e.clone());
+                e
+            }
+        };
         let label = spec
             .name
             .clone()
@@ -289,17 +286,17 @@ pub async fn run_test_file(project: Project, path: impl AsRef<Path>) -> Result<T
             engine: &engine,
             pipeline,
             spec,
-            file: path,
-            dir: full.parent().unwrap_or(project.root()),
+            file: shown,
+            dir: file.parent().unwrap_or(project.root()),
             label: &label,
         };
         let outcome = case.run().await?;
-        report.results.push(TestResult {
-            name: format!("{} › {label}", path.display()),
+        results.push(TestResult {
+            name: format!("{} › {label}", shown.display()),
             outcome,
         });
     }
-    Ok(report)
+    Ok(results)
 }
 
 fn test_files(project: &Project, pipeline: &Pipeline) -> Result<Vec<PathBuf>> {
