@@ -242,7 +242,8 @@ impl Engine {
                 continue;
             };
             if let Some(src) = self.env.source(schema, table) {
-                storage::register_source(self, &ctx, schema, table, src).await?;
+                storage::register_source(self, &ctx, warehouse.storage(), schema, table, src)
+                    .await?;
             } else if self.project.pipelines().contains_key(schema) {
                 let pipeline =
                     PipelineName::try_new(schema).map_err(|message| Error::InvalidArgument {

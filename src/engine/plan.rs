@@ -325,7 +325,7 @@ impl Reads<'_> {
                 continue;
             }
             if let Some(src) = engine.environment().source(schema, table) {
-                register_source(engine, ctx, schema, table, src)
+                register_source(engine, ctx, warehouse.storage(), schema, table, src)
                     .await
                     .map_err(|e| plan_context(&r.task, &r.file, e))?;
                 continue;

@@ -216,10 +216,12 @@ pub(crate) async fn register_delta(
     Ok(true)
 }
 
-/// Registers the source table `source.table` in `ctx`, reading it in its format.
+/// Registers the source table `source.table` in `ctx`, reading it in its format with
+/// the warehouse's (resolved) storage options.
 pub(crate) async fn register_source(
     engine: &Engine,
     ctx: &SessionContext,
+    storage: &StorageOptions,
     source: &str,
     table: &str,
     spec: &SourceTable,
@@ -233,7 +235,6 @@ pub(crate) async fn register_source(
             key: key.clone(),
             message,
         })?;
-    let storage = engine.warehouse()?.storage;
     let reference = TableReference::partial(source, table);
     ensure_schema(ctx, source);
     let query_err = Error::query;
