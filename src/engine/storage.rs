@@ -239,7 +239,7 @@ pub(crate) async fn register_source(
     ensure_schema(ctx, source);
     let query_err = Error::query;
     if url.scheme() == "s3" && spec.format != SourceFormat::Delta {
-        register_s3_store(ctx, &url, &storage).map_err(|message| Error::Config {
+        register_s3_store(ctx, &url, storage).map_err(|message| Error::Config {
             file: env.file.clone(),
             key: key.clone(),
             message,
@@ -258,7 +258,7 @@ pub(crate) async fn register_source(
                 url.set_path(&path);
             }
             let Some(t) =
-                crate::delta::open_at(&url, &storage, spec.version, spec.timestamp.as_deref())
+                crate::delta::open_at(&url, storage, spec.version, spec.timestamp.as_deref())
                     .await
                     .map_err(|e| match e {
                         Error::InvalidArgument { message, .. } => Error::Config {
