@@ -2,6 +2,7 @@
 //! (scripts/test installs mlflow into the test venv).
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ impl MlflowServer {
             .arg("--artifacts-destination")
             .arg(dir.path().join("artifacts"))
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            // Its own process group: `mlflow server` runs uvicorn as a child, which
+            // must be stopped with it.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +109,10 @@ impl MlflowServer {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
+        // Stop the whole group (mlflow and its uvicorn worker), then reap mlflow.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
