@@ -241,6 +241,20 @@ pub enum Error {
         /// The roots this environment may write.
         allowed: Vec<String>,
     },
+
+    /// A model function's model could not be resolved, downloaded or loaded (an
+    /// unreachable registry, an unknown alias, a corrupt file, an unsupported operator).
+    #[error("model function `{function}` = \"{uri}\" ({}): {message}", file.display())]
+    Model {
+        /// The SQL function name.
+        function: String,
+        /// The model URI as configured.
+        uri: String,
+        /// The environment file that configures it.
+        file: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 impl Error {

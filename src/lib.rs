@@ -50,6 +50,7 @@ mod delta;
 mod engine;
 mod error;
 mod functions;
+pub mod models;
 mod pipeline;
 mod template;
 pub mod testing;
@@ -59,7 +60,7 @@ pub use checks::{
     MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
 };
 pub use config::{
-    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, OnSchemaChange,
+    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, ModelSettings, ModelTable, OnSchemaChange,
     PipelineConfig, PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName,
     WarehouseSettings,
 };

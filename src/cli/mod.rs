@@ -95,6 +95,9 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// List the environment's model functions: where each resolved to (registry
+    /// version), its inputs, what it returns and how it is evaluated.
+    Models,
     /// Run ad-hoc SQL over the environment's tables (pipeline.task) and sources.
     Query {
         /// The SQL query.
@@ -218,6 +221,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Status { pipeline, limit } => {
             let history = engine.status(pipeline, *limit).await?;
             output::status(&mut out, pipeline, &history)?;
+        }
+        Command::Models => {
+            let models = engine.models().await?;
+            output::models(&mut out, engine.environment(), &models)?;
         }
         Command::Query { sql, format } => {
             let batches = engine.query(sql).await?.collect().await?;

@@ -78,6 +78,9 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
         .max()
         .unwrap_or(0);
     let (mut ok, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
+    for m in &report.models {
+        writeln!(out, "model   {}", m.summary())?;
+    }
     for t in &report.tasks {
         let secs = t.elapsed.as_secs_f64();
         let name = t.task.as_str();
@@ -301,6 +304,64 @@ pub(super) fn status(
             })
             .collect();
         writeln!(out, "  {name}: {}", shown.join(", "))?;
+    }
+    Ok(())
+}
+
+pub(super) fn models(
+    out: &mut impl Write,
+    env: &quern::Environment,
+    models: &[quern::models::ResolvedModel],
+) -> Result<()> {
+    if models.is_empty() {
+        writeln!(out, "no model functions in {} ([models])", env.file.display())?;
+        return Ok(());
+    }
+    for m in models {
+        let model = &m.model;
+        writeln!(out, "{}", m.function)?;
+        writeln!(out, "  uri       {}", m.uri)?;
+        if let Some(v) = &m.version {
+            writeln!(out, "  resolved  {v}")?;
+        }
+        writeln!(out, "  file      {}", m.file.display())?;
+        let inputs: Vec<String> = model
+            .inputs
+            .iter()
+            .map(|i| {
+                let t = match i.elem {
+                    quern::models::ElemType::Float => "float",
+                    quern::models::ElemType::Double => "double",
+                };
+                format!("{} {t}[{}]", i.name, i.width)
+            })
+            .collect();
+        writeln!(
+            out,
+            "  inputs    {} ({} arguments)",
+            inputs.join(", "),
+            model.n_features()
+        )?;
+        let what = match &model.kind {
+            quern::models::OutputKind::Probabilities(l) => {
+                let labels: Vec<String> = (0..l.len()).map(|i| l.name(i)).collect();
+                if l.len() == 2 {
+                    format!("probability of class {} (classes {})", l.name(1), labels.join(", "))
+                } else {
+                    format!("label and class probabilities (classes {})", labels.join(", "))
+                }
+            }
+            quern::models::OutputKind::Values if model.width == 1 => "value".to_string(),
+            quern::models::OutputKind::Values => format!("{} values", model.width),
+        };
+        writeln!(out, "  output    {} → {}: {what}", model.output, m.return_type())?;
+        let trees = if model.compiled_trees { ", trees compiled" } else { "" };
+        writeln!(
+            out,
+            "  runtime   {}{trees}: {}",
+            model.runtime,
+            model.operators.join(", ")
+        )?;
     }
     Ok(())
 }

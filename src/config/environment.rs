@@ -48,6 +48,52 @@ pub struct SourceTable {
     pub timestamp: Option<String>,
 }
 
+/// One entry of `[models]`: a model URI, or a table with the URI and options.
+///
+/// ```toml
+/// [models]
+/// churn = "models:/churn@champion"
+/// ltv = { uri = "models/ltv.onnx", output = "variable" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSettings {
+    /// `name = "uri"`.
+    Uri(String),
+    /// `name = { uri = "…", output = "…" }`.
+    Table(ModelTable),
+}
+
+/// The table form of a `[models]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTable {
+    /// `models:/name@alias`, `models:/name/version`, `runs:/run_id/path`, or a path to a
+    /// `.onnx` file (relative to the project root).
+    pub uri: String,
+    /// The graph output to score (default: a classifier's probabilities, else the first
+    /// floating-point output).
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+impl ModelSettings {
+    /// The model URI.
+    pub fn uri(&self) -> &str {
+        match self {
+            ModelSettings::Uri(uri) | ModelSettings::Table(ModelTable { uri, .. }) => uri,
+        }
+    }
+
+    /// The output to score, when chosen.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            ModelSettings::Uri(_) => None,
+            ModelSettings::Table(t) => t.output.as_deref(),
+        }
+    }
+}
+
 /// `[mlflow]`: the tracking and registry server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +131,7 @@ struct EnvironmentFile {
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
     #[serde(default)]
-    models: BTreeMap<String, String>,
+    models: BTreeMap<String, ModelSettings>,
     #[serde(default)]
     mlflow: Option<MlflowSettings>,
     #[serde(default)]
@@ -109,8 +155,8 @@ pub struct Environment {
     pub sources: BTreeMap<String, BTreeMap<String, SourceTable>>,
     /// `[vars]`: values for `var('name')`.
     pub vars: BTreeMap<String, toml::Value>,
-    /// `[models]`: SQL function name → model URI.
-    pub models: BTreeMap<String, String>,
+    /// `[models]`: SQL function name → model.
+    pub models: BTreeMap<String, ModelSettings>,
     /// `[mlflow]`.
     pub mlflow: Option<MlflowSettings>,
     /// `[engine]`.
@@ -180,6 +226,21 @@ impl Environment {
                 "engine.max_concurrent_tasks".into(),
                 format!("must be at least 1, not {n}"),
             ));
+        }
+        for (name, model) in &parsed.models {
+            let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(config_err(
+                    format!("models.{name}"),
+                    "a model function name is lower-case letters, digits and _, starting with a letter".into(),
+                ));
+            }
+            if let Err(message) = crate::models::ModelUri::parse(model.uri()) {
+                return Err(config_err(format!("models.{name}"), message));
+            }
         }
         for (i, alert) in parsed.alerts.iter().enumerate() {
             alert

@@ -7,7 +7,8 @@ mod names;
 mod pipeline;
 
 pub use environment::{
-    EngineSettings, Environment, MlflowSettings, SourceFormat, SourceTable, WarehouseSettings,
+    EngineSettings, Environment, MlflowSettings, ModelSettings, ModelTable, SourceFormat,
+    SourceTable, WarehouseSettings,
 };
 pub use names::{PipelineName, TaskName};
 pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, PipelineConfig, TaskConfig};

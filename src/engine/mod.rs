@@ -230,6 +230,32 @@ impl Engine {
         run::execute(self, plan).await
     }
 
+    /// Resolves every model function of the environment (registry aliases to versions,
+    /// downloads into the cache) and loads the models, for `quern models`.
+    pub async fn models(&self) -> Result<Vec<crate::models::ResolvedModel>> {
+        crate::models::resolve(self.project.root(), &self.env, None).await
+    }
+
+    /// Resolves the environment's model functions among `functions` (names some SQL
+    /// calls) and registers them in `ctx`; returns what they resolved to.
+    pub(crate) async fn register_models(
+        &self,
+        ctx: &SessionContext,
+        functions: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<crate::models::ResolvedModel>> {
+        let used = crate::models::used(&self.env, functions);
+        if used.is_empty() {
+            return Ok(Vec::new());
+        }
+        let resolved = crate::models::resolve(self.project.root(), &self.env, Some(&used)).await?;
+        for m in &resolved {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+                crate::models::ModelFunction::new(&m.function, m.model.clone()),
+            ));
+        }
+        Ok(resolved)
+    }
+
     /// Runs ad-hoc SQL over the environment: every `pipeline.task` table in the
     /// warehouse and every declared `source.table` can be read.
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
@@ -237,6 +263,7 @@ impl Engine {
         let parsed =
             crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
         let warehouse = self.warehouse()?;
+        self.register_models(&ctx, &parsed.functions).await?;
         for relation in &parsed.relations {
             let (Some(schema), table) = (relation.schema(), relation.table()) else {
                 continue;

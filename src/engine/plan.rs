@@ -64,6 +64,8 @@ pub struct RunPlan {
     pub tasks: Vec<PlannedTask>,
     /// The pipeline's metrics, computed after the tasks succeed (full runs only).
     pub metrics: Vec<PlannedMetric>,
+    /// The model functions the run calls, resolved when it was planned.
+    pub models: Vec<crate::models::ResolvedModel>,
     pub(crate) ctx: SessionContext,
 }
 
@@ -74,6 +76,7 @@ impl std::fmt::Debug for RunPlan {
             .field("env", &self.env)
             .field("ds", &self.ds)
             .field("tasks", &self.tasks)
+            .field("models", &self.models)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +146,12 @@ pub(super) async fn plan(
     let ctx = engine.session();
     let warehouse = engine.warehouse()?;
     ensure_schema(&ctx, pipeline_name);
+    // Model functions are resolved once per run (a registry alias names one version).
+    let mut functions: BTreeSet<String> = to_plan
+        .iter()
+        .flat_map(|t| parsed[t].functions.iter().cloned())
+        .collect();
+    let mut models = engine.register_models(&ctx, &functions).await?;
     let by_task: BTreeMap<&TaskName, &RenderedTask> =
         rendered.iter().map(|r| (&r.task, r)).collect();
     let mut registered: BTreeSet<TableReference> = BTreeSet::new();
@@ -263,6 +272,9 @@ pub(super) async fn plan(
             for relation in &p.relations {
                 check_relation(engine, &r, relation)?;
             }
+            let new: BTreeSet<String> = p.functions.difference(&functions).cloned().collect();
+            models.extend(engine.register_models(&ctx, &new).await?);
+            functions.extend(new);
             reads.register(&r, &p.relations, &mut registered).await?;
             let plan = ctx
                 .state()
@@ -293,6 +305,7 @@ pub(super) async fn plan(
         ds: options.ds,
         tasks,
         metrics,
+        models,
         ctx,
     })
 }

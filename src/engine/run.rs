@@ -70,6 +70,8 @@ pub struct RunReport {
     pub mlflow_run_id: Option<String>,
     /// Why the run could not be logged to MLflow, if it could not (nothing is undone).
     pub mlflow_error: Option<String>,
+    /// The model functions the run called, as they were resolved when it was planned.
+    pub models: Vec<crate::models::ResolvedModel>,
     /// Wall time of the execution.
     pub elapsed: Duration,
 }
@@ -94,6 +96,7 @@ impl RunReport {
             alerts: Vec::new(),
             mlflow_run_id: None,
             mlflow_error: None,
+            models: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
@@ -140,6 +143,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         ds,
         tasks,
         metrics,
+        models,
         ctx,
     } = plan;
     let mut outcomes = Vec::new();
@@ -158,6 +162,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 });
             }
             let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+            report.models = models;
             report.elapsed = started.elapsed();
             return report;
         }
@@ -224,6 +229,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         });
     }
     let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+    report.models = models;
     let log = RunLog::new(warehouse.root(), warehouse.storage());
     let log_ctx = engine.session();
     if report.succeeded() && !metrics.is_empty() {

@@ -20,6 +20,8 @@ pub(crate) struct ParsedTask {
     pub statement: Statement,
     /// The tables the query reads (CTE names excluded), as written.
     pub relations: Vec<TableReference>,
+    /// Lower-cased names of the functions the query calls (model functions among them).
+    pub functions: std::collections::BTreeSet<String>,
 }
 
 /// Parses `sql` (the rendered text of `task` from `file`) and lists the tables it reads.
@@ -72,9 +74,11 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
     // Table functions (`range(…)`, `generate_series(…)`) are not tables.
     let functions = table_functions(&statement);
     relations.retain(|r| !(r.schema().is_none() && functions.contains(r.table())));
+    let functions = called_functions(&statement);
     Ok(ParsedTask {
         statement,
         relations,
+        functions,
     })
 }
 
@@ -91,6 +95,25 @@ fn table_functions(statement: &Statement) -> std::collections::BTreeSet<String> 
             } = factor
             {
                 self.0.insert(name.to_string().to_lowercase());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut collect = Collect(Default::default());
+    if let Statement::Statement(s) = statement {
+        let _ = ast::Visit::visit(s.as_ref(), &mut collect);
+    }
+    collect.0
+}
+
+/// Lower-cased names of the scalar and aggregate functions a statement calls.
+pub(crate) fn called_functions(statement: &Statement) -> std::collections::BTreeSet<String> {
+    struct Collect(std::collections::BTreeSet<String>);
+    impl ast::Visitor for Collect {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
+            if let ast::Expr::Function(f) = expr {
+                self.0.insert(f.name.to_string().to_lowercase());
             }
             ControlFlow::Continue(())
         }

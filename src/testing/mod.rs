@@ -380,6 +380,9 @@ impl Case<'_> {
             Ok(p) => p,
             Err(e) => return Ok(self.error_outcome(&e)),
         };
+        if let Err(e) = self.engine.register_models(&ctx, &parsed.functions).await {
+            return Ok(self.error_outcome(&e));
+        }
         let reads: BTreeSet<String> = parsed.relations.iter().map(ToString::to_string).collect();
         let mut given_names = BTreeSet::new();
         for g in &spec.given {

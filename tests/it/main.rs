@@ -12,6 +12,7 @@ mod forecast;
 mod functions;
 mod metrics;
 mod mlflow;
+mod models;
 mod pipeline_tests;
 mod render;
 mod s3;

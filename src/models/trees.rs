@@ -1,0 +1,516 @@
+//! `TreeEnsembleRegressor` and `TreeEnsembleClassifier` (ONNX-ML), evaluated over
+//! column-major batches.
+//!
+//! Every tree is first read into a generic node list that follows the operator's
+//! semantics exactly (all six branch modes, `nodes_missing_value_tracks_true`, the four
+//! aggregate functions). When the trees only use ordered comparisons, are at most
+//! [`MAX_PERFECT_DEPTH`] deep and are summed or averaged (what scikit-learn, LightGBM and
+//! XGBoost exporters produce), they are also laid out as *perfect* binary trees: a short
+//! leaf is replicated down to the full depth and every comparison is rewritten as
+//! `x <= t`. A row then walks a tree with a fixed number of branch-free steps
+//! (`i = 2i + 1 + (x > t)`), trees are evaluated one at a time over blocks of rows that
+//! stay in the L1 cache, and the CPU overlaps the walks of neighbouring rows. A batch
+//! holding NaN takes the generic walk, which honours the missing-value tracks.
+
+use super::ops::{logistic, PostTransform};
+
+/// Deepest tree laid out as a perfect tree (2^12 leaves).
+const MAX_PERFECT_DEPTH: usize = 12;
+/// Rows evaluated together per tree: 512 rows × 8 features × 8 bytes stay in L1.
+const BLOCK: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    Leaf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    feature: usize,
+    threshold: f64,
+    mode: Mode,
+    missing_true: bool,
+    true_child: usize,
+    false_child: usize,
+    /// Leaf weights: a range of `weights`.
+    weights: std::ops::Range<usize>,
+}
+
+/// How a classifier turns summed leaf weights into class scores (onnxruntime's rules).
+#[derive(Debug, Clone)]
+struct ClassifierRules {
+    n_labels: usize,
+    /// Two labels but every weight is for class 0: one score per row, expanded to two.
+    single_score: bool,
+    weights_all_positive: bool,
+}
+
+/// A compiled tree ensemble.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeEnsemble {
+    /// Columns of the raw score (targets, or classes that carry weights).
+    n_outputs: usize,
+    n_features: usize,
+    aggregate: Aggregate,
+    base_values: Vec<f64>,
+    post: PostTransform,
+    classifier: Option<ClassifierRules>,
+    /// Per tree, its nodes (index 0 is the root).
+    trees: Vec<Vec<Node>>,
+    /// Leaf weights: (output column, weight).
+    weights: Vec<(usize, f64)>,
+    perfect: Option<Perfect>,
+}
+
+/// Trees laid out as perfect binary trees in heap order.
+#[derive(Debug, Clone)]
+struct Perfect {
+    depth: usize,
+    /// Per tree, `2^depth - 1` split features and thresholds (`x <= t` goes left).
+    features: Vec<u32>,
+    thresholds: Vec<f64>,
+    /// Per tree, `2^depth` leaves × `n_outputs` values.
+    leaves: Vec<f64>,
+}
+
+/// The attributes of a tree-ensemble node, read by the caller from the ONNX node.
+pub(crate) struct TreeAttributes<'a> {
+    pub op: &'a str,
+    pub nodes_treeids: &'a [i64],
+    pub nodes_nodeids: &'a [i64],
+    pub nodes_featureids: &'a [i64],
+    pub nodes_values: Vec<f64>,
+    pub nodes_modes: Vec<String>,
+    pub nodes_truenodeids: &'a [i64],
+    pub nodes_falsenodeids: &'a [i64],
+    pub nodes_missing_value_tracks_true: &'a [i64],
+    /// `target_*` (regressor) or `class_*` (classifier).
+    pub leaf_treeids: &'a [i64],
+    pub leaf_nodeids: &'a [i64],
+    pub leaf_ids: &'a [i64],
+    pub leaf_weights: Vec<f64>,
+    pub base_values: Vec<f64>,
+    pub post_transform: PostTransform,
+    pub aggregate_function: String,
+    /// Regressor: `n_targets`; classifier: the number of class labels.
+    pub n_outputs: usize,
+    pub is_classifier: bool,
+}
+
+impl TreeEnsemble {
+    /// Reads the node and leaf tables; errors name the inconsistency.
+    pub(crate) fn new(a: TreeAttributes<'_>) -> Result<Self, String> {
+        let n = a.nodes_nodeids.len();
+        let lens = [
+            a.nodes_treeids.len(),
+            a.nodes_featureids.len(),
+            a.nodes_values.len(),
+            a.nodes_modes.len(),
+            a.nodes_truenodeids.len(),
+            a.nodes_falsenodeids.len(),
+        ];
+        if lens.iter().any(|l| *l != n) {
+            return Err(format!("{}: the nodes_* attributes differ in length", a.op));
+        }
+        if a.leaf_nodeids.len() != a.leaf_treeids.len()
+            || a.leaf_ids.len() != a.leaf_treeids.len()
+            || a.leaf_weights.len() != a.leaf_treeids.len()
+        {
+            return Err(format!("{}: the leaf weight attributes differ in length", a.op));
+        }
+        let aggregate = match a.aggregate_function.as_str() {
+            "" | "SUM" => Aggregate::Sum,
+            "AVERAGE" => Aggregate::Average,
+            "MIN" => Aggregate::Min,
+            "MAX" => Aggregate::Max,
+            other => return Err(format!("{}: unknown aggregate_function {other}", a.op)),
+        };
+        // Tree ids in order of first appearance; node ids index within their tree.
+        let mut tree_index = std::collections::BTreeMap::new();
+        for t in a.nodes_treeids {
+            let next = tree_index.len();
+            tree_index.entry(*t).or_insert(next);
+        }
+        let mut sizes = vec![0usize; tree_index.len()];
+        for (t, id) in a.nodes_treeids.iter().zip(a.nodes_nodeids) {
+            let s = &mut sizes[tree_index[t]];
+            *s = (*s).max(usize::try_from(*id).map_err(|_| format!("{}: negative node id", a.op))? + 1);
+        }
+        let mut trees: Vec<Vec<Option<Node>>> = sizes.iter().map(|s| vec![None; *s]).collect();
+        let mut max_feature = 0usize;
+        for i in 0..n {
+            let mode = match a.nodes_modes[i].as_str() {
+                "BRANCH_LEQ" => Mode::Leq,
+                "BRANCH_LT" => Mode::Lt,
+                "BRANCH_GTE" => Mode::Gte,
+                "BRANCH_GT" => Mode::Gt,
+                "BRANCH_EQ" => Mode::Eq,
+                "BRANCH_NEQ" => Mode::Neq,
+                "LEAF" => Mode::Leaf,
+                other => return Err(format!("{}: unknown node mode {other}", a.op)),
+            };
+            let tree = tree_index[&a.nodes_treeids[i]];
+            let feature = usize::try_from(a.nodes_featureids[i]).unwrap_or(0);
+            if mode != Mode::Leaf {
+                max_feature = max_feature.max(feature);
+            }
+            let child = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
+            trees[tree][a.nodes_nodeids[i] as usize] = Some(Node {
+                feature,
+                threshold: a.nodes_values[i],
+                mode,
+                missing_true: a.nodes_missing_value_tracks_true.get(i).is_some_and(|v| *v != 0),
+                true_child: child(a.nodes_truenodeids[i]),
+                false_child: child(a.nodes_falsenodeids[i]),
+                weights: 0..0,
+            });
+        }
+        // Leaf weights, grouped per leaf.
+        let mut order: Vec<usize> = (0..a.leaf_treeids.len()).collect();
+        order.sort_by_key(|&i| (a.leaf_treeids[i], a.leaf_nodeids[i]));
+        let mut weights = Vec::with_capacity(order.len());
+        let mut used = vec![false; a.n_outputs.max(1)];
+        let mut all_positive = true;
+        let mut k = 0;
+        while k < order.len() {
+            let (t, id) = (a.leaf_treeids[order[k]], a.leaf_nodeids[order[k]]);
+            let start = weights.len();
+            while k < order.len() && (a.leaf_treeids[order[k]], a.leaf_nodeids[order[k]]) == (t, id) {
+                let i = order[k];
+                let target = usize::try_from(a.leaf_ids[i]).ok().filter(|c| *c < a.n_outputs);
+                let Some(target) = target else {
+                    return Err(format!("{}: leaf weight for output {} of {}", a.op, a.leaf_ids[i], a.n_outputs));
+                };
+                used[target] = true;
+                all_positive &= a.leaf_weights[i] >= 0.0;
+                weights.push((target, a.leaf_weights[i]));
+                k += 1;
+            }
+            let node = tree_index
+                .get(&t)
+                .and_then(|ti| trees[*ti].get_mut(id as usize))
+                .and_then(Option::as_mut)
+                .ok_or_else(|| format!("{}: a weight for tree {t} node {id}, which does not exist", a.op))?;
+            node.weights = start..weights.len();
+        }
+        let mut checked = Vec::with_capacity(trees.len());
+        for (t, nodes) in trees.into_iter().enumerate() {
+            let nodes: Vec<Node> = nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| n.ok_or_else(|| format!("{}: tree {t} has no node {i}", a.op)))
+                .collect::<Result<_, _>>()?;
+            for node in &nodes {
+                if node.mode != Mode::Leaf && (node.true_child >= nodes.len() || node.false_child >= nodes.len()) {
+                    return Err(format!("{}: tree {t} points at a node it does not have", a.op));
+                }
+            }
+            if depth(&nodes, 0, 0).is_none() {
+                return Err(format!("{}: tree {t} has a cycle", a.op));
+            }
+            checked.push(nodes);
+        }
+        let classifier = a.is_classifier.then(|| ClassifierRules {
+            n_labels: a.n_outputs,
+            single_score: a.n_outputs == 2 && !used[1],
+            weights_all_positive: all_positive,
+        });
+        let mut ensemble = TreeEnsemble {
+            n_outputs: a.n_outputs,
+            n_features: max_feature + 1,
+            aggregate,
+            base_values: a.base_values,
+            post: a.post_transform,
+            classifier,
+            trees: checked,
+            weights,
+            perfect: None,
+        };
+        if let Some(c) = &ensemble.classifier {
+            if c.n_labels == 2 && c.single_score && ensemble.post == PostTransform::Probit {
+                return Err(format!("{}: post_transform PROBIT on a binary single-score ensemble is not supported", a.op));
+            }
+        }
+        ensemble.perfect = ensemble.lay_out_perfect();
+        Ok(ensemble)
+    }
+
+    /// The number of input features the trees read.
+    pub(crate) fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// The number of output columns (targets, or class scores).
+    pub(crate) fn width(&self) -> usize {
+        match &self.classifier {
+            Some(c) => c.n_labels,
+            None => self.n_outputs,
+        }
+    }
+
+    /// Whether the branch-free layout is used for NaN-free batches.
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.perfect.is_some()
+    }
+
+    fn lay_out_perfect(&self) -> Option<Perfect> {
+        if !matches!(self.aggregate, Aggregate::Sum | Aggregate::Average) {
+            return None;
+        }
+        let mut max_depth = 0;
+        for nodes in &self.trees {
+            if nodes.iter().any(|n| matches!(n.mode, Mode::Eq | Mode::Neq)) {
+                return None;
+            }
+            max_depth = max_depth.max(depth(nodes, 0, 0)?);
+        }
+        if max_depth > MAX_PERFECT_DEPTH {
+            return None;
+        }
+        let d = max_depth.max(1);
+        let inner = (1usize << d) - 1;
+        let n_leaves = 1usize << d;
+        let mut p = Perfect {
+            depth: d,
+            features: vec![0; inner * self.trees.len()],
+            thresholds: vec![f64::INFINITY; inner * self.trees.len()],
+            leaves: vec![0.0; n_leaves * self.n_outputs * self.trees.len()],
+        };
+        for (t, nodes) in self.trees.iter().enumerate() {
+            self.fill(&mut p, t, nodes, 0, 0, 0);
+        }
+        Some(p)
+    }
+
+    /// Writes ONNX node `node` of tree `t` at heap position `pos` (level `level`).
+    fn fill(&self, p: &mut Perfect, t: usize, nodes: &[Node], node: usize, pos: usize, level: usize) {
+        let inner = (1usize << p.depth) - 1;
+        let n = &nodes[node];
+        if level == p.depth {
+            let leaf = pos - inner;
+            let base = (t * (inner + 1) + leaf) * self.n_outputs;
+            for (target, w) in &self.weights[n.weights.clone()] {
+                p.leaves[base + target] += w;
+            }
+            return;
+        }
+        let (left, right) = match n.mode {
+            Mode::Leaf => (node, node),
+            Mode::Leq | Mode::Lt => (n.true_child, n.false_child),
+            Mode::Gt | Mode::Gte => (n.false_child, n.true_child),
+            Mode::Eq | Mode::Neq => unreachable!("EQ/NEQ trees are not laid out"),
+        };
+        if n.mode != Mode::Leaf {
+            p.features[t * inner + pos] = n.feature as u32;
+            // x < t is x <= the largest double below t; x >= t is its negation.
+            p.thresholds[t * inner + pos] = match n.mode {
+                Mode::Lt | Mode::Gte => n.threshold.next_down(),
+                _ => n.threshold,
+            };
+        }
+        self.fill(p, t, nodes, left, 2 * pos + 1, level + 1);
+        self.fill(p, t, nodes, right, 2 * pos + 2, level + 1);
+    }
+
+    /// Evaluates the ensemble on `rows` rows of column-major `x` (at least
+    /// [`n_features`](Self::n_features) columns); returns the output columns.
+    pub(crate) fn eval(&self, x: &[&[f64]], rows: usize) -> Vec<Vec<f64>> {
+        let k = self.n_outputs;
+        let mut acc = vec![0.0f64; rows * k];
+        let has_nan = x[..self.n_features].iter().any(|c| c[..rows].iter().any(|v| v.is_nan()));
+        match &self.perfect {
+            Some(p) if !has_nan => {
+                if k == 1 {
+                    eval_perfect_single(p, self.trees.len(), x, rows, &mut acc);
+                } else {
+                    eval_perfect_multi(p, self.trees.len(), k, x, rows, &mut acc);
+                }
+            }
+            _ => self.eval_generic(x, rows, &mut acc),
+        }
+        if self.aggregate == Aggregate::Average {
+            let n = self.trees.len() as f64;
+            acc.iter_mut().for_each(|v| *v /= n);
+        }
+        self.finalize(&acc, rows)
+    }
+
+    fn eval_generic(&self, x: &[&[f64]], rows: usize, acc: &mut [f64]) {
+        let k = self.n_outputs;
+        let mut seen = vec![false; k];
+        for i in 0..rows {
+            let out = &mut acc[i * k..(i + 1) * k];
+            seen.iter_mut().for_each(|s| *s = false);
+            for nodes in &self.trees {
+                let mut node = &nodes[0];
+                while node.mode != Mode::Leaf {
+                    let v = x[node.feature][i];
+                    let t = node.threshold;
+                    let cond = match node.mode {
+                        Mode::Leq => v <= t,
+                        Mode::Lt => v < t,
+                        Mode::Gte => v >= t,
+                        Mode::Gt => v > t,
+                        Mode::Eq => v == t,
+                        Mode::Neq => v != t,
+                        Mode::Leaf => unreachable!(),
+                    };
+                    let go_true = cond || (node.missing_true && v.is_nan());
+                    node = &nodes[if go_true { node.true_child } else { node.false_child }];
+                }
+                for (target, w) in &self.weights[node.weights.clone()] {
+                    let slot = &mut out[*target];
+                    *slot = match self.aggregate {
+                        Aggregate::Sum | Aggregate::Average => *slot + w,
+                        Aggregate::Min if seen[*target] => slot.min(*w),
+                        Aggregate::Max if seen[*target] => slot.max(*w),
+                        Aggregate::Min | Aggregate::Max => *w,
+                    };
+                    seen[*target] = true;
+                }
+            }
+        }
+    }
+
+    /// Base values and the post transform, per onnxruntime's rules.
+    fn finalize(&self, acc: &[f64], rows: usize) -> Vec<Vec<f64>> {
+        let k = self.n_outputs;
+        let width = self.width();
+        let mut out = vec![vec![0.0; rows]; width];
+        let mut scores = vec![0.0; width];
+        for i in 0..rows {
+            let raw = &acc[i * k..(i + 1) * k];
+            match &self.classifier {
+                Some(c) if c.n_labels == 2 && c.single_score => {
+                    let s = raw[0] + self.base_values.first().copied().unwrap_or(0.0);
+                    let (p0, p1) = if c.weights_all_positive {
+                        (1.0 - s, s)
+                    } else if self.post == PostTransform::Logistic {
+                        (logistic(-s), logistic(s))
+                    } else {
+                        (-s, s)
+                    };
+                    out[0][i] = p0;
+                    out[1][i] = p1;
+                    continue;
+                }
+                _ => {}
+            }
+            scores.copy_from_slice(raw);
+            if self.base_values.len() == width {
+                scores.iter_mut().zip(&self.base_values).for_each(|(s, b)| *s += b);
+            } else if let Some(b) = self.base_values.first().filter(|_| self.base_values.len() == 1) {
+                scores[0] += b;
+            }
+            self.post.apply(&mut scores);
+            for (col, s) in out.iter_mut().zip(&scores) {
+                col[i] = *s;
+            }
+        }
+        out
+    }
+}
+
+/// The depth of the subtree at `node` (`None` on a cycle or a too-deep tree).
+fn depth(nodes: &[Node], node: usize, level: usize) -> Option<usize> {
+    if level > nodes.len() {
+        return None;
+    }
+    let n = &nodes[node];
+    if n.mode == Mode::Leaf {
+        return Some(level);
+    }
+    Some(depth(nodes, n.true_child, level + 1)?.max(depth(nodes, n.false_child, level + 1)?))
+}
+
+/// One output per row (regression, binary boosting): the hot loop of tree scoring.
+fn eval_perfect_single(p: &Perfect, n_trees: usize, x: &[&[f64]], rows: usize, acc: &mut [f64]) {
+    let inner = (1usize << p.depth) - 1;
+    let n_leaves = inner + 1;
+    let mut start = 0;
+    while start < rows {
+        let end = (start + BLOCK).min(rows);
+        let cols: Vec<&[f64]> = x.iter().map(|c| &c[start..end]).collect();
+        let out = &mut acc[start..end];
+        for t in 0..n_trees {
+            let features = &p.features[t * inner..(t + 1) * inner];
+            let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
+            let leaves = &p.leaves[t * n_leaves..(t + 1) * n_leaves];
+            walk_block(p.depth, features, thresholds, &cols, |i, leaf| out[i] += leaves[leaf]);
+        }
+        start = end;
+    }
+}
+
+fn eval_perfect_multi(p: &Perfect, n_trees: usize, k: usize, x: &[&[f64]], rows: usize, acc: &mut [f64]) {
+    let inner = (1usize << p.depth) - 1;
+    let n_leaves = inner + 1;
+    let mut start = 0;
+    while start < rows {
+        let end = (start + BLOCK).min(rows);
+        let cols: Vec<&[f64]> = x.iter().map(|c| &c[start..end]).collect();
+        let out = &mut acc[start * k..end * k];
+        for t in 0..n_trees {
+            let features = &p.features[t * inner..(t + 1) * inner];
+            let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
+            let leaves = &p.leaves[t * n_leaves * k..(t + 1) * n_leaves * k];
+            walk_block(p.depth, features, thresholds, &cols, |i, leaf| {
+                for j in 0..k {
+                    out[i * k + j] += leaves[leaf * k + j];
+                }
+            });
+        }
+        start = end;
+    }
+}
+
+/// Walks one perfect tree for every row of a block, four rows at a time so that the
+/// four dependent load chains overlap, and calls `emit(row, leaf)`.
+#[inline(always)]
+fn walk_block(depth: usize, features: &[u32], thresholds: &[f64], cols: &[&[f64]], mut emit: impl FnMut(usize, usize)) {
+    let rows = cols.first().map_or(0, |c| c.len());
+    let inner = features.len();
+    let step = |idx: usize, row: usize| -> usize {
+        // SAFETY-free indexing: idx < inner by construction (depth steps from the root).
+        let f = features[idx] as usize;
+        let go_right = cols[f][row] > thresholds[idx];
+        2 * idx + 1 + go_right as usize
+    };
+    let mut i = 0;
+    while i + 4 <= rows {
+        let (mut a, mut b, mut c, mut d) = (0usize, 0usize, 0usize, 0usize);
+        for _ in 0..depth {
+            a = step(a, i);
+            b = step(b, i + 1);
+            c = step(c, i + 2);
+            d = step(d, i + 3);
+        }
+        emit(i, a - inner);
+        emit(i + 1, b - inner);
+        emit(i + 2, c - inner);
+        emit(i + 3, d - inner);
+        i += 4;
+    }
+    while i < rows {
+        let mut a = 0usize;
+        for _ in 0..depth {
+            a = step(a, i);
+        }
+        emit(i, a - inner);
+        i += 1;
+    }
+}
