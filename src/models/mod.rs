@@ -219,6 +219,11 @@ async fn fetch(
             (name.clone(), version_of(&v)?)
         }
         ModelUri::Version { name, version } => {
+            // A registered version's files never change: a cached copy needs no server.
+            let cached = cache_file(client.base(), &format!("{name}/{version}"));
+            if let Ok(bytes) = std::fs::read(&cached) {
+                return Ok((bytes, cached, Some(format!("{name}/{version}"))));
+            }
             client
                 .get(
                     "model-versions/get",

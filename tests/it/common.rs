@@ -23,7 +23,7 @@ impl TempProject {
             .prefix("quern-test-")
             .tempdir()
             .expect("temp dir");
-        for sub in ["sql", "environments"] {
+        for sub in ["sql", "environments", "models"] {
             copy_dir(&repo_root().join(sub), &dir.path().join(sub));
         }
         TempProject { dir }

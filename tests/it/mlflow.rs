@@ -217,3 +217,142 @@ fn an_unreachable_mlflow_server_is_reported_and_the_run_keeps_its_results() {
         "n\n4\n"
     );
 }
+
+/// Logs each ONNX file as a new version of registered model `name` through MLflow's own
+/// Python client (`mlflow.onnx.log_model`), and points `alias` at the last one.
+fn register(server: &MlflowServer, name: &str, alias: &str, files: &[std::path::PathBuf]) {
+    const SCRIPT: &str = r#"
+import sys, onnx, mlflow
+from mlflow import MlflowClient
+uri, name, alias, *files = sys.argv[1:]
+mlflow.set_tracking_uri(uri)
+versions = []
+for f in files:
+    with mlflow.start_run():
+        info = mlflow.onnx.log_model(onnx.load(f), name="model", registered_model_name=name)
+        versions.append(info.registered_model_version)
+MlflowClient().set_registered_model_alias(name, alias, versions[-1])
+"#;
+    let out = Command::new(crate::common::python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .args([server.uri().as_str(), name, alias])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The repository's local environment with its `[models]` entries replaced by `models`
+/// and `[mlflow]` at `uri`.
+fn use_registry(project: &TempProject, models: &str, uri: &str) {
+    let env = std::fs::read_to_string(crate::common::repo_root().join("environments/local.toml"))
+        .unwrap()
+        .replace("churn = \"models/churn.onnx\"\n", models);
+    project.write(
+        "environments/local.toml",
+        &format!("{env}\n[mlflow]\nuri = \"{uri}\"\n"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_models_resolve_once_per_run_score_and_are_cached() {
+    let server = MlflowServer::start();
+    let root = crate::common::repo_root();
+    // Version 1 is another model with the same inputs; the alias points at version 2.
+    register(
+        &server,
+        "churn",
+        "champion",
+        &[
+            root.join("tests/fixtures/models/logreg.onnx"),
+            root.join("models/churn.onnx"),
+        ],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let project = TempProject::new();
+    use_registry(
+        &project,
+        "churn = \"models:/churn@champion\"\npinned = \"models:/churn/1\"\n",
+        &server.uri(),
+    );
+    let quern = |args: &[&str]| {
+        project
+            .command(args)
+            .env("QUERN_MODEL_CACHE", cache.path())
+            .output()
+            .unwrap()
+    };
+
+    let out = quern(&["models"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(listing.contains("resolved  churn/2"), "{listing}");
+    assert!(listing.contains("resolved  churn/1"), "{listing}");
+    assert!(listing.contains("inputs    X float[8] (8 arguments)"), "{listing}");
+
+    let out = quern(&["run", "scoring", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("model   churn = models:/churn@champion → churn/2"),
+        "{summary}"
+    );
+    // The scores are version 2's (the churn model), matching scikit-learn.
+    crate::models::assert_churn_scores(&project);
+    // The MLflow run of the pipeline records the version it scored with.
+    let experiment = server
+        .get("experiments/get-by-name", &[("experiment_name", "quern/scoring")])
+        .await;
+    let id = experiment["experiment"]["experiment_id"].as_str().unwrap().to_string();
+    let runs = server.post("runs/search", json!({ "experiment_ids": [id] })).await;
+    let params = runs["runs"][0]["data"]["params"].as_array().unwrap().clone();
+    assert!(
+        params.iter().any(|p| p["key"] == "model.churn" && p["value"] == "churn/2"),
+        "{params:?}"
+    );
+
+    // An unknown alias fails the plan, names the alias, and writes nothing.
+    let before = project.warehouse_state();
+    use_registry(&project, "churn = \"models:/churn@nope\"\n", &server.uri());
+    let out = quern(&["run", "scoring", "--ds", "2024-03-02"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model function `churn` = \"models:/churn@nope\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("alias @nope of registered model churn does not exist"),
+        "{err}"
+    );
+    assert_eq!(project.warehouse_state(), before);
+
+    // With the server gone, a pinned version comes from the cache; an alias cannot be
+    // resolved, which is a plan error naming the server.
+    let uri = server.uri();
+    drop(server);
+    let pinned = TempProject::new();
+    use_registry(&pinned, "churn = \"models:/churn/2\"\n", &uri);
+    let out = pinned
+        .command(&["run", "scoring", "--ds", "2024-03-01"])
+        .env("QUERN_MODEL_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("churn = models:/churn/2 → churn/2"));
+    let alias = TempProject::new();
+    use_registry(&alias, "churn = \"models:/churn@champion\"\n", &uri);
+    let out = alias
+        .command(&["run", "scoring", "--ds", "2024-03-01"])
+        .env("QUERN_MODEL_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot reach the MLflow registry at {uri}")),
+        "{err}"
+    );
+    assert!(alias.warehouse_state().is_empty());
+}

@@ -135,13 +135,13 @@ fn a_nan_feature_takes_the_exact_tree_walk() {
 fn project_with_models(extra: &str) -> TempProject {
     let p = TempProject::new();
     let dir = repo_root().join("tests/fixtures/models");
-    let env = p.read("environments/local.toml");
-    let mut models = String::from("\n[models]\n");
+    let mut models = String::from("[models]\n");
     for name in ["logreg", "gbc_multiclass", "logreg_multiclass", "gbr", "svc", "mlp_regressor"] {
         models.push_str(&format!("{name} = \"{}/{name}.onnx\"\n", dir.display()));
     }
     models.push_str(extra);
-    p.write("environments/local.toml", &format!("{env}{models}"));
+    let env = p.read("environments/local.toml").replacen("[models]\n", &models, 1);
+    p.write("environments/local.toml", &env);
     p
 }
 
@@ -224,30 +224,23 @@ async fn bad_models_are_errors_naming_the_function_and_the_problem() {
     assert!(text.contains("model function `svc`"), "{text}");
     assert!(text.contains("operator ai.onnx.ml:SVMClassifier"), "{text}");
 
-    // A corrupt file (a truncated model) and a file that is not ONNX at all.
+    // A corrupt file (a truncated model), a file that is not ONNX at all, no file.
+    let p = project_with_models(
+        "truncated = \"models/truncated.onnx\"\nnotes = \"models/notes.onnx\"\nmissing = \"models/missing.onnx\"\n",
+    );
     let bytes = std::fs::read(repo_root().join("tests/fixtures/models/gbr.onnx")).unwrap();
-    p.write("models/truncated.onnx", "");
     std::fs::write(p.path().join("models/truncated.onnx"), &bytes[..bytes.len() / 2]).unwrap();
     p.write("models/notes.onnx", "this is not a model\n");
-    let p2 = project_with_models("truncated = \"models/truncated.onnx\"\nnotes = \"models/notes.onnx\"\nmissing = \"models/missing.onnx\"\n");
-    for (f, _) in [("truncated", ()), ("notes", ()), ("missing", ())] {
-        std::fs::copy(
-            p.path().join("models/truncated.onnx"),
-            p2.path().join("models/truncated.onnx"),
-        )
-        .ok();
-        std::fs::create_dir_all(p2.path().join("models")).unwrap();
-        std::fs::write(p2.path().join("models/truncated.onnx"), &bytes[..bytes.len() / 2]).unwrap();
-        std::fs::write(p2.path().join("models/notes.onnx"), "this is not a model\n").unwrap();
-        let err = query(&p2, &format!("SELECT {f}(1, 2, 3, 4, 5, 6, 7, 8) AS p"))
+    for (f, why) in [
+        ("truncated", "not a valid ONNX model"),
+        ("notes", "not a valid ONNX model"),
+        ("missing", "cannot read"),
+    ] {
+        let err = query(&p, &format!("SELECT {f}(1, 2, 3, 4, 5, 6, 7, 8) AS p"))
             .await
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&format!("model function `{f}`")), "{text}");
-        let why = match f {
-            "missing" => "cannot read",
-            _ => "not a valid ONNX model",
-        };
         assert!(text.contains(why), "{f}: {text}");
     }
 }
@@ -255,14 +248,62 @@ async fn bad_models_are_errors_naming_the_function_and_the_problem() {
 #[test]
 fn a_bad_model_uri_is_a_config_error_with_the_key() {
     let p = TempProject::new();
-    let env = p.read("environments/local.toml");
-    p.write(
-        "environments/local.toml",
-        &format!("{env}\n[models]\nchurn = \"s3://bucket/churn.onnx\"\n"),
+    let env = p.read("environments/local.toml").replace(
+        "churn = \"models/churn.onnx\"",
+        "churn = \"s3://bucket/churn.onnx\"",
     );
+    p.write("environments/local.toml", &env);
     let out = p.quern(&["plan", "events"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("key `models.churn`"), "{err}");
     assert!(err.contains("models:/<name>@<alias>"), "{err}");
+}
+
+/// `scoring.churn_scores` of `project` holds scikit-learn's P(churn) for every customer
+/// of the seed (within 1e-5), from models/churn.onnx.
+pub fn assert_churn_scores(project: &TempProject) {
+    let parse = |text: &str| -> Vec<(String, f64)> {
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let (u, p) = l.split_once(',').unwrap();
+                (u.to_string(), p.parse().unwrap())
+            })
+            .collect()
+    };
+    let want = parse(
+        &std::fs::read_to_string(repo_root().join("tests/fixtures/models/churn_expected.csv"))
+            .unwrap(),
+    );
+    let got = parse(&project.query_csv(
+        "SELECT user_id, p_churn FROM scoring.churn_scores ORDER BY user_id",
+    ));
+    assert_eq!(got.len(), want.len());
+    for ((u, p), (wu, wp)) in got.iter().zip(&want) {
+        assert_eq!(u, wu);
+        assert!((p - wp).abs() <= TOLERANCE, "{u}: quern {p} vs scikit-learn {wp}");
+    }
+}
+
+#[test]
+fn the_scoring_example_writes_scikit_learn_probabilities_to_delta() {
+    let p = TempProject::new();
+    let out = p.quern(&["run", "scoring", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(crate::common::stdout(&out).contains("model   churn = models/churn.onnx"));
+    assert_churn_scores(&p);
+    // Another Delta reader sees the same table.
+    let script = format!(
+        "import deltalake, os\nt = deltalake.DeltaTable('{}').to_pyarrow_table()\nprint(t.num_rows, round(sum(t.column('p_churn').to_pylist()), 6))\nos._exit(0)",
+        p.path().join("warehouse/scoring/churn_scores").display()
+    );
+    let out = std::process::Command::new(crate::common::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum = p.query_csv("SELECT round(sum(p_churn), 6) AS s FROM scoring.churn_scores");
+    let sum = sum.lines().nth(1).unwrap();
+    assert_eq!(crate::common::stdout(&out).trim(), format!("240 {sum}"));
 }
