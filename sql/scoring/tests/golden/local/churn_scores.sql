@@ -1,7 +1,6 @@
 -- churn() is the model the environment maps it to ([models] churn): a local ONNX file
 -- on local, a registry alias on alpha (@challenger) and prod (@champion). A customer
--- with a missing
--- feature would score NULL, so such customers are left out rather than guessed.
+-- with a missing feature would score NULL, so such customers are left out.
 SELECT
     user_id,
     churn(
