@@ -60,9 +60,9 @@ pub use checks::{
     MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
 };
 pub use config::{
-    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, ModelSettings, ModelTable, OnSchemaChange,
-    PipelineConfig, PipelineName, SourceFormat, SourceTable, TaskConfig, TaskName,
-    WarehouseSettings,
+    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, ModelSettings,
+    ModelTable, OnSchemaChange, PipelineConfig, PipelineName, SourceFormat, SourceTable,
+    TaskConfig, TaskName, WarehouseSettings,
 };
 pub use delta::WriteOutcome;
 pub use engine::{

@@ -314,7 +314,11 @@ pub(super) fn models(
     models: &[quern::models::ResolvedModel],
 ) -> Result<()> {
     if models.is_empty() {
-        writeln!(out, "no model functions in {} ([models])", env.file.display())?;
+        writeln!(
+            out,
+            "no model functions in {} ([models])",
+            env.file.display()
+        )?;
         return Ok(());
     }
     for m in models {
@@ -346,16 +350,32 @@ pub(super) fn models(
             quern::models::OutputKind::Probabilities(l) => {
                 let labels: Vec<String> = (0..l.len()).map(|i| l.name(i)).collect();
                 if l.len() == 2 {
-                    format!("probability of class {} (classes {})", l.name(1), labels.join(", "))
+                    format!(
+                        "probability of class {} (classes {})",
+                        l.name(1),
+                        labels.join(", ")
+                    )
                 } else {
-                    format!("label and class probabilities (classes {})", labels.join(", "))
+                    format!(
+                        "label and class probabilities (classes {})",
+                        labels.join(", ")
+                    )
                 }
             }
             quern::models::OutputKind::Values if model.width == 1 => "value".to_string(),
             quern::models::OutputKind::Values => format!("{} values", model.width),
         };
-        writeln!(out, "  output    {} → {}: {what}", model.output, m.return_type())?;
-        let trees = if model.compiled_trees { ", trees compiled" } else { "" };
+        writeln!(
+            out,
+            "  output    {} → {}: {what}",
+            model.output,
+            m.return_type()
+        )?;
+        let trees = if model.compiled_trees {
+            ", trees compiled"
+        } else {
+            ""
+        };
         writeln!(
             out,
             "  runtime   {}{trees}: {}",

@@ -247,6 +247,20 @@ impl Engine {
         if used.is_empty() {
             return Ok(Vec::new());
         }
+        // A model must not silently replace a SQL function of the same name.
+        let state = ctx.state();
+        if let Some(name) = used.iter().find(|n| {
+            state.scalar_functions().contains_key(n.as_str())
+                || state.aggregate_functions().contains_key(n.as_str())
+                || state.window_functions().contains_key(n.as_str())
+        }) {
+            return Err(Error::Model {
+                function: name.clone(),
+                uri: self.env.models[name].uri().to_string(),
+                file: self.env.file.clone(),
+                message: "this is the name of a built-in SQL function; give the model function another name".into(),
+            });
+        }
         let resolved = crate::models::resolve(self.project.root(), &self.env, Some(&used)).await?;
         for m in &resolved {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(

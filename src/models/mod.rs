@@ -82,7 +82,10 @@ impl ModelUri {
                     });
                 }
             } else if let Some((name, version)) = rest.rsplit_once('/') {
-                if !name.is_empty() && !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
+                if !name.is_empty()
+                    && !version.is_empty()
+                    && version.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Ok(ModelUri::Version {
                         name: name.to_string(),
                         version: version.to_string(),
@@ -95,11 +98,15 @@ impl ModelUri {
         }
         if let Some(rest) = uri.strip_prefix("runs:/") {
             return match rest.split_once('/') {
-                Some((run_id, path)) if !run_id.is_empty() && !path.is_empty() => Ok(ModelUri::Run {
-                    run_id: run_id.to_string(),
-                    path: path.trim_matches('/').to_string(),
-                }),
-                _ => Err(format!("`{uri}` is not a run URI; write runs:/<run_id>/<artifact path>")),
+                Some((run_id, path)) if !run_id.is_empty() && !path.is_empty() => {
+                    Ok(ModelUri::Run {
+                        run_id: run_id.to_string(),
+                        path: path.trim_matches('/').to_string(),
+                    })
+                }
+                _ => Err(format!(
+                    "`{uri}` is not a run URI; write runs:/<run_id>/<artifact path>"
+                )),
             };
         }
         if uri.contains("://") || uri.starts_with("models:") || uri.starts_with("runs:") {
@@ -180,9 +187,8 @@ pub(crate) async fn resolve(
         let (bytes, file, version) = fetch(project_root, client.as_deref(), &uri)
             .await
             .map_err(fail)?;
-        let model = OnnxModel::from_bytes(&bytes, settings.output()).map_err(|e| {
-            fail(format!("{}: {e}", file.display()))
-        })?;
+        let model = OnnxModel::from_bytes(&bytes, settings.output())
+            .map_err(|e| fail(format!("{}: {e}", file.display())))?;
         out.push(ResolvedModel {
             function: function.clone(),
             uri: settings.uri().to_string(),
@@ -215,7 +221,13 @@ async fn fetch(
                     &[("name", name.as_str()), ("alias", alias.as_str())],
                 )
                 .await
-                .map_err(|e| registry_error(client, e, &format!("alias @{alias} of registered model {name}")))?;
+                .map_err(|e| {
+                    registry_error(
+                        client,
+                        e,
+                        &format!("alias @{alias} of registered model {name}"),
+                    )
+                })?;
             (name.clone(), version_of(&v)?)
         }
         ModelUri::Version { name, version } => {
@@ -230,7 +242,13 @@ async fn fetch(
                     &[("name", name.as_str()), ("version", version.as_str())],
                 )
                 .await
-                .map_err(|e| registry_error(client, e, &format!("version {version} of registered model {name}")))?;
+                .map_err(|e| {
+                    registry_error(
+                        client,
+                        e,
+                        &format!("version {version} of registered model {name}"),
+                    )
+                })?;
             (name.clone(), version.clone())
         }
         ModelUri::Run { run_id, path } => {
@@ -246,7 +264,8 @@ async fn fetch(
             let root = run["run"]["info"]["artifact_uri"]
                 .as_str()
                 .ok_or_else(|| format!("run {run_id} has no artifact_uri"))?;
-            let bytes = download_model(client, &format!("{}/{path}", root.trim_end_matches('/'))).await?;
+            let bytes =
+                download_model(client, &format!("{}/{path}", root.trim_end_matches('/'))).await?;
             store(&cached, &bytes)?;
             return Ok((bytes, cached, None));
         }
@@ -283,18 +302,30 @@ fn version_of(v: &Value) -> std::result::Result<String, String> {
 
 /// A registry error in words: what was asked, of which server, and what it said.
 fn registry_error(client: &MlflowClient, e: String, what: &str) -> String {
-    if e.contains("RESOURCE_DOES_NOT_EXIST") || e.contains("INVALID_PARAMETER_VALUE") || e.contains("HTTP 404") {
-        format!("{what} does not exist in the MLflow registry at {} ({e})", client.base())
+    if e.contains("RESOURCE_DOES_NOT_EXIST")
+        || e.contains("INVALID_PARAMETER_VALUE")
+        || e.contains("HTTP 404")
+    {
+        format!(
+            "{what} does not exist in the MLflow registry at {} ({e})",
+            client.base()
+        )
     } else if e.contains("HTTP 401") || e.contains("HTTP 403") {
         format!("the MLflow server at {} refused the request for {what}; check [mlflow] token or $MLFLOW_TRACKING_TOKEN ({e})", client.base())
     } else {
-        format!("cannot reach the MLflow registry at {} for {what}: {e}", client.base())
+        format!(
+            "cannot reach the MLflow registry at {} for {what}: {e}",
+            client.base()
+        )
     }
 }
 
 /// Downloads the ONNX file of the model stored at `location` (a folder of an MLflow
 /// model with an `MLmodel` file, a folder with one `.onnx` file, or a `.onnx` file).
-async fn download_model(client: &MlflowClient, location: &str) -> std::result::Result<Vec<u8>, String> {
+async fn download_model(
+    client: &MlflowClient,
+    location: &str,
+) -> std::result::Result<Vec<u8>, String> {
     let path = match location.split_once(":") {
         Some(("mlflow-artifacts", rest)) => {
             // mlflow-artifacts:/path or mlflow-artifacts://host:port/path
@@ -330,21 +361,31 @@ fn read_local_model(dir: &Path) -> std::result::Result<Vec<u8>, String> {
     if dir.extension().is_some_and(|e| e == "onnx") {
         return std::fs::read(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()));
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let files: Vec<(String, bool)> = entries
         .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().is_dir()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path().is_dir(),
+            )
+        })
         .collect();
     let mlmodel = std::fs::read_to_string(dir.join("MLmodel")).ok();
     let name = futures::executor::block_on(pick_onnx_file(&files, || async {
         mlmodel.clone().ok_or_else(|| "no MLmodel".to_string())
     }))?;
-    std::fs::read(dir.join(&name)).map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
+    std::fs::read(dir.join(&name))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
 }
 
 /// The ONNX file of a model folder: the `onnx` flavor's `data` in `MLmodel`, else the
 /// folder's only `.onnx` file.
-async fn pick_onnx_file<F, Fut>(files: &[(String, bool)], mlmodel: F) -> std::result::Result<String, String>
+async fn pick_onnx_file<F, Fut>(
+    files: &[(String, bool)],
+    mlmodel: F,
+) -> std::result::Result<String, String>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<String, String>>,
@@ -367,11 +408,18 @@ where
         [one] => Ok((*one).clone()),
         [] => Err(format!(
             "no .onnx file among the model's artifacts ({})",
-            files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            files
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         many => Err(format!(
             "several .onnx files among the model's artifacts ({}); point the URI at one",
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -407,14 +455,22 @@ fn onnx_flavor_data(mlmodel: &str) -> Option<String> {
 fn cache_file(server: &str, key: &str) -> PathBuf {
     let root = std::env::var_os("QUERN_MODEL_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("quern/models")))
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("quern/models"))
+        })
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/quern/models")))
         .unwrap_or_else(|| std::env::temp_dir().join("quern-models"));
     let server: String = server
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut file = root.join(server);
     for part in key.split('/') {
@@ -434,7 +490,10 @@ fn store(file: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
 
 /// Which configured model functions `functions` (lower-cased names called by some SQL)
 /// names.
-pub(crate) fn used(env: &Environment, functions: &std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
+pub(crate) fn used(
+    env: &Environment,
+    functions: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
     env.models
         .keys()
         .filter(|k| functions.contains(k.as_str()))
@@ -450,21 +509,36 @@ mod tests {
     fn parses_model_uris() {
         assert_eq!(
             ModelUri::parse("models:/churn@champion").unwrap(),
-            ModelUri::Alias { name: "churn".into(), alias: "champion".into() }
+            ModelUri::Alias {
+                name: "churn".into(),
+                alias: "champion".into()
+            }
         );
         assert_eq!(
             ModelUri::parse("models:/churn/3").unwrap(),
-            ModelUri::Version { name: "churn".into(), version: "3".into() }
+            ModelUri::Version {
+                name: "churn".into(),
+                version: "3".into()
+            }
         );
         assert_eq!(
             ModelUri::parse("runs:/abc123/model").unwrap(),
-            ModelUri::Run { run_id: "abc123".into(), path: "model".into() }
+            ModelUri::Run {
+                run_id: "abc123".into(),
+                path: "model".into()
+            }
         );
         assert_eq!(
             ModelUri::parse("models/churn.onnx").unwrap(),
             ModelUri::File("models/churn.onnx".into())
         );
-        for bad in ["models:/churn", "models:/churn/latest", "runs:/abc", "s3://b/m.onnx", ""] {
+        for bad in [
+            "models:/churn",
+            "models:/churn/latest",
+            "runs:/abc",
+            "s3://b/m.onnx",
+            "",
+        ] {
             assert!(ModelUri::parse(bad).is_err(), "{bad}");
         }
     }
@@ -473,6 +547,9 @@ mod tests {
     fn reads_the_onnx_flavor_of_an_mlmodel_file() {
         let mlmodel = "artifact_path: model\nflavors:\n  onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.17.0\n  python_function:\n    data: model.onnx\n    loader_module: mlflow.onnx\nmodel_uuid: x\n";
         assert_eq!(onnx_flavor_data(mlmodel).as_deref(), Some("model.onnx"));
-        assert_eq!(onnx_flavor_data("flavors:\n  sklearn:\n    pickled_model: model.pkl\n"), None);
+        assert_eq!(
+            onnx_flavor_data("flavors:\n  sklearn:\n    pickled_model: model.pkl\n"),
+            None
+        );
     }
 }

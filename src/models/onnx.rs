@@ -19,7 +19,8 @@ use std::sync::Arc;
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::{
-    tvec, Framework, InferenceFact, TDim, InferenceModelExt, IntoRunnable, Tensor, TypedRunnableModel,
+    tvec, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, Tensor,
+    TypedRunnableModel,
 };
 
 use super::ops::{Norm, Op, PostTransform};
@@ -144,10 +145,7 @@ impl OnnxModel {
     pub fn from_bytes(bytes: &[u8], output: Option<&str>) -> Result<Self, String> {
         let proto = pb::ModelProto::decode(bytes)
             .map_err(|e| format!("the file is not a valid ONNX model ({e})"))?;
-        let graph = proto
-            .graph
-            .as_ref()
-            .ok_or("the ONNX model has no graph")?;
+        let graph = proto.graph.as_ref().ok_or("the ONNX model has no graph")?;
         // Duplicate opset imports (some exporters list the default domain twice) are
         // accepted, as onnxruntime accepts them; the operators decide what is supported.
         let initializers: HashMap<&str, &pb::TensorProto> = graph
@@ -410,7 +408,11 @@ fn elem_type_name(t: i32) -> &'static str {
     }
 }
 
-const CLASSIFIERS: [&str; 3] = ["LinearClassifier", "TreeEnsembleClassifier", "SVMClassifier"];
+const CLASSIFIERS: [&str; 3] = [
+    "LinearClassifier",
+    "TreeEnsembleClassifier",
+    "SVMClassifier",
+];
 
 /// The tensor to score and, for a classifier, its labels.
 fn choose_output(
@@ -514,7 +516,13 @@ fn needed_nodes(
     while let Some(name) = stack.pop() {
         if let Some((n, _)) = producers.get(name) {
             if needed.insert(*n) {
-                stack.extend(graph.node[*n].input.iter().map(String::as_str).filter(|s| !s.is_empty()));
+                stack.extend(
+                    graph.node[*n]
+                        .input
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|s| !s.is_empty()),
+                );
             }
         }
     }
@@ -530,8 +538,14 @@ fn native_op(node: &pb::NodeProto) -> Option<()> {
         (
             _,
             true,
-            "Scaler" | "Normalizer" | "Imputer" | "LinearRegressor" | "LinearClassifier"
-            | "TreeEnsembleRegressor" | "TreeEnsembleClassifier" | "ArrayFeatureExtractor",
+            "Scaler"
+            | "Normalizer"
+            | "Imputer"
+            | "LinearRegressor"
+            | "LinearClassifier"
+            | "TreeEnsembleRegressor"
+            | "TreeEnsembleClassifier"
+            | "ArrayFeatureExtractor",
         ) => true,
         _ => false,
     };
@@ -570,7 +584,10 @@ impl<'a> Attrs<'a> {
 
     /// `name` as floats, or `name_as_tensor` (doubles) when present.
     fn floats(&self, name: &str) -> Result<Vec<f64>, String> {
-        if let Some(t) = self.get(&format!("{name}_as_tensor")).and_then(|a| a.t.as_ref()) {
+        if let Some(t) = self
+            .get(&format!("{name}_as_tensor"))
+            .and_then(|a| a.t.as_ref())
+        {
             return tensor_f64(t);
         }
         Ok(self
@@ -664,10 +681,7 @@ fn compile_native(
         let out_index = node
             .output
             .iter()
-            .position(|o| {
-                o == target
-                    || needed.iter().any(|m| graph.node[*m].input.contains(o))
-            })
+            .position(|o| o == target || needed.iter().any(|m| graph.node[*m].input.contains(o)))
             .unwrap_or(0);
         let op = match node.op_type.as_str() {
             "Identity" => Op::Identity,
@@ -684,7 +698,9 @@ fn compile_native(
             "Softmax" | "Concat" => {
                 let axis = a.int("axis", if node.op_type == "Softmax" { -1 } else { 1 });
                 if axis != 1 && axis != -1 {
-                    return Err(context(format!("axis {axis} is not supported (only the feature axis)")));
+                    return Err(context(format!(
+                        "axis {axis} is not supported (only the feature axis)"
+                    )));
                 }
                 if node.op_type == "Softmax" {
                     Op::Softmax
@@ -712,7 +728,9 @@ fn compile_native(
             "LinearRegressor" | "LinearClassifier" => {
                 let classifier = node.op_type == "LinearClassifier";
                 if classifier && out_index == 0 {
-                    return Err(context("its label output is not scored; score the probabilities".into()));
+                    return Err(context(
+                        "its label output is not scored; score the probabilities".into(),
+                    ));
                 }
                 let intercepts = a.floats("intercepts").map_err(context)?;
                 let coefficients = a.floats("coefficients").map_err(context)?;
@@ -733,7 +751,9 @@ fn compile_native(
             "TreeEnsembleRegressor" | "TreeEnsembleClassifier" => {
                 let classifier = node.op_type == "TreeEnsembleClassifier";
                 if classifier && out_index == 0 {
-                    return Err(context("its label output is not scored; score the probabilities".into()));
+                    return Err(context(
+                        "its label output is not scored; score the probabilities".into(),
+                    ));
                 }
                 let prefix = if classifier { "class" } else { "target" };
                 let n_outputs = if classifier {
@@ -875,8 +895,14 @@ fn compile_tract(
             1 => 1,
             2 => fact.shape.dims()[1]
                 .to_i64()
-                .map_err(|_| format!("output '{target}' has no fixed width"))? as usize,
-            _ => return Err(format!("output '{target}' has shape {:?}; expected [N] or [N, k]", fact.shape)),
+                .map_err(|_| format!("output '{target}' has no fixed width"))?
+                as usize,
+            _ => {
+                return Err(format!(
+                    "output '{target}' has shape {:?}; expected [N] or [N, k]",
+                    fact.shape
+                ))
+            }
         },
     };
     let plan = typed.into_runnable().map_err(err)?;

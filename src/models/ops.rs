@@ -114,18 +114,29 @@ impl Op {
     pub(crate) fn width(&self, inputs: &[usize]) -> Result<usize, String> {
         let w = inputs.first().copied().unwrap_or(0);
         Ok(match self {
-            Op::Identity | Op::CastF32 | Op::CastF64 | Op::Normalizer(_) | Op::Softmax | Op::Sigmoid => w,
+            Op::Identity
+            | Op::CastF32
+            | Op::CastF64
+            | Op::Normalizer(_)
+            | Op::Softmax
+            | Op::Sigmoid => w,
             Op::Scaler { offset, scale } => {
                 for (name, v) in [("offset", offset), ("scale", scale)] {
                     if v.len() != 1 && v.len() != w {
-                        return Err(format!("Scaler: {name} has {} values for {w} features", v.len()));
+                        return Err(format!(
+                            "Scaler: {name} has {} values for {w} features",
+                            v.len()
+                        ));
                     }
                 }
                 w
             }
             Op::Imputer { values, .. } => {
                 if values.len() != 1 && values.len() != w {
-                    return Err(format!("Imputer: {} imputed values for {w} features", values.len()));
+                    return Err(format!(
+                        "Imputer: {} imputed values for {w} features",
+                        values.len()
+                    ));
                 }
                 w
             }
@@ -149,7 +160,10 @@ impl Op {
             }
             Op::Trees(t) => {
                 if t.n_features() > w {
-                    return Err(format!("the trees read feature {} of {w}", t.n_features() - 1));
+                    return Err(format!(
+                        "the trees read feature {} of {w}",
+                        t.n_features() - 1
+                    ));
                 }
                 t.width()
             }
@@ -188,7 +202,11 @@ impl Op {
                     let fill = values[if values.len() == 1 { 0 } else { j }];
                     c.iter()
                         .map(|v| {
-                            let missing = if replaced.is_nan() { v.is_nan() } else { v == replaced };
+                            let missing = if replaced.is_nan() {
+                                v.is_nan()
+                            } else {
+                                v == replaced
+                            };
                             if missing {
                                 fill
                             } else {
@@ -265,7 +283,10 @@ impl Op {
                 apply_rows(&mut out, rows, softmax);
                 out
             }
-            Op::Sigmoid => x.iter().map(|c| c.iter().map(|v| logistic(*v)).collect()).collect(),
+            Op::Sigmoid => x
+                .iter()
+                .map(|c| c.iter().map(|v| logistic(*v)).collect())
+                .collect(),
             Op::Concat => inputs.iter().flat_map(|v| v.iter().cloned()).collect(),
             Op::Select(idx) => idx.iter().map(|i| x[*i].clone()).collect(),
         }

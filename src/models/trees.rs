@@ -130,7 +130,10 @@ impl TreeEnsemble {
             || a.leaf_ids.len() != a.leaf_treeids.len()
             || a.leaf_weights.len() != a.leaf_treeids.len()
         {
-            return Err(format!("{}: the leaf weight attributes differ in length", a.op));
+            return Err(format!(
+                "{}: the leaf weight attributes differ in length",
+                a.op
+            ));
         }
         let aggregate = match a.aggregate_function.as_str() {
             "" | "SUM" => Aggregate::Sum,
@@ -148,7 +151,8 @@ impl TreeEnsemble {
         let mut sizes = vec![0usize; tree_index.len()];
         for (t, id) in a.nodes_treeids.iter().zip(a.nodes_nodeids) {
             let s = &mut sizes[tree_index[t]];
-            *s = (*s).max(usize::try_from(*id).map_err(|_| format!("{}: negative node id", a.op))? + 1);
+            *s = (*s)
+                .max(usize::try_from(*id).map_err(|_| format!("{}: negative node id", a.op))? + 1);
         }
         let mut trees: Vec<Vec<Option<Node>>> = sizes.iter().map(|s| vec![None; *s]).collect();
         let mut max_feature = 0usize;
@@ -173,7 +177,10 @@ impl TreeEnsemble {
                 feature,
                 threshold: a.nodes_values[i],
                 mode,
-                missing_true: a.nodes_missing_value_tracks_true.get(i).is_some_and(|v| *v != 0),
+                missing_true: a
+                    .nodes_missing_value_tracks_true
+                    .get(i)
+                    .is_some_and(|v| *v != 0),
                 true_child: child(a.nodes_truenodeids[i]),
                 false_child: child(a.nodes_falsenodeids[i]),
                 weights: 0..0,
@@ -189,11 +196,17 @@ impl TreeEnsemble {
         while k < order.len() {
             let (t, id) = (a.leaf_treeids[order[k]], a.leaf_nodeids[order[k]]);
             let start = weights.len();
-            while k < order.len() && (a.leaf_treeids[order[k]], a.leaf_nodeids[order[k]]) == (t, id) {
+            while k < order.len() && (a.leaf_treeids[order[k]], a.leaf_nodeids[order[k]]) == (t, id)
+            {
                 let i = order[k];
-                let target = usize::try_from(a.leaf_ids[i]).ok().filter(|c| *c < a.n_outputs);
+                let target = usize::try_from(a.leaf_ids[i])
+                    .ok()
+                    .filter(|c| *c < a.n_outputs);
                 let Some(target) = target else {
-                    return Err(format!("{}: leaf weight for output {} of {}", a.op, a.leaf_ids[i], a.n_outputs));
+                    return Err(format!(
+                        "{}: leaf weight for output {} of {}",
+                        a.op, a.leaf_ids[i], a.n_outputs
+                    ));
                 };
                 used[target] = true;
                 all_positive &= a.leaf_weights[i] >= 0.0;
@@ -204,7 +217,12 @@ impl TreeEnsemble {
                 .get(&t)
                 .and_then(|ti| trees[*ti].get_mut(id as usize))
                 .and_then(Option::as_mut)
-                .ok_or_else(|| format!("{}: a weight for tree {t} node {id}, which does not exist", a.op))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{}: a weight for tree {t} node {id}, which does not exist",
+                        a.op
+                    )
+                })?;
             node.weights = start..weights.len();
         }
         let mut checked = Vec::with_capacity(trees.len());
@@ -215,8 +233,13 @@ impl TreeEnsemble {
                 .map(|(i, n)| n.ok_or_else(|| format!("{}: tree {t} has no node {i}", a.op)))
                 .collect::<Result<_, _>>()?;
             for node in &nodes {
-                if node.mode != Mode::Leaf && (node.true_child >= nodes.len() || node.false_child >= nodes.len()) {
-                    return Err(format!("{}: tree {t} points at a node it does not have", a.op));
+                if node.mode != Mode::Leaf
+                    && (node.true_child >= nodes.len() || node.false_child >= nodes.len())
+                {
+                    return Err(format!(
+                        "{}: tree {t} points at a node it does not have",
+                        a.op
+                    ));
                 }
             }
             if depth(&nodes, 0, 0).is_none() {
@@ -242,7 +265,10 @@ impl TreeEnsemble {
         };
         if let Some(c) = &ensemble.classifier {
             if c.n_labels == 2 && c.single_score && ensemble.post == PostTransform::Probit {
-                return Err(format!("{}: post_transform PROBIT on a binary single-score ensemble is not supported", a.op));
+                return Err(format!(
+                    "{}: post_transform PROBIT on a binary single-score ensemble is not supported",
+                    a.op
+                ));
             }
         }
         ensemble.perfect = ensemble.lay_out_perfect();
@@ -297,7 +323,15 @@ impl TreeEnsemble {
     }
 
     /// Writes ONNX node `node` of tree `t` at heap position `pos` (level `level`).
-    fn fill(&self, p: &mut Perfect, t: usize, nodes: &[Node], node: usize, pos: usize, level: usize) {
+    fn fill(
+        &self,
+        p: &mut Perfect,
+        t: usize,
+        nodes: &[Node],
+        node: usize,
+        pos: usize,
+        level: usize,
+    ) {
         let inner = (1usize << p.depth) - 1;
         let n = &nodes[node];
         if level == p.depth {
@@ -331,7 +365,9 @@ impl TreeEnsemble {
     pub(crate) fn eval(&self, x: &[&[f64]], rows: usize) -> Vec<Vec<f64>> {
         let k = self.n_outputs;
         let mut acc = vec![0.0f64; rows * k];
-        let has_nan = x[..self.n_features].iter().any(|c| c[..rows].iter().any(|v| v.is_nan()));
+        let has_nan = x[..self.n_features]
+            .iter()
+            .any(|c| c[..rows].iter().any(|v| v.is_nan()));
         match &self.perfect {
             Some(p) if !has_nan => {
                 if k == 1 {
@@ -370,7 +406,11 @@ impl TreeEnsemble {
                         Mode::Leaf => unreachable!(),
                     };
                     let go_true = cond || (node.missing_true && v.is_nan());
-                    node = &nodes[if go_true { node.true_child } else { node.false_child }];
+                    node = &nodes[if go_true {
+                        node.true_child
+                    } else {
+                        node.false_child
+                    }];
                 }
                 for (target, w) in &self.weights[node.weights.clone()] {
                     let slot = &mut out[*target];
@@ -412,8 +452,15 @@ impl TreeEnsemble {
             }
             scores.copy_from_slice(raw);
             if self.base_values.len() == width {
-                scores.iter_mut().zip(&self.base_values).for_each(|(s, b)| *s += b);
-            } else if let Some(b) = self.base_values.first().filter(|_| self.base_values.len() == 1) {
+                scores
+                    .iter_mut()
+                    .zip(&self.base_values)
+                    .for_each(|(s, b)| *s += b);
+            } else if let Some(b) = self
+                .base_values
+                .first()
+                .filter(|_| self.base_values.len() == 1)
+            {
                 scores[0] += b;
             }
             self.post.apply(&mut scores);
@@ -450,13 +497,22 @@ fn eval_perfect_single(p: &Perfect, n_trees: usize, x: &[&[f64]], rows: usize, a
             let features = &p.features[t * inner..(t + 1) * inner];
             let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
             let leaves = &p.leaves[t * n_leaves..(t + 1) * n_leaves];
-            walk_block(p.depth, features, thresholds, &cols, |i, leaf| out[i] += leaves[leaf]);
+            walk_block(p.depth, features, thresholds, &cols, |i, leaf| {
+                out[i] += leaves[leaf]
+            });
         }
         start = end;
     }
 }
 
-fn eval_perfect_multi(p: &Perfect, n_trees: usize, k: usize, x: &[&[f64]], rows: usize, acc: &mut [f64]) {
+fn eval_perfect_multi(
+    p: &Perfect,
+    n_trees: usize,
+    k: usize,
+    x: &[&[f64]],
+    rows: usize,
+    acc: &mut [f64],
+) {
     let inner = (1usize << p.depth) - 1;
     let n_leaves = inner + 1;
     let mut start = 0;
@@ -481,7 +537,13 @@ fn eval_perfect_multi(p: &Perfect, n_trees: usize, k: usize, x: &[&[f64]], rows:
 /// Walks one perfect tree for every row of a block, four rows at a time so that the
 /// four dependent load chains overlap, and calls `emit(row, leaf)`.
 #[inline(always)]
-fn walk_block(depth: usize, features: &[u32], thresholds: &[f64], cols: &[&[f64]], mut emit: impl FnMut(usize, usize)) {
+fn walk_block(
+    depth: usize,
+    features: &[u32],
+    thresholds: &[f64],
+    cols: &[&[f64]],
+    mut emit: impl FnMut(usize, usize),
+) {
     let rows = cols.first().map_or(0, |c| c.len());
     let inner = features.len();
     let step = |idx: usize, row: usize| -> usize {

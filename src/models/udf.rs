@@ -73,7 +73,11 @@ fn struct_fields(labels: &Labels) -> Fields {
     };
     let mut fields = vec![Field::new("label", label_type, true)];
     for i in 0..labels.len() {
-        fields.push(Field::new(format!("p_{}", labels.name(i)), DataType::Float64, true));
+        fields.push(Field::new(
+            format!("p_{}", labels.name(i)),
+            DataType::Float64,
+            true,
+        ));
     }
     Fields::from(fields)
 }
@@ -138,9 +142,9 @@ impl ScalarUDFImpl for ModelFunction {
                 })
             })
             .collect::<Result<_>>()?;
-        let nulls = arrays
-            .iter()
-            .fold(None, |acc: Option<NullBuffer>, a| NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref()));
+        let nulls = arrays.iter().fold(None, |acc: Option<NullBuffer>, a| {
+            NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref())
+        });
         let features: Vec<&[f64]> = arrays
             .iter()
             .map(|a| a.as_primitive::<Float64Type>().values().as_ref())
@@ -170,12 +174,12 @@ impl ScalarUDFImpl for ModelFunction {
                         best.iter().map(|b| l[*b]).collect(),
                         nulls.clone(),
                     )),
-                    Labels::Str(l) => Arc::new(StringArray::from_iter(best.iter().enumerate().map(
-                        |(i, b)| {
+                    Labels::Str(l) => Arc::new(StringArray::from_iter(
+                        best.iter().enumerate().map(|(i, b)| {
                             let valid = nulls.as_ref().is_none_or(|n| n.is_valid(i));
                             valid.then(|| l[*b].as_str())
-                        },
-                    ))),
+                        }),
+                    )),
                 };
                 let mut columns = vec![label];
                 for col in out {

@@ -289,7 +289,10 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     let listing = stdout(&out);
     assert!(listing.contains("resolved  churn/2"), "{listing}");
     assert!(listing.contains("resolved  churn/1"), "{listing}");
-    assert!(listing.contains("inputs    X float[8] (8 arguments)"), "{listing}");
+    assert!(
+        listing.contains("inputs    X float[8] (8 arguments)"),
+        "{listing}"
+    );
 
     let out = quern(&["run", "scoring", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -302,13 +305,26 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     crate::models::assert_churn_scores(&project);
     // The MLflow run of the pipeline records the version it scored with.
     let experiment = server
-        .get("experiments/get-by-name", &[("experiment_name", "quern/scoring")])
+        .get(
+            "experiments/get-by-name",
+            &[("experiment_name", "quern/scoring")],
+        )
         .await;
-    let id = experiment["experiment"]["experiment_id"].as_str().unwrap().to_string();
-    let runs = server.post("runs/search", json!({ "experiment_ids": [id] })).await;
-    let params = runs["runs"][0]["data"]["params"].as_array().unwrap().clone();
+    let id = experiment["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let runs = server
+        .post("runs/search", json!({ "experiment_ids": [id] }))
+        .await;
+    let params = runs["runs"][0]["data"]["params"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(
-        params.iter().any(|p| p["key"] == "model.churn" && p["value"] == "churn/2"),
+        params
+            .iter()
+            .any(|p| p["key"] == "model.churn" && p["value"] == "churn/2"),
         "{params:?}"
     );
 

@@ -34,7 +34,8 @@ fn expected() -> (Vec<Vec<f64>>, BTreeMap<String, Vec<f64>>) {
 }
 
 fn load(name: &str) -> OnnxModel {
-    let bytes = std::fs::read(repo_root().join(format!("tests/fixtures/models/{name}.onnx"))).unwrap();
+    let bytes =
+        std::fs::read(repo_root().join(format!("tests/fixtures/models/{name}.onnx"))).unwrap();
     OnnxModel::from_bytes(&bytes, None).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -136,18 +137,32 @@ fn project_with_models(extra: &str) -> TempProject {
     let p = TempProject::new();
     let dir = repo_root().join("tests/fixtures/models");
     let mut models = String::from("[models]\n");
-    for name in ["logreg", "gbc_multiclass", "logreg_multiclass", "gbr", "svc", "mlp_regressor"] {
+    for name in [
+        "logreg",
+        "gbc_multiclass",
+        "logreg_multiclass",
+        "gbr",
+        "svc",
+        "mlp_regressor",
+    ] {
         models.push_str(&format!("{name} = \"{}/{name}.onnx\"\n", dir.display()));
     }
     models.push_str(extra);
-    let env = p.read("environments/local.toml").replacen("[models]\n", &models, 1);
+    let env = p
+        .read("environments/local.toml")
+        .replacen("[models]\n", &models, 1);
     p.write("environments/local.toml", &env);
     p
 }
 
-async fn query(p: &TempProject, sql: &str) -> quern::Result<Vec<quern::datafusion::arrow::array::RecordBatch>> {
+async fn query(
+    p: &TempProject,
+    sql: &str,
+) -> quern::Result<Vec<quern::datafusion::arrow::array::RecordBatch>> {
     let df = p.engine("local").query(sql).await?;
-    Ok(df.collect().await.map_err(|e| quern::Error::Query { source: Box::new(e) })?)
+    Ok(df.collect().await.map_err(|e| quern::Error::Query {
+        source: Box::new(e),
+    })?)
 }
 
 #[tokio::test]
@@ -202,24 +217,33 @@ async fn model_functions_return_documented_types_and_null_for_null_features() {
 #[tokio::test]
 async fn bad_calls_are_plan_errors_that_say_what_the_model_takes() {
     let p = project_with_models("");
-    let err = query(&p, "SELECT logreg(1.0, 2.0, 3.0) AS p").await.unwrap_err();
+    let err = query(&p, "SELECT logreg(1.0, 2.0, 3.0) AS p")
+        .await
+        .unwrap_err();
     let text = err.full_message();
     assert!(
-        text.contains("logreg() takes 8 features (model input X [8]), but is called with 3 arguments"),
+        text.contains(
+            "logreg() takes 8 features (model input X [8]), but is called with 3 arguments"
+        ),
         "{text}"
     );
     let err = query(&p, "SELECT logreg(1.0, 2.0, 'three', 4, 5, 6, 7, 8) AS p")
         .await
         .unwrap_err();
     let text = err.full_message();
-    assert!(text.contains("argument 3 of model function logreg() is Utf8"), "{text}");
+    assert!(
+        text.contains("argument 3 of model function logreg() is Utf8"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn bad_models_are_errors_naming_the_function_and_the_problem() {
     let p = project_with_models("");
     // An ONNX-ML operator quern does not evaluate: named, with the model.
-    let err = query(&p, "SELECT svc(1, 2, 3, 4, 5, 6, 7, 8) AS p").await.unwrap_err();
+    let err = query(&p, "SELECT svc(1, 2, 3, 4, 5, 6, 7, 8) AS p")
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("model function `svc`"), "{text}");
     assert!(text.contains("operator ai.onnx.ml:SVMClassifier"), "{text}");
@@ -229,7 +253,11 @@ async fn bad_models_are_errors_naming_the_function_and_the_problem() {
         "truncated = \"models/truncated.onnx\"\nnotes = \"models/notes.onnx\"\nmissing = \"models/missing.onnx\"\n",
     );
     let bytes = std::fs::read(repo_root().join("tests/fixtures/models/gbr.onnx")).unwrap();
-    std::fs::write(p.path().join("models/truncated.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(
+        p.path().join("models/truncated.onnx"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
     p.write("models/notes.onnx", "this is not a model\n");
     for (f, why) in [
         ("truncated", "not a valid ONNX model"),
@@ -243,6 +271,17 @@ async fn bad_models_are_errors_naming_the_function_and_the_problem() {
         assert!(text.contains(&format!("model function `{f}`")), "{text}");
         assert!(text.contains(why), "{f}: {text}");
     }
+}
+
+#[tokio::test]
+async fn a_model_may_not_take_the_name_of_a_sql_function() {
+    let p = project_with_models("abs = \"models/churn.onnx\"\n");
+    let err = query(&p, "SELECT abs(1, 2, 3, 4, 5, 6, 7, 8) AS p")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("model function `abs`"), "{text}");
+    assert!(text.contains("name of a built-in SQL function"), "{text}");
 }
 
 #[test]
@@ -276,13 +315,16 @@ pub fn assert_churn_scores(project: &TempProject) {
         &std::fs::read_to_string(repo_root().join("tests/fixtures/models/churn_expected.csv"))
             .unwrap(),
     );
-    let got = parse(&project.query_csv(
-        "SELECT user_id, p_churn FROM scoring.churn_scores ORDER BY user_id",
-    ));
+    let got = parse(
+        &project.query_csv("SELECT user_id, p_churn FROM scoring.churn_scores ORDER BY user_id"),
+    );
     assert_eq!(got.len(), want.len());
     for ((u, p), (wu, wp)) in got.iter().zip(&want) {
         assert_eq!(u, wu);
-        assert!((p - wp).abs() <= TOLERANCE, "{u}: quern {p} vs scikit-learn {wp}");
+        assert!(
+            (p - wp).abs() <= TOLERANCE,
+            "{u}: quern {p} vs scikit-learn {wp}"
+        );
     }
 }
 
