@@ -40,6 +40,9 @@ pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
         plan.ds,
         plan.tasks.iter().filter(|t| t.selected).count()
     )?;
+    for m in &plan.models {
+        writeln!(out, "model {}", m.summary())?;
+    }
     for (i, t) in plan.tasks.iter().enumerate() {
         let mut how = t.materialization.as_str().to_string();
         if !t.config.partition_by.is_empty() {

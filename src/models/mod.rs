@@ -406,6 +406,7 @@ where
         .collect();
     match onnx.as_slice() {
         [one] => Ok((*one).clone()),
+        [] if files.is_empty() => Err("there are no artifacts there (MLflow 3 keeps a model logged with log_model under the logged model, not the run: use its registry URI, or log the .onnx file with log_artifact)".into()),
         [] => Err(format!(
             "no .onnx file among the model's artifacts ({})",
             files

@@ -219,8 +219,14 @@ fn an_unreachable_mlflow_server_is_reported_and_the_run_keeps_its_results() {
 }
 
 /// Logs each ONNX file as a new version of registered model `name` through MLflow's own
-/// Python client (`mlflow.onnx.log_model`), and points `alias` at the last one.
-fn register(server: &MlflowServer, name: &str, alias: &str, files: &[std::path::PathBuf]) {
+/// Python client (`mlflow.onnx.log_model`), and points `alias` at the last one. Each
+/// run also keeps the file as a plain artifact under `onnx/`; returns the last run's id.
+fn register(
+    server: &MlflowServer,
+    name: &str,
+    alias: &str,
+    files: &[std::path::PathBuf],
+) -> String {
     const SCRIPT: &str = r#"
 import sys, onnx, mlflow
 from mlflow import MlflowClient
@@ -228,10 +234,12 @@ uri, name, alias, *files = sys.argv[1:]
 mlflow.set_tracking_uri(uri)
 versions = []
 for f in files:
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         info = mlflow.onnx.log_model(onnx.load(f), name="model", registered_model_name=name)
         versions.append(info.registered_model_version)
+        mlflow.log_artifact(f, artifact_path="onnx")
 MlflowClient().set_registered_model_alias(name, alias, versions[-1])
+print(run.info.run_id)
 "#;
     let out = Command::new(crate::common::python())
         .arg("-c")
@@ -241,6 +249,7 @@ MlflowClient().set_registered_model_alias(name, alias, versions[-1])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().lines().last().unwrap().to_string()
 }
 
 /// The repository's local environment with its `[models]` entries replaced by `models`
@@ -260,7 +269,7 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     let server = MlflowServer::start();
     let root = crate::common::repo_root();
     // Version 1 is another model with the same inputs; the alias points at version 2.
-    register(
+    let run_id = register(
         &server,
         "churn",
         "champion",
@@ -273,7 +282,9 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     let project = TempProject::new();
     use_registry(
         &project,
-        "churn = \"models:/churn@champion\"\npinned = \"models:/churn/1\"\n",
+        &format!(
+            "churn = \"models:/churn@champion\"\npinned = \"models:/churn/1\"\nfrom_run = \"runs:/{run_id}/onnx\"\n"
+        ),
         &server.uri(),
     );
     let quern = |args: &[&str]| {
@@ -289,6 +300,16 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     let listing = stdout(&out);
     assert!(listing.contains("resolved  churn/2"), "{listing}");
     assert!(listing.contains("resolved  churn/1"), "{listing}");
+    // runs:/<id>/onnx: the run's artifact folder with one .onnx file.
+    assert!(
+        listing.contains(&format!("runs/{run_id}/onnx/model.onnx")),
+        "{listing}"
+    );
+    assert_eq!(
+        listing.matches("runtime   native, trees compiled").count(),
+        2,
+        "{listing}"
+    );
     assert!(
         listing.contains("inputs    X float[8] (8 arguments)"),
         "{listing}"

@@ -106,6 +106,25 @@ fn assert_close(name: &str, got: &[f64], want: &[f64]) {
 }
 
 #[test]
+fn a_model_listing_the_default_opset_twice_loads() {
+    // skl2onnx writes some files with the default domain imported twice (gbr.onnx), and
+    // the fixture script adds a second one to logreg.onnx; onnxruntime accepts both.
+    use prost::Message;
+    for name in ["logreg", "gbr"] {
+        let bytes =
+            std::fs::read(repo_root().join(format!("tests/fixtures/models/{name}.onnx"))).unwrap();
+        let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+        let defaults = proto
+            .opset_import
+            .iter()
+            .filter(|o| o.domain.is_empty())
+            .count();
+        assert_eq!(defaults, 2, "{name}");
+        load(name);
+    }
+}
+
+#[test]
 fn gradient_boosting_trees_use_the_compiled_layout() {
     // Shallow boosted trees take the branch-free path; the deep random forest cannot.
     assert!(load("gbc_binary").compiled_trees);
