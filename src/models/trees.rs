@@ -576,3 +576,95 @@ fn walk_block(
         i += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two trees over two features using every ordered mode, one of them uneven.
+    fn ensemble(modes: [&str; 3]) -> TreeEnsemble {
+        // tree 0: node0 (f0 vs 0.5) -> node1 (f1 vs -1.0) -> leaves 3, 4; node0 -> leaf 2
+        // tree 1: node0 (f1 vs 2.0) -> leaves 1, 2
+        let nodes_modes = vec![
+            modes[0].to_string(),
+            modes[1].to_string(),
+            "LEAF".into(),
+            "LEAF".into(),
+            "LEAF".into(),
+            modes[2].to_string(),
+            "LEAF".into(),
+            "LEAF".into(),
+        ];
+        TreeEnsemble::new(TreeAttributes {
+            op: "TreeEnsembleRegressor",
+            nodes_treeids: &[0, 0, 0, 0, 0, 1, 1, 1],
+            nodes_nodeids: &[0, 1, 2, 3, 4, 0, 1, 2],
+            nodes_featureids: &[0, 1, 0, 0, 0, 1, 0, 0],
+            nodes_values: vec![0.5, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0],
+            nodes_modes,
+            nodes_truenodeids: &[1, 3, 0, 0, 0, 1, 0, 0],
+            nodes_falsenodeids: &[2, 4, 0, 0, 0, 2, 0, 0],
+            nodes_missing_value_tracks_true: &[],
+            leaf_treeids: &[0, 0, 0, 1, 1],
+            leaf_nodeids: &[2, 3, 4, 1, 2],
+            leaf_ids: &[0, 0, 0, 0, 0],
+            leaf_weights: vec![1.0, 10.0, 100.0, 1000.0, 10000.0],
+            base_values: vec![0.5],
+            post_transform: PostTransform::None,
+            aggregate_function: "SUM".into(),
+            n_outputs: 1,
+            is_classifier: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_branch_free_layout_agrees_with_the_node_walk_for_every_mode() {
+        // Values on, just below and just above every threshold.
+        let mut f0 = Vec::new();
+        let mut f1 = Vec::new();
+        for a in [0.5, 0.5f64.next_down(), 0.5f64.next_up(), -3.0, 7.0] {
+            for b in [
+                -1.0,
+                (-1.0f64).next_down(),
+                (-1.0f64).next_up(),
+                2.0,
+                2.0f64.next_down(),
+                2.0f64.next_up(),
+            ] {
+                f0.push(a);
+                f1.push(b);
+            }
+        }
+        let rows = f0.len();
+        for m0 in ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"] {
+            for m1 in ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"] {
+                let e = ensemble([m0, m1, m1]);
+                assert!(e.is_compiled());
+                let fast = e.eval(&[&f0, &f1], rows);
+                let mut acc = vec![0.0; rows];
+                e.eval_generic(&[&f0, &f1], rows, &mut acc);
+                let exact = e.finalize(&acc, rows);
+                assert_eq!(fast, exact, "{m0} {m1}");
+            }
+        }
+        // Spot check LEQ by hand: f0 = 0.5 <= 0.5 -> node1; f1 = -1 <= -1 -> leaf 3 (10);
+        // tree 1: f1 = -1 <= 2 -> leaf 1 (1000); plus the base value 0.5.
+        let e = ensemble(["BRANCH_LEQ", "BRANCH_LEQ", "BRANCH_LEQ"]);
+        assert_eq!(e.eval(&[&[0.5], &[-1.0]], 1), vec![vec![1010.5]]);
+    }
+
+    #[test]
+    fn missing_values_follow_the_missing_track() {
+        let mut e = ensemble(["BRANCH_LEQ", "BRANCH_LEQ", "BRANCH_LEQ"]);
+        // NaN fails every comparison: the false branches (leaf 2 of each tree).
+        assert_eq!(e.eval(&[&[f64::NAN], &[f64::NAN]], 1), vec![vec![10001.5]]);
+        for t in &mut e.trees {
+            for n in t.iter_mut() {
+                n.missing_true = true;
+            }
+        }
+        // With the track set, NaN goes to the true branches: leaf 3 and leaf 1.
+        assert_eq!(e.eval(&[&[f64::NAN], &[f64::NAN]], 1), vec![vec![1010.5]]);
+    }
+}
