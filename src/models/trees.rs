@@ -83,6 +83,9 @@ struct Perfect {
     /// Per tree, `2^depth - 1` split features and thresholds (`x <= t` goes left).
     features: Vec<u32>,
     thresholds: Vec<f64>,
+    /// The thresholds in single precision (`x <= t` in f32 for f32 inputs), when every
+    /// split and leaf value is exactly a float, as ONNX's `nodes_values` are.
+    thresholds32: Option<Vec<f32>>,
     /// Per tree, `2^depth` leaves × `n_outputs` values.
     leaves: Vec<f64>,
 }
@@ -314,10 +317,21 @@ impl TreeEnsemble {
             depth: d,
             features: vec![0; inner * self.trees.len()],
             thresholds: vec![f64::INFINITY; inner * self.trees.len()],
+            thresholds32: Some(vec![f32::INFINITY; inner * self.trees.len()]),
             leaves: vec![0.0; n_leaves * self.n_outputs * self.trees.len()],
         };
         for (t, nodes) in self.trees.iter().enumerate() {
             self.fill(&mut p, t, nodes, 0, 0, 0);
+        }
+        let exact = |v: f64| f64::from(v as f32) == v || v.is_infinite();
+        let leaves_exact = p.leaves.iter().all(|v| exact(*v));
+        let splits_exact = self
+            .trees
+            .iter()
+            .flatten()
+            .all(|n| n.mode == Mode::Leaf || exact(n.threshold));
+        if !(leaves_exact && splits_exact) {
+            p.thresholds32 = None;
         }
         Some(p)
     }
@@ -350,11 +364,17 @@ impl TreeEnsemble {
         };
         if n.mode != Mode::Leaf {
             p.features[t * inner + pos] = n.feature as u32;
-            // x < t is x <= the largest double below t; x >= t is its negation.
-            p.thresholds[t * inner + pos] = match n.mode {
-                Mode::Lt | Mode::Gte => n.threshold.next_down(),
-                _ => n.threshold,
+            // x < t is x <= the largest number below t; x >= t is its negation.
+            let strict = matches!(n.mode, Mode::Lt | Mode::Gte);
+            p.thresholds[t * inner + pos] = if strict {
+                n.threshold.next_down()
+            } else {
+                n.threshold
             };
+            if let Some(t32) = p.thresholds32.as_mut() {
+                let v = n.threshold as f32;
+                t32[t * inner + pos] = if strict { v.next_down() } else { v };
+            }
         }
         self.fill(p, t, nodes, left, 2 * pos + 1, level + 1);
         self.fill(p, t, nodes, right, 2 * pos + 2, level + 1);
@@ -371,7 +391,8 @@ impl TreeEnsemble {
         match &self.perfect {
             Some(p) if !has_nan => {
                 if k == 1 {
-                    eval_perfect_single(p, self.trees.len(), x, rows, &mut acc);
+                    let done = simd::eval(p, self.trees.len(), self.n_features, x, rows, &mut acc);
+                    eval_perfect_single_from(p, self.trees.len(), x, done, rows, &mut acc);
                 } else {
                     eval_perfect_multi(p, self.trees.len(), k, x, rows, &mut acc);
                 }
@@ -484,11 +505,19 @@ fn depth(nodes: &[Node], node: usize, level: usize) -> Option<usize> {
     Some(depth(nodes, n.true_child, level + 1)?.max(depth(nodes, n.false_child, level + 1)?))
 }
 
-/// One output per row (regression, binary boosting): the hot loop of tree scoring.
-fn eval_perfect_single(p: &Perfect, n_trees: usize, x: &[&[f64]], rows: usize, acc: &mut [f64]) {
+/// One output per row (regression, binary boosting), rows `from..rows`: the portable
+/// hot loop of tree scoring (the rows the SIMD kernel did not take).
+fn eval_perfect_single_from(
+    p: &Perfect,
+    n_trees: usize,
+    x: &[&[f64]],
+    from: usize,
+    rows: usize,
+    acc: &mut [f64],
+) {
     let inner = (1usize << p.depth) - 1;
     let n_leaves = inner + 1;
-    let mut start = 0;
+    let mut start = from;
     while start < rows {
         let end = (start + BLOCK).min(rows);
         let cols: Vec<&[f64]> = x.iter().map(|c| &c[start..end]).collect();
@@ -577,6 +606,174 @@ fn walk_block(
     }
 }
 
+/// Perfect trees of depth ≤ 6 over ≤ 16 features with f32 splits and leaves, 16 rows
+/// at a time with AVX-512: a level's (≤ 32) split features and thresholds are looked
+/// up with two-register permutes instead of loads, the feature value with one gather
+/// from a 16-row block, and the leaf (≤ 64) with two permutes and a blend.
+mod simd {
+    use super::Perfect;
+
+    /// Scores the leading multiple of 16 rows when the CPU and the model allow it;
+    /// returns how many rows it scored (0 when it cannot).
+    pub(super) fn eval(
+        p: &Perfect,
+        n_trees: usize,
+        n_features: usize,
+        x: &[&[f64]],
+        rows: usize,
+        acc: &mut [f64],
+    ) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(t32) = p.thresholds32.as_deref() else {
+                return 0;
+            };
+            let usable = p.depth <= 6
+                && n_features <= 16
+                && std::arch::is_x86_feature_detected!("avx512f")
+                // The features must be floats too, as they are for a float input.
+                && x[..n_features]
+                    .iter()
+                    .all(|c| c[..rows].iter().all(|v| f64::from(*v as f32) == *v));
+            if !usable {
+                return 0;
+            }
+            let rows16 = rows - rows % 16;
+            // SAFETY: avx512f was detected above; the kernel's preconditions (depth,
+            // feature count, table sizes) were checked here and by the layout.
+            unsafe { avx512::eval(p, t32, n_trees, n_features, x, rows16, acc) };
+            rows16
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (p, n_trees, n_features, x, rows, acc);
+            0
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx512 {
+        use std::arch::x86_64::*;
+
+        use super::Perfect;
+
+        /// Rows per block: their features (≤ 16 × 512 floats) stay in L1.
+        const BLOCK: usize = 512;
+
+        /// Per tree: for each of 6 levels, 32 split offsets (feature × 16) and 32
+        /// thresholds; then 64 leaves.
+        struct Tables {
+            feat: Vec<i32>,
+            thr: Vec<f32>,
+            leaves: Vec<f32>,
+        }
+
+        fn tables(p: &Perfect, t32: &[f32], n_trees: usize) -> Tables {
+            let inner = (1usize << p.depth) - 1;
+            let mut feat = vec![0i32; n_trees * 6 * 32];
+            let mut thr = vec![f32::INFINITY; n_trees * 6 * 32];
+            let mut leaves = vec![0f32; n_trees * 64];
+            for t in 0..n_trees {
+                for level in 0..p.depth {
+                    let first = (1usize << level) - 1;
+                    for j in 0..(1usize << level) {
+                        feat[(t * 6 + level) * 32 + j] =
+                            (p.features[t * inner + first + j] * 16) as i32;
+                        thr[(t * 6 + level) * 32 + j] = t32[t * inner + first + j];
+                    }
+                }
+                for j in 0..=inner {
+                    leaves[t * 64 + j] = p.leaves[t * (inner + 1) + j] as f32;
+                }
+            }
+            Tables { feat, thr, leaves }
+        }
+
+        /// # Safety
+        /// The CPU must support AVX-512F; `p.depth <= 6`, `n_features <= 16`, every
+        /// column has at least `rows` values, `rows % 16 == 0`, `acc.len() >= rows`.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn eval(
+            p: &Perfect,
+            t32: &[f32],
+            n_trees: usize,
+            n_features: usize,
+            x: &[&[f64]],
+            rows: usize,
+            acc: &mut [f64],
+        ) {
+            let tables = tables(p, t32, n_trees);
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let one = _mm512_set1_epi32(1);
+            let thirty_one = _mm512_set1_epi32(31);
+            // Block layout: group g of 16 rows, feature f, lane: [g][f][lane].
+            let mut block = vec![0f32; BLOCK * n_features];
+            let mut start = 0;
+            while start < rows {
+                let n = (rows - start).min(BLOCK);
+                let groups = n / 16;
+                for g in 0..groups {
+                    for (f, col) in x[..n_features].iter().enumerate() {
+                        for lane in 0..16 {
+                            block[(g * n_features + f) * 16 + lane] =
+                                col[start + g * 16 + lane] as f32;
+                        }
+                    }
+                }
+                for t in 0..n_trees {
+                    let feat = tables.feat.as_ptr().add(t * 6 * 32);
+                    let thr = tables.thr.as_ptr().add(t * 6 * 32);
+                    let lv = tables.leaves.as_ptr().add(t * 64);
+                    let (l0, l1, l2, l3) = (
+                        _mm512_loadu_ps(lv),
+                        _mm512_loadu_ps(lv.add(16)),
+                        _mm512_loadu_ps(lv.add(32)),
+                        _mm512_loadu_ps(lv.add(48)),
+                    );
+                    for g in 0..groups {
+                        let base = block.as_ptr().add(g * n_features * 16);
+                        let mut pos = _mm512_setzero_si512();
+                        for level in 0..p.depth {
+                            let f = feat.add(level * 32);
+                            let h = thr.add(level * 32);
+                            let off = _mm512_permutex2var_epi32(
+                                _mm512_loadu_si512(f.cast()),
+                                pos,
+                                _mm512_loadu_si512(f.add(16).cast()),
+                            );
+                            let th = _mm512_permutex2var_ps(
+                                _mm512_loadu_ps(h),
+                                pos,
+                                _mm512_loadu_ps(h.add(16)),
+                            );
+                            let v = _mm512_i32gather_ps::<4>(_mm512_add_epi32(off, lanes), base);
+                            let right = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, th);
+                            pos = _mm512_mask_add_epi32(
+                                _mm512_slli_epi32::<1>(pos),
+                                right,
+                                _mm512_slli_epi32::<1>(pos),
+                                one,
+                            );
+                        }
+                        let low = _mm512_permutex2var_ps(l0, pos, l1);
+                        let high = _mm512_permutex2var_ps(l2, pos, l3);
+                        let upper = _mm512_cmpgt_epi32_mask(pos, thirty_one);
+                        let leaf = _mm512_mask_blend_ps(upper, low, high);
+                        let a = acc.as_mut_ptr().add(start + g * 16);
+                        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(leaf));
+                        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                            _mm512_castps_pd(leaf),
+                        )));
+                        _mm512_storeu_pd(a, _mm512_add_pd(_mm512_loadu_pd(a), lo));
+                        _mm512_storeu_pd(a.add(8), _mm512_add_pd(_mm512_loadu_pd(a.add(8)), hi));
+                    }
+                }
+                start += n;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,6 +849,33 @@ mod tests {
         // tree 1: f1 = -1 <= 2 -> leaf 1 (1000); plus the base value 0.5.
         let e = ensemble(["BRANCH_LEQ", "BRANCH_LEQ", "BRANCH_LEQ"]);
         assert_eq!(e.eval(&[&[0.5], &[-1.0]], 1), vec![vec![1010.5]]);
+    }
+
+    #[test]
+    fn the_simd_kernel_agrees_with_the_node_walk_on_float_inputs() {
+        // Float-exact values at, just below and just above each threshold, 16k rows so
+        // that whole 16-row groups go through the vector kernel where the CPU has it.
+        let near = |t: f32| [t, t.next_down(), t.next_up()].map(f64::from);
+        let (a, b) = (near(0.5), [near(-1.0), near(2.0)].concat());
+        let mut f0 = Vec::new();
+        let mut f1 = Vec::new();
+        for i in 0..16_384 {
+            f0.push(a[i % 3]);
+            f1.push(b[(i / 3) % 6]);
+        }
+        let rows = f0.len();
+        for modes in [
+            ["BRANCH_LEQ"; 3],
+            ["BRANCH_LT"; 3],
+            ["BRANCH_GTE"; 3],
+            ["BRANCH_GT"; 3],
+        ] {
+            let e = ensemble(modes);
+            let fast = e.eval(&[&f0, &f1], rows);
+            let mut acc = vec![0.0; rows];
+            e.eval_generic(&[&f0, &f1], rows, &mut acc);
+            assert_eq!(fast, e.finalize(&acc, rows), "{modes:?}");
+        }
     }
 
     #[test]
