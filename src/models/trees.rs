@@ -255,8 +255,10 @@ impl TreeEnsemble {
             single_score: a.n_outputs == 2 && !used[1],
             weights_all_positive: all_positive,
         });
+        // A binary classifier whose weights are all for class 0 accumulates one score.
+        let single_score = classifier.as_ref().is_some_and(|c| c.single_score);
         let mut ensemble = TreeEnsemble {
-            n_outputs: a.n_outputs,
+            n_outputs: if single_score { 1 } else { a.n_outputs },
             n_features: max_feature + 1,
             aggregate,
             base_values: a.base_values,
