@@ -765,8 +765,30 @@ mod simd {
                         } else {
                             [_mm512_setzero_ps(); 8]
                         };
-                        let mut pos = _mm512_setzero_si512();
-                        for level in 0..p.depth {
+                        // Levels 0 and 1 have one and two nodes: their features are
+                        // loaded directly and chosen with a blend.
+                        let v0 = _mm512_loadu_ps(base.add(*feat as usize));
+                        let r0 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v0, _mm512_set1_ps(*thr));
+                        let mut pos = _mm512_maskz_mov_epi32(r0, one);
+                        let mut first = 1;
+                        if p.depth >= 2 {
+                            let (f, h) = (feat.add(32), thr.add(32));
+                            let v = _mm512_mask_blend_ps(
+                                r0,
+                                _mm512_loadu_ps(base.add(*f as usize)),
+                                _mm512_loadu_ps(base.add(*f.add(1) as usize)),
+                            );
+                            let th = _mm512_mask_blend_ps(
+                                r0,
+                                _mm512_set1_ps(*h),
+                                _mm512_set1_ps(*h.add(1)),
+                            );
+                            let r1 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, th);
+                            let twice = _mm512_slli_epi32::<1>(pos);
+                            pos = _mm512_mask_add_epi32(twice, r1, twice, one);
+                            first = 2;
+                        }
+                        for level in first..p.depth {
                             let f = feat.add(level * 32);
                             let h = thr.add(level * 32);
                             let off = _mm512_permutex2var_epi32(
