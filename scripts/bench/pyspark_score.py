@@ -7,8 +7,13 @@ Reads the features table's Parquet files (the benchmark's Delta table data), sco
 every row with a gradient boosting model trained like scoring_models.py's, writes
 Parquet, and prints the wall time of the read-score-write job.
 """
+import os
 import sys
 import time
+
+# The workers must run this interpreter (its venv has scikit-learn).
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 
 import numpy as np
 import pandas as pd
