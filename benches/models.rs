@@ -3,6 +3,7 @@
 //! - a gradient boosting of 100 trees of depth 6 (TreeEnsembleClassifier, binary, one
 //!   score per row and LOGISTIC, as skl2onnx writes GradientBoostingClassifier), built
 //!   here with random splits,
+//!
 //! through `OnnxModel::score`, as the SQL function calls it per batch.
 //!
 //! Targets (per core): LR ≥ scikit-learn predict_proba on numpy (~34 M rows/s here);

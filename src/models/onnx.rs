@@ -7,7 +7,7 @@
 //! are kept, so a label branch (`ArgMax`, `ArrayFeatureExtractor`, casts to strings)
 //! never has to be supported. The kept nodes are then evaluated one of two ways:
 //!
-//! - natively ([`ops`](super::ops), [`trees`](super::trees)) when they are ONNX-ML
+//! - natively (the `ops` and `trees` modules) when they are ONNX-ML
 //!   operators and the glue scikit-learn exporters put around them;
 //! - by tract when they are all standard ONNX operators (a neural network).
 //!
@@ -533,22 +533,25 @@ fn needed_nodes(
 /// (attribute errors surface when compiling).
 fn native_op(node: &pb::NodeProto) -> Option<()> {
     let standard = node.domain.is_empty() || node.domain == "ai.onnx";
-    let ok = match (standard, node.domain == ML, node.op_type.as_str()) {
-        (true, _, "Identity" | "Cast" | "Softmax" | "Sigmoid" | "Concat") => true,
+    let ok = matches!(
+        (standard, node.domain == ML, node.op_type.as_str()),
         (
+            true,
+            _,
+            "Identity" | "Cast" | "Softmax" | "Sigmoid" | "Concat"
+        ) | (
             _,
             true,
             "Scaler"
-            | "Normalizer"
-            | "Imputer"
-            | "LinearRegressor"
-            | "LinearClassifier"
-            | "TreeEnsembleRegressor"
-            | "TreeEnsembleClassifier"
-            | "ArrayFeatureExtractor",
-        ) => true,
-        _ => false,
-    };
+                | "Normalizer"
+                | "Imputer"
+                | "LinearRegressor"
+                | "LinearClassifier"
+                | "TreeEnsembleRegressor"
+                | "TreeEnsembleClassifier"
+                | "ArrayFeatureExtractor"
+        )
+    );
     ok.then_some(())
 }
 

@@ -66,8 +66,8 @@ pub(crate) fn logistic(x: f64) -> f64 {
 #[inline(always)]
 pub(crate) fn exp(x: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let clamped = x.clamp(-708.0, 709.0);
     let t = clamped * std::f64::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;

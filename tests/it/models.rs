@@ -179,9 +179,9 @@ async fn query(
     sql: &str,
 ) -> quern::Result<Vec<quern::datafusion::arrow::array::RecordBatch>> {
     let df = p.engine("local").query(sql).await?;
-    Ok(df.collect().await.map_err(|e| quern::Error::Query {
+    df.collect().await.map_err(|e| quern::Error::Query {
         source: Box::new(e),
-    })?)
+    })
 }
 
 #[tokio::test]
