@@ -632,9 +632,15 @@ mod simd {
             let Some(t32) = p.thresholds32.as_deref() else {
                 return 0;
             };
+            // QUERN_PORTABLE_TREES=1 turns the kernel off, to measure the portable walk.
+            static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let enabled = *ENABLED.get_or_init(|| {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::env::var_os("QUERN_PORTABLE_TREES").is_none()
+            });
             let usable = p.depth <= 6
                 && n_features <= 16
-                && std::arch::is_x86_feature_detected!("avx512f")
+                && enabled
                 // The features must be floats too, as they are for a float input.
                 && x[..n_features]
                     .iter()
