@@ -519,18 +519,21 @@ fn eval_perfect_single_from(
 ) {
     let inner = (1usize << p.depth) - 1;
     let n_leaves = inner + 1;
+    let mut block = Vec::with_capacity(BLOCK * x.len());
+    let mut idx = vec![0u32; BLOCK];
     let mut start = from;
     while start < rows {
         let end = (start + BLOCK).min(rows);
-        let cols: Vec<&[f64]> = x.iter().map(|c| &c[start..end]).collect();
+        copy_block(x, start, end, &mut block);
         let out = &mut acc[start..end];
         for t in 0..n_trees {
             let features = &p.features[t * inner..(t + 1) * inner];
             let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
             let leaves = &p.leaves[t * n_leaves..(t + 1) * n_leaves];
-            walk_block(p.depth, features, thresholds, &cols, |i, leaf| {
-                out[i] += leaves[leaf]
-            });
+            walk_block(p.depth, features, thresholds, &block, end - start, &mut idx);
+            for (o, leaf) in out.iter_mut().zip(&idx) {
+                *o += leaves[*leaf as usize - inner];
+            }
         }
         start = end;
     }
@@ -546,65 +549,64 @@ fn eval_perfect_multi(
 ) {
     let inner = (1usize << p.depth) - 1;
     let n_leaves = inner + 1;
+    let mut block = Vec::with_capacity(BLOCK * x.len());
+    let mut idx = vec![0u32; BLOCK];
     let mut start = 0;
     while start < rows {
         let end = (start + BLOCK).min(rows);
-        let cols: Vec<&[f64]> = x.iter().map(|c| &c[start..end]).collect();
+        copy_block(x, start, end, &mut block);
         let out = &mut acc[start * k..end * k];
         for t in 0..n_trees {
             let features = &p.features[t * inner..(t + 1) * inner];
             let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
             let leaves = &p.leaves[t * n_leaves * k..(t + 1) * n_leaves * k];
-            walk_block(p.depth, features, thresholds, &cols, |i, leaf| {
+            walk_block(p.depth, features, thresholds, &block, end - start, &mut idx);
+            for (i, leaf) in idx[..end - start].iter().enumerate() {
+                let leaf = *leaf as usize - inner;
                 for j in 0..k {
                     out[i * k + j] += leaves[leaf * k + j];
                 }
-            });
+            }
         }
         start = end;
     }
 }
 
-/// Walks one perfect tree for every row of a block, four rows at a time so that the
-/// four dependent load chains overlap, and calls `emit(row, leaf)`.
+/// Rows `start..end` of every column, feature after feature, into `block`.
+fn copy_block(x: &[&[f64]], start: usize, end: usize, block: &mut Vec<f64>) {
+    block.clear();
+    for c in x {
+        block.extend_from_slice(&c[start..end]);
+    }
+}
+
+/// Walks one perfect tree for the `rows` rows of `block` (feature-major, `rows` values
+/// per feature) level by level: every row takes one step before any takes the next,
+/// so the steps of different rows are independent and the CPU overlaps them. Leaves
+/// the heap index of each row's leaf in `idx`.
 #[inline(always)]
 fn walk_block(
     depth: usize,
     features: &[u32],
     thresholds: &[f64],
-    cols: &[&[f64]],
-    mut emit: impl FnMut(usize, usize),
+    block: &[f64],
+    rows: usize,
+    idx: &mut [u32],
 ) {
-    let rows = cols.first().map_or(0, |c| c.len());
-    let inner = features.len();
-    let step = |idx: usize, row: usize| -> usize {
-        // SAFETY-free indexing: idx < inner by construction (depth steps from the root).
-        let f = features[idx] as usize;
-        let go_right = cols[f][row] > thresholds[idx];
-        2 * idx + 1 + go_right as usize
-    };
-    let mut i = 0;
-    while i + 4 <= rows {
-        let (mut a, mut b, mut c, mut d) = (0usize, 0usize, 0usize, 0usize);
-        for _ in 0..depth {
-            a = step(a, i);
-            b = step(b, i + 1);
-            c = step(c, i + 2);
-            d = step(d, i + 3);
-        }
-        emit(i, a - inner);
-        emit(i + 1, b - inner);
-        emit(i + 2, c - inner);
-        emit(i + 3, d - inner);
-        i += 4;
+    let idx = &mut idx[..rows];
+    // The root is the same node for every row: a plain sweep over one column.
+    let f0 = features[0] as usize;
+    let (column, t0) = (&block[f0 * rows..(f0 + 1) * rows], thresholds[0]);
+    for (i, v) in idx.iter_mut().zip(column) {
+        *i = 1 + u32::from(*v > t0);
     }
-    while i < rows {
-        let mut a = 0usize;
-        for _ in 0..depth {
-            a = step(a, i);
+    for _ in 1..depth {
+        for (row, i) in idx.iter_mut().enumerate() {
+            let node = *i as usize;
+            let f = features[node] as usize;
+            let right = block[f * rows + row] > thresholds[node];
+            *i = (2 * node + 1 + usize::from(right)) as u32;
         }
-        emit(i, a - inner);
-        i += 1;
     }
 }
 
