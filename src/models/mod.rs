@@ -215,19 +215,13 @@ async fn fetch(
     let client = client.ok_or("no MLflow client")?;
     let (name, version) = match uri {
         ModelUri::Alias { name, alias } => {
-            let v = client
-                .get(
-                    "registered-models/alias",
-                    &[("name", name.as_str()), ("alias", alias.as_str())],
-                )
-                .await
-                .map_err(|e| {
-                    registry_error(
-                        client,
-                        e,
-                        &format!("alias @{alias} of registered model {name}"),
-                    )
-                })?;
+            let v = ask(
+                client,
+                "registered-models/alias",
+                &[("name", name), ("alias", alias)],
+                &format!("alias @{alias} of registered model {name}"),
+            )
+            .await?;
             (name.clone(), version_of(&v)?)
         }
         ModelUri::Version { name, version } => {
@@ -236,19 +230,13 @@ async fn fetch(
             if let Ok(bytes) = std::fs::read(&cached) {
                 return Ok((bytes, cached, Some(format!("{name}/{version}"))));
             }
-            client
-                .get(
-                    "model-versions/get",
-                    &[("name", name.as_str()), ("version", version.as_str())],
-                )
-                .await
-                .map_err(|e| {
-                    registry_error(
-                        client,
-                        e,
-                        &format!("version {version} of registered model {name}"),
-                    )
-                })?;
+            ask(
+                client,
+                "model-versions/get",
+                &[("name", name), ("version", version)],
+                &format!("version {version} of registered model {name}"),
+            )
+            .await?;
             (name.clone(), version.clone())
         }
         ModelUri::Run { run_id, path } => {
@@ -257,10 +245,13 @@ async fn fetch(
             if let Ok(bytes) = std::fs::read(&cached) {
                 return Ok((bytes, cached, None));
             }
-            let run = client
-                .get("runs/get", &[("run_id", run_id.as_str())])
-                .await
-                .map_err(|e| registry_error(client, e, &format!("run {run_id}")))?;
+            let run = ask(
+                client,
+                "runs/get",
+                &[("run_id", run_id)],
+                &format!("run {run_id}"),
+            )
+            .await?;
             let root = run["run"]["info"]["artifact_uri"]
                 .as_str()
                 .ok_or_else(|| format!("run {run_id} has no artifact_uri"))?;
@@ -276,13 +267,13 @@ async fn fetch(
     if let Ok(bytes) = std::fs::read(&cached) {
         return Ok((bytes, cached, label));
     }
-    let v = client
-        .get(
-            "model-versions/get-download-uri",
-            &[("name", name.as_str()), ("version", version.as_str())],
-        )
-        .await
-        .map_err(|e| registry_error(client, e, &format!("the download URI of {name}/{version}")))?;
+    let v = ask(
+        client,
+        "model-versions/get-download-uri",
+        &[("name", &name), ("version", &version)],
+        &format!("the download URI of {name}/{version}"),
+    )
+    .await?;
     let location = v["artifact_uri"]
         .as_str()
         .ok_or_else(|| format!("the registry gave no artifact_uri for {name}/{version}"))?;
@@ -298,6 +289,21 @@ fn version_of(v: &Value) -> std::result::Result<String, String> {
         .map(str::to_string)
         .or_else(|| version.as_i64().map(|n| n.to_string()))
         .ok_or_else(|| format!("unexpected registry answer: {v}"))
+}
+
+/// `GET /api/2.0/mlflow/<path>`; an error says `what` was asked, of which server, and
+/// what it answered.
+async fn ask(
+    client: &MlflowClient,
+    path: &str,
+    query: &[(&str, &String)],
+    what: &str,
+) -> std::result::Result<Value, String> {
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    client
+        .get(path, &query)
+        .await
+        .map_err(|e| registry_error(client, e, what))
 }
 
 /// A registry error in words: what was asked, of which server, and what it said.

@@ -392,12 +392,12 @@ impl TreeEnsemble {
             .any(|c| c[..rows].iter().any(|v| v.is_nan()));
         match &self.perfect {
             Some(p) if !has_nan => {
-                if k == 1 {
-                    let done = simd::eval(p, self.trees.len(), self.n_features, x, rows, &mut acc);
-                    eval_perfect_single_from(p, self.trees.len(), x, done, rows, &mut acc);
+                let done = if k == 1 {
+                    simd::eval(p, self.trees.len(), self.n_features, x, rows, &mut acc)
                 } else {
-                    eval_perfect_multi(p, self.trees.len(), k, x, rows, &mut acc);
-                }
+                    0
+                };
+                eval_perfect(p, self.trees.len(), k, x, done, rows, &mut acc);
             }
             _ => self.eval_generic(x, rows, &mut acc),
         }
@@ -507,11 +507,12 @@ fn depth(nodes: &[Node], node: usize, level: usize) -> Option<usize> {
     Some(depth(nodes, n.true_child, level + 1)?.max(depth(nodes, n.false_child, level + 1)?))
 }
 
-/// One output per row (regression, binary boosting), rows `from..rows`: the portable
-/// hot loop of tree scoring (the rows the SIMD kernel did not take).
-fn eval_perfect_single_from(
+/// Rows `from..rows` with `k` outputs per row: the portable hot loop of tree scoring
+/// (the rows the SIMD kernel did not take).
+fn eval_perfect(
     p: &Perfect,
     n_trees: usize,
+    k: usize,
     x: &[&[f64]],
     from: usize,
     rows: usize,
@@ -525,46 +526,22 @@ fn eval_perfect_single_from(
     while start < rows {
         let end = (start + BLOCK).min(rows);
         copy_block(x, start, end, &mut block);
-        let out = &mut acc[start..end];
-        for t in 0..n_trees {
-            let features = &p.features[t * inner..(t + 1) * inner];
-            let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
-            let leaves = &p.leaves[t * n_leaves..(t + 1) * n_leaves];
-            walk_block(p.depth, features, thresholds, &block, end - start, &mut idx);
-            for (o, leaf) in out.iter_mut().zip(&idx) {
-                *o += leaves[*leaf as usize - inner];
-            }
-        }
-        start = end;
-    }
-}
-
-fn eval_perfect_multi(
-    p: &Perfect,
-    n_trees: usize,
-    k: usize,
-    x: &[&[f64]],
-    rows: usize,
-    acc: &mut [f64],
-) {
-    let inner = (1usize << p.depth) - 1;
-    let n_leaves = inner + 1;
-    let mut block = Vec::with_capacity(BLOCK * x.len());
-    let mut idx = vec![0u32; BLOCK];
-    let mut start = 0;
-    while start < rows {
-        let end = (start + BLOCK).min(rows);
-        copy_block(x, start, end, &mut block);
         let out = &mut acc[start * k..end * k];
         for t in 0..n_trees {
             let features = &p.features[t * inner..(t + 1) * inner];
             let thresholds = &p.thresholds[t * inner..(t + 1) * inner];
             let leaves = &p.leaves[t * n_leaves * k..(t + 1) * n_leaves * k];
             walk_block(p.depth, features, thresholds, &block, end - start, &mut idx);
-            for (i, leaf) in idx[..end - start].iter().enumerate() {
-                let leaf = *leaf as usize - inner;
-                for j in 0..k {
-                    out[i * k + j] += leaves[leaf * k + j];
+            let reached = idx[..end - start].iter().map(|leaf| *leaf as usize - inner);
+            if k == 1 {
+                for (o, leaf) in out.iter_mut().zip(reached) {
+                    *o += leaves[leaf];
+                }
+            } else {
+                for (row, leaf) in out.chunks_exact_mut(k).zip(reached) {
+                    for (o, l) in row.iter_mut().zip(&leaves[leaf * k..(leaf + 1) * k]) {
+                        *o += l;
+                    }
                 }
             }
         }

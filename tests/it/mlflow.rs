@@ -107,6 +107,23 @@ impl MlflowServer {
     }
 }
 
+impl MlflowServer {
+    /// The runs of experiment `name`.
+    async fn runs_of(&self, name: &str) -> Vec<Value> {
+        let experiment = self
+            .get("experiments/get-by-name", &[("experiment_name", name)])
+            .await;
+        let id = experiment["experiment"]["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let runs = self
+            .post("runs/search", json!({ "experiment_ids": [id] }))
+            .await;
+        runs["runs"].as_array().unwrap().clone()
+    }
+}
+
 impl Drop for MlflowServer {
     fn drop(&mut self) {
         // Stop the whole group (mlflow and its uvicorn worker), then reap mlflow.
@@ -135,20 +152,7 @@ async fn each_run_is_an_mlflow_run_with_its_metrics() {
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(stdout(&out).contains("mlflow  run "), "{}", stdout(&out));
     }
-    let experiment = server
-        .get(
-            "experiments/get-by-name",
-            &[("experiment_name", "quern/events")],
-        )
-        .await;
-    let id = experiment["experiment"]["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let runs = server
-        .post("runs/search", json!({ "experiment_ids": [id] }))
-        .await;
-    let runs = runs["runs"].as_array().unwrap();
+    let runs = server.runs_of("quern/events").await;
     assert_eq!(runs.len(), 2);
     let mut seen = Vec::new();
     for run in runs {
@@ -325,23 +329,8 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
     // The scores are version 2's (the churn model), matching scikit-learn.
     crate::models::assert_churn_scores(&project);
     // The MLflow run of the pipeline records the version it scored with.
-    let experiment = server
-        .get(
-            "experiments/get-by-name",
-            &[("experiment_name", "quern/scoring")],
-        )
-        .await;
-    let id = experiment["experiment"]["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let runs = server
-        .post("runs/search", json!({ "experiment_ids": [id] }))
-        .await;
-    let params = runs["runs"][0]["data"]["params"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let runs = server.runs_of("quern/scoring").await;
+    let params = runs[0]["data"]["params"].as_array().unwrap().clone();
     assert!(
         params
             .iter()
