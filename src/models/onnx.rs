@@ -315,6 +315,9 @@ impl OnnxModel {
 }
 
 fn check_kind(kind: &OutputKind, width: usize) -> Result<(), String> {
+    if width == 0 {
+        return Err("the scored output has no columns".into());
+    }
     match kind {
         OutputKind::Probabilities(l) if l.len() != width => Err(format!(
             "the classifier has {} labels but its probability output has {width} columns",

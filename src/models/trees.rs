@@ -245,8 +245,11 @@ impl TreeEnsemble {
                     ));
                 }
             }
-            if depth(&nodes, 0, 0).is_none() {
-                return Err(format!("{}: tree {t} has a cycle", a.op));
+            if depth(&nodes).is_none() {
+                return Err(format!(
+                    "{}: tree {t} is not a tree (a node is reached twice)",
+                    a.op
+                ));
             }
             checked.push(nodes);
         }
@@ -307,7 +310,7 @@ impl TreeEnsemble {
             if nodes.iter().any(|n| matches!(n.mode, Mode::Eq | Mode::Neq)) {
                 return None;
             }
-            max_depth = max_depth.max(depth(nodes, 0, 0)?);
+            max_depth = max_depth.max(depth(nodes)?);
         }
         if max_depth > MAX_PERFECT_DEPTH {
             return None;
@@ -495,16 +498,26 @@ impl TreeEnsemble {
     }
 }
 
-/// The depth of the subtree at `node` (`None` on a cycle or a too-deep tree).
-fn depth(nodes: &[Node], node: usize, level: usize) -> Option<usize> {
-    if level > nodes.len() {
-        return None;
+/// The depth of the tree whose root is `nodes[0]`, or `None` when the nodes do not form
+/// a tree (a node reached twice: a cycle or a shared child). Iterative, so a degenerate
+/// model cannot exhaust the stack.
+fn depth(nodes: &[Node]) -> Option<usize> {
+    let mut seen = vec![false; nodes.len()];
+    let mut stack = vec![(0usize, 0usize)];
+    let mut deepest = 0;
+    while let Some((node, level)) = stack.pop() {
+        if std::mem::replace(&mut seen[node], true) {
+            return None;
+        }
+        let n = &nodes[node];
+        if n.mode == Mode::Leaf {
+            deepest = deepest.max(level);
+        } else {
+            stack.push((n.true_child, level + 1));
+            stack.push((n.false_child, level + 1));
+        }
     }
-    let n = &nodes[node];
-    if n.mode == Mode::Leaf {
-        return Some(level);
-    }
-    Some(depth(nodes, n.true_child, level + 1)?.max(depth(nodes, n.false_child, level + 1)?))
+    Some(deepest)
 }
 
 /// Rows `from..rows` with `k` outputs per row: the portable hot loop of tree scoring
@@ -931,6 +944,32 @@ mod tests {
             e.eval_generic(&[&f0, &f1], rows, &mut acc);
             assert_eq!(fast, e.finalize(&acc, rows), "{modes:?}");
         }
+    }
+
+    #[test]
+    fn a_cycle_or_a_shared_child_is_an_error_not_a_hang() {
+        let err = TreeEnsemble::new(TreeAttributes {
+            op: "TreeEnsembleRegressor",
+            nodes_treeids: &[0, 0],
+            nodes_nodeids: &[0, 1],
+            nodes_featureids: &[0, 0],
+            nodes_values: vec![0.0, 0.0],
+            nodes_modes: vec!["BRANCH_LEQ".into(), "BRANCH_LEQ".into()],
+            nodes_truenodeids: &[1, 0],
+            nodes_falsenodeids: &[1, 1],
+            nodes_missing_value_tracks_true: &[],
+            leaf_treeids: &[],
+            leaf_nodeids: &[],
+            leaf_ids: &[],
+            leaf_weights: vec![],
+            base_values: vec![],
+            post_transform: PostTransform::None,
+            aggregate_function: "SUM".into(),
+            n_outputs: 1,
+            is_classifier: false,
+        })
+        .unwrap_err();
+        assert!(err.contains("tree 0 is not a tree"), "{err}");
     }
 
     #[test]
