@@ -1,7 +1,8 @@
 //! The run log: every run appends its outcome, its tasks, its expectations' counts and
 //! its metric values to Delta tables under the environment's warehouse
-//! (`<root>/_quern/{runs,tasks,expectations,metrics}`), so history needs no other
-//! database. `quern status` reads it back.
+//! (`<root>/_quern/{runs,tasks,expectations,metrics,models}`), so history needs no
+//! other database. `quern status` reads it back. `models` records which model (URI,
+//! registry version, SHA-256) each model function of a run scored with.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -303,6 +304,31 @@ impl RunLog {
                 ],
             ),
         ];
+        let models = &report.models;
+        let m = models.len();
+        let batches = batches.into_iter().chain([(
+            "models",
+            vec![
+                ("run_id", repeat(&run_id, m)),
+                ("pipeline", repeat(&pipeline, m)),
+                (
+                    "function",
+                    col(models.iter().map(|x| Some(x.function.clone())).collect()),
+                ),
+                (
+                    "uri",
+                    col(models.iter().map(|x| Some(x.uri.clone())).collect()),
+                ),
+                (
+                    "version",
+                    col(models.iter().map(|x| x.version.clone()).collect()),
+                ),
+                (
+                    "sha256",
+                    col(models.iter().map(|x| Some(x.sha256.clone())).collect()),
+                ),
+            ],
+        )]);
         let append = TaskConfig {
             materialized: Materialization::Append,
             ..TaskConfig::default()

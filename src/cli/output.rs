@@ -332,6 +332,7 @@ pub(super) fn models(
             writeln!(out, "  resolved  {v}")?;
         }
         writeln!(out, "  file      {}", m.file.display())?;
+        writeln!(out, "  sha256    {}", m.sha256)?;
         let inputs: Vec<String> = model
             .inputs
             .iter()

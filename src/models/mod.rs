@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
+use sha2::Digest;
 
 pub use onnx::{ElemType, Labels, ModelInput, OnnxModel, OutputKind};
 pub(crate) use udf::ModelFunction;
@@ -136,6 +137,8 @@ pub struct ResolvedModel {
     pub version: Option<String>,
     /// The file that was loaded (the cache path for downloaded models).
     pub file: PathBuf,
+    /// The SHA-256 of the file's bytes (hex): which model scored, to the byte.
+    pub sha256: String,
     /// The model.
     pub model: Arc<OnnxModel>,
 }
@@ -189,11 +192,16 @@ pub(crate) async fn resolve(
             .map_err(fail)?;
         let model = OnnxModel::from_bytes(&bytes, settings.output())
             .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+        let sha256 = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         out.push(ResolvedModel {
             function: function.clone(),
             uri: settings.uri().to_string(),
             version,
             file,
+            sha256,
             model: Arc::new(model),
         });
     }

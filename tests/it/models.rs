@@ -354,10 +354,17 @@ fn the_scoring_example_writes_scikit_learn_probabilities_to_delta() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(crate::common::stdout(&out).contains("model   churn = models/churn.onnx"));
     assert_churn_scores(&p);
-    // Another Delta reader sees the same table.
+    // Another Delta reader sees the same table, and the run log records the model
+    // (URI and the SHA-256 of the file that scored).
     let script = format!(
-        "import deltalake, os\nt = deltalake.DeltaTable('{}').to_pyarrow_table()\nprint(t.num_rows, round(sum(t.column('p_churn').to_pylist()), 6))\nos._exit(0)",
-        p.path().join("warehouse/scoring/churn_scores").display()
+        r#"import deltalake, hashlib, os
+t = deltalake.DeltaTable('{root}/warehouse/scoring/churn_scores').to_pyarrow_table()
+m = deltalake.DeltaTable('{root}/warehouse/_quern/models').to_pyarrow_table().to_pylist()
+sha = hashlib.sha256(open('{root}/models/churn.onnx', 'rb').read()).hexdigest()
+assert [(r['function'], r['uri'], r['version'], r['sha256']) for r in m] == [('churn', 'models/churn.onnx', None, sha)], m
+print(t.num_rows, round(sum(t.column('p_churn').to_pylist()), 6))
+os._exit(0)"#,
+        root = p.path().display()
     );
     let out = std::process::Command::new(crate::common::python())
         .args(["-c", &script])
