@@ -83,11 +83,12 @@ struct Perfect {
     /// Per tree, `2^depth - 1` split features and thresholds (`x <= t` goes left).
     features: Vec<u32>,
     thresholds: Vec<f64>,
-    /// The thresholds in single precision (`x <= t` in f32 for f32 inputs), when every
-    /// split and leaf value is exactly a float, as ONNX's `nodes_values` are.
-    thresholds32: Option<Vec<f32>>,
     /// Per tree, `2^depth` leaves × `n_outputs` values.
     leaves: Vec<f64>,
+    /// The single-precision tables of the SIMD kernel, built once here, when the trees
+    /// are at most 6 deep with one output and every split and leaf value is exactly a
+    /// float (as ONNX's `nodes_values` and weights are).
+    simd: Option<simd::Tables>,
 }
 
 /// The attributes of a tree-ensemble node, read by the caller from the ONNX node.
@@ -322,11 +323,13 @@ impl TreeEnsemble {
             depth: d,
             features: vec![0; inner * self.trees.len()],
             thresholds: vec![f64::INFINITY; inner * self.trees.len()],
-            thresholds32: Some(vec![f32::INFINITY; inner * self.trees.len()]),
             leaves: vec![0.0; n_leaves * self.n_outputs * self.trees.len()],
+            simd: None,
         };
+        // The thresholds in single precision (`x <= t` in f32 for f32 inputs).
+        let mut t32 = vec![f32::INFINITY; inner * self.trees.len()];
         for (t, nodes) in self.trees.iter().enumerate() {
-            self.fill(&mut p, t, nodes, 0, 0, 0);
+            self.fill(&mut p, &mut t32, t, nodes, 0, 0, 0);
         }
         let exact = |v: f64| f64::from(v as f32) == v || v.is_infinite();
         let leaves_exact = p.leaves.iter().all(|v| exact(*v));
@@ -335,16 +338,18 @@ impl TreeEnsemble {
             .iter()
             .flatten()
             .all(|n| n.mode == Mode::Leaf || exact(n.threshold));
-        if !(leaves_exact && splits_exact) {
-            p.thresholds32 = None;
+        if leaves_exact && splits_exact && d <= 6 && self.n_outputs == 1 {
+            p.simd = Some(simd::Tables::new(&p, &t32, self.trees.len()));
         }
         Some(p)
     }
 
     /// Writes ONNX node `node` of tree `t` at heap position `pos` (level `level`).
+    #[allow(clippy::too_many_arguments)]
     fn fill(
         &self,
         p: &mut Perfect,
+        t32: &mut [f32],
         t: usize,
         nodes: &[Node],
         node: usize,
@@ -376,13 +381,11 @@ impl TreeEnsemble {
             } else {
                 n.threshold
             };
-            if let Some(t32) = p.thresholds32.as_mut() {
-                let v = n.threshold as f32;
-                t32[t * inner + pos] = if strict { v.next_down() } else { v };
-            }
+            let v = n.threshold as f32;
+            t32[t * inner + pos] = if strict { v.next_down() } else { v };
         }
-        self.fill(p, t, nodes, left, 2 * pos + 1, level + 1);
-        self.fill(p, t, nodes, right, 2 * pos + 2, level + 1);
+        self.fill(p, t32, t, nodes, left, 2 * pos + 1, level + 1);
+        self.fill(p, t32, t, nodes, right, 2 * pos + 2, level + 1);
     }
 
     /// Evaluates the ensemble on `rows` rows of column-major `x` (at least
@@ -395,11 +398,8 @@ impl TreeEnsemble {
             .any(|c| c[..rows].iter().any(|v| v.is_nan()));
         match &self.perfect {
             Some(p) if !has_nan => {
-                let done = if k == 1 {
-                    simd::eval(p, self.trees.len(), self.n_features, x, rows, &mut acc)
-                } else {
-                    0
-                };
+                // The SIMD kernel takes what it can (single-output layouts only).
+                let done = simd::eval(p, self.n_features, x, rows, &mut acc);
                 eval_perfect(p, self.trees.len(), k, x, done, rows, &mut acc);
             }
             _ => self.eval_generic(x, rows, &mut acc),
@@ -609,68 +609,19 @@ fn walk_block(
 mod simd {
     use super::Perfect;
 
-    /// Scores the leading multiple of 16 rows when the CPU and the model allow it;
-    /// returns how many rows it scored (0 when it cannot).
-    pub(super) fn eval(
-        p: &Perfect,
+    /// Per tree: for each of 6 levels, 32 split offsets (feature × 16) and 32
+    /// thresholds; then 64 leaves.
+    #[derive(Debug, Clone)]
+    pub(super) struct Tables {
         n_trees: usize,
-        n_features: usize,
-        x: &[&[f64]],
-        rows: usize,
-        acc: &mut [f64],
-    ) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let Some(t32) = p.thresholds32.as_deref() else {
-                return 0;
-            };
-            // QUERN_PORTABLE_TREES=1 turns the kernel off, to measure the portable walk.
-            static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            let enabled = *ENABLED.get_or_init(|| {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::env::var_os("QUERN_PORTABLE_TREES").is_none()
-            });
-            let usable = p.depth <= 6
-                && n_features <= 16
-                && enabled
-                // The features must be floats too, as they are for a float input.
-                && x[..n_features]
-                    .iter()
-                    .all(|c| c[..rows].iter().all(|v| f64::from(*v as f32) == *v));
-            if !usable {
-                return 0;
-            }
-            let rows16 = rows - rows % 16;
-            // SAFETY: avx512f was detected above; the kernel's preconditions (depth,
-            // feature count, table sizes) were checked here and by the layout.
-            unsafe { avx512::eval(p, t32, n_trees, n_features, x, rows16, acc) };
-            rows16
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (p, n_trees, n_features, x, rows, acc);
-            0
-        }
+        feat: Vec<i32>,
+        thr: Vec<f32>,
+        leaves: Vec<f32>,
     }
 
-    #[cfg(target_arch = "x86_64")]
-    mod avx512 {
-        use std::arch::x86_64::*;
-
-        use super::Perfect;
-
-        /// Rows per block: their features (≤ 16 × 512 floats) stay in L1.
-        const BLOCK: usize = 512;
-
-        /// Per tree: for each of 6 levels, 32 split offsets (feature × 16) and 32
-        /// thresholds; then 64 leaves.
-        struct Tables {
-            feat: Vec<i32>,
-            thr: Vec<f32>,
-            leaves: Vec<f32>,
-        }
-
-        fn tables(p: &Perfect, t32: &[f32], n_trees: usize) -> Tables {
+    impl Tables {
+        /// From a layout of depth ≤ 6 with one output, and its f32 thresholds.
+        pub(super) fn new(p: &Perfect, t32: &[f32], n_trees: usize) -> Self {
             let inner = (1usize << p.depth) - 1;
             let mut feat = vec![0i32; n_trees * 6 * 32];
             let mut thr = vec![f32::INFINITY; n_trees * 6 * 32];
@@ -688,23 +639,79 @@ mod simd {
                     leaves[t * 64 + j] = p.leaves[t * (inner + 1) + j] as f32;
                 }
             }
-            Tables { feat, thr, leaves }
+            Tables {
+                n_trees,
+                feat,
+                thr,
+                leaves,
+            }
         }
+    }
+
+    /// Scores the leading multiple of 16 rows when the CPU and the model allow it;
+    /// returns how many rows it scored (0 when it cannot).
+    pub(super) fn eval(
+        p: &Perfect,
+        n_features: usize,
+        x: &[&[f64]],
+        rows: usize,
+        acc: &mut [f64],
+    ) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(tables) = p.simd.as_ref() else {
+                return 0;
+            };
+            // QUERN_PORTABLE_TREES=1 turns the kernel off, to measure the portable walk.
+            static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let enabled = *ENABLED.get_or_init(|| {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::env::var_os("QUERN_PORTABLE_TREES").is_none()
+            });
+            let usable = n_features <= 16
+                && enabled
+                // The features must be floats too, as they are for a float input.
+                && x[..n_features]
+                    .iter()
+                    .all(|c| c[..rows].iter().all(|v| f64::from(*v as f32) == *v));
+            if !usable {
+                return 0;
+            }
+            let rows16 = rows - rows % 16;
+            // SAFETY: avx512f was detected above; the kernel's preconditions (depth,
+            // feature count, table sizes) were checked here and by the layout.
+            unsafe { avx512::eval(p.depth, tables, n_features, x, rows16, acc) };
+            rows16
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (p, n_features, x, rows, acc);
+            0
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx512 {
+        use std::arch::x86_64::*;
+
+        use super::Tables;
+
+        /// Rows per block: their features (≤ 16 × 512 floats) stay in L1.
+        const BLOCK: usize = 512;
 
         /// # Safety
-        /// The CPU must support AVX-512F; `p.depth <= 6`, `n_features <= 16`, every
-        /// column has at least `rows` values, `rows % 16 == 0`, `acc.len() >= rows`.
+        /// The CPU must support AVX-512F; `depth <= 6` (the tables' depth),
+        /// `n_features <= 16`, every column has at least `rows` values,
+        /// `rows % 16 == 0`, `acc.len() >= rows`.
         #[target_feature(enable = "avx512f")]
         pub(super) unsafe fn eval(
-            p: &Perfect,
-            t32: &[f32],
-            n_trees: usize,
+            depth: usize,
+            tables: &Tables,
             n_features: usize,
             x: &[&[f64]],
             rows: usize,
             acc: &mut [f64],
         ) {
-            let tables = tables(p, t32, n_trees);
             let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             let one = _mm512_set1_epi32(1);
             let thirty_one = _mm512_set1_epi32(31);
@@ -728,7 +735,7 @@ mod simd {
                         }
                     }
                 }
-                for t in 0..n_trees {
+                for t in 0..tables.n_trees {
                     let feat = tables.feat.as_ptr().add(t * 6 * 32);
                     let thr = tables.thr.as_ptr().add(t * 6 * 32);
                     let lv = tables.leaves.as_ptr().add(t * 64);
@@ -769,7 +776,7 @@ mod simd {
                         let r0 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v0, _mm512_set1_ps(*thr));
                         let mut pos = _mm512_maskz_mov_epi32(r0, one);
                         let mut first = 1;
-                        if p.depth >= 2 {
+                        if depth >= 2 {
                             let (f, h) = (feat.add(32), thr.add(32));
                             let v = _mm512_mask_blend_ps(
                                 r0,
@@ -786,7 +793,7 @@ mod simd {
                             pos = _mm512_mask_add_epi32(twice, r1, twice, one);
                             first = 2;
                         }
-                        for level in first..p.depth {
+                        for level in first..depth {
                             let f = feat.add(level * 32);
                             let h = thr.add(level * 32);
                             let off = _mm512_permutex2var_epi32(
