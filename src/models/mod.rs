@@ -221,7 +221,8 @@ async fn fetch(
         return Ok((bytes, file, None));
     }
     let client = client.ok_or("no MLflow client")?;
-    let (name, version) = match uri {
+    // The registered version, if the URI names one (an alias is asked for its version).
+    let registered = match uri {
         ModelUri::Alias { name, alias } => {
             let v = ask(
                 client,
@@ -230,29 +231,41 @@ async fn fetch(
                 &format!("alias @{alias} of registered model {name}"),
             )
             .await?;
-            (name.clone(), version_of(&v)?)
+            Some((name.clone(), version_of(&v)?))
         }
-        ModelUri::Version { name, version } => {
-            // A registered version's files never change: a cached copy needs no server.
-            let cached = cache_file(client.base(), &format!("{name}/{version}"));
-            if let Ok(bytes) = std::fs::read(&cached) {
-                return Ok((bytes, cached, Some(format!("{name}/{version}"))));
-            }
-            ask(
+        ModelUri::Version { name, version } => Some((name.clone(), version.clone())),
+        ModelUri::Run { .. } | ModelUri::File(_) => None,
+    };
+    // A registered version's or a run's files never change: a cached copy needs no
+    // further request.
+    let label = registered.as_ref().map(|(n, v)| format!("{n}/{v}"));
+    let key = match (&label, uri) {
+        (Some(label), _) => label.clone(),
+        (None, ModelUri::Run { run_id, path }) => {
+            format!("runs/{run_id}/{}", path.replace('/', "_"))
+        }
+        (None, _) => unreachable!("files are read above"),
+    };
+    let cached = cache_file(client.base(), &key);
+    if let Ok(bytes) = std::fs::read(&cached) {
+        return Ok((bytes, cached, label));
+    }
+    let location = match (&registered, uri) {
+        // Also how an unknown pinned version is found out.
+        (Some((name, version)), _) => {
+            let v = ask(
                 client,
-                "model-versions/get",
+                "model-versions/get-download-uri",
                 &[("name", name), ("version", version)],
                 &format!("version {version} of registered model {name}"),
             )
             .await?;
-            (name.clone(), version.clone())
+            v["artifact_uri"]
+                .as_str()
+                .ok_or_else(|| format!("the registry gave no artifact_uri for {key}"))?
+                .to_string()
         }
-        ModelUri::Run { run_id, path } => {
-            let key = format!("runs/{run_id}/{}", path.replace('/', "_"));
-            let cached = cache_file(client.base(), &key);
-            if let Ok(bytes) = std::fs::read(&cached) {
-                return Ok((bytes, cached, None));
-            }
+        (None, ModelUri::Run { run_id, path }) => {
             let run = ask(
                 client,
                 "runs/get",
@@ -263,29 +276,11 @@ async fn fetch(
             let root = run["run"]["info"]["artifact_uri"]
                 .as_str()
                 .ok_or_else(|| format!("run {run_id} has no artifact_uri"))?;
-            let bytes =
-                download_model(client, &format!("{}/{path}", root.trim_end_matches('/'))).await?;
-            store(&cached, &bytes)?;
-            return Ok((bytes, cached, None));
+            format!("{}/{path}", root.trim_end_matches('/'))
         }
-        ModelUri::File(_) => unreachable!("handled above"),
+        (None, _) => unreachable!("files are read above"),
     };
-    let cached = cache_file(client.base(), &format!("{name}/{version}"));
-    let label = Some(format!("{name}/{version}"));
-    if let Ok(bytes) = std::fs::read(&cached) {
-        return Ok((bytes, cached, label));
-    }
-    let v = ask(
-        client,
-        "model-versions/get-download-uri",
-        &[("name", &name), ("version", &version)],
-        &format!("the download URI of {name}/{version}"),
-    )
-    .await?;
-    let location = v["artifact_uri"]
-        .as_str()
-        .ok_or_else(|| format!("the registry gave no artifact_uri for {name}/{version}"))?;
-    let bytes = download_model(client, location).await?;
+    let bytes = download_model(client, &location).await?;
     store(&cached, &bytes)?;
     Ok((bytes, cached, label))
 }
@@ -362,12 +357,14 @@ async fn download_model(
         return client.download_artifact(&path).await;
     }
     let files = client.list_artifacts(&path).await?;
-    let name = pick_onnx_file(&files, || async {
+    let mlmodel = if files.iter().any(|(n, d)| n == "MLmodel" && !d) {
         let text = client.download_artifact(&format!("{path}/MLmodel")).await?;
-        Ok(String::from_utf8_lossy(&text).into_owned())
-    })
-    .await
-    .map_err(|e| format!("{location}: {e}"))?;
+        Some(String::from_utf8_lossy(&text).into_owned())
+    } else {
+        None
+    };
+    let name =
+        pick_onnx_file(&files, mlmodel.as_deref()).map_err(|e| format!("{location}: {e}"))?;
     client.download_artifact(&format!("{path}/{name}")).await
 }
 
@@ -387,26 +384,19 @@ fn read_local_model(dir: &Path) -> std::result::Result<Vec<u8>, String> {
         })
         .collect();
     let mlmodel = std::fs::read_to_string(dir.join("MLmodel")).ok();
-    let name = futures::executor::block_on(pick_onnx_file(&files, || async {
-        mlmodel.clone().ok_or_else(|| "no MLmodel".to_string())
-    }))?;
+    let name = pick_onnx_file(&files, mlmodel.as_deref())?;
     std::fs::read(dir.join(&name))
         .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
 }
 
-/// The ONNX file of a model folder: the `onnx` flavor's `data` in `MLmodel`, else the
-/// folder's only `.onnx` file.
-async fn pick_onnx_file<F, Fut>(
+/// The ONNX file of a model folder of `files` (name, is a folder): the `onnx` flavor's
+/// `data` in its `MLmodel` text, when it has one, else the folder's only `.onnx` file.
+fn pick_onnx_file(
     files: &[(String, bool)],
-    mlmodel: F,
-) -> std::result::Result<String, String>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<String, String>>,
-{
-    if files.iter().any(|(n, d)| n == "MLmodel" && !d) {
-        let text = mlmodel().await?;
-        if let Some(data) = onnx_flavor_data(&text) {
+    mlmodel: Option<&str>,
+) -> std::result::Result<String, String> {
+    if let Some(text) = mlmodel {
+        if let Some(data) = onnx_flavor_data(text) {
             return Ok(data);
         }
         if !files.iter().any(|(n, _)| n.ends_with(".onnx")) {

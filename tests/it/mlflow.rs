@@ -353,6 +353,16 @@ async fn registry_models_resolve_once_per_run_score_and_are_cached() {
         "{err}"
     );
     assert_eq!(project.warehouse_state(), before);
+    // So does a pinned version the registry does not have.
+    use_registry(&project, "churn = \"models:/churn/9\"\n", &server.uri());
+    let out = quern(&["run", "scoring", "--ds", "2024-03-02"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("version 9 of registered model churn does not exist"),
+        "{err}"
+    );
+    assert_eq!(project.warehouse_state(), before);
 
     // With the server gone, a pinned version comes from the cache; an alias cannot be
     // resolved, which is a plan error naming the server.
