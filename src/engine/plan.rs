@@ -155,19 +155,19 @@ pub(super) async fn plan(
     let by_task: BTreeMap<&TaskName, &RenderedTask> =
         rendered.iter().map(|r| (&r.task, r)).collect();
     let mut registered: BTreeSet<TableReference> = BTreeSet::new();
+    // Makes the tables a task or a metric reads resolvable.
+    let reads = Reads {
+        engine,
+        ctx: &ctx,
+        warehouse: &warehouse,
+        pipeline: pipeline_name,
+        in_run: &to_plan,
+    };
     let mut tasks = Vec::new();
     for name in dag.order().iter().filter(|t| to_plan.contains(*t)) {
         let r = by_task[name];
         let task = &pipeline.tasks[name];
         let p = &parsed[name];
-        // Make every table the task reads resolvable.
-        let reads = Reads {
-            engine,
-            ctx: &ctx,
-            warehouse: &warehouse,
-            pipeline: pipeline_name,
-            in_run: &to_plan,
-        };
         reads.register(r, &p.relations, &mut registered).await?;
         let plan: LogicalPlan = ctx
             .state()
@@ -259,13 +259,6 @@ pub(super) async fn plan(
     // a full run of the pipeline, not after a selection.
     let mut metrics = Vec::new();
     if options.select.is_empty() && !pipeline.metrics.is_empty() {
-        let reads = Reads {
-            engine,
-            ctx: &ctx,
-            warehouse: &warehouse,
-            pipeline: pipeline_name,
-            in_run: &to_plan,
-        };
         for metric in pipeline.metrics.values() {
             let r = renderer.render_metric(metric)?;
             let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;

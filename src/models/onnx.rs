@@ -180,7 +180,7 @@ impl OnnxModel {
             None => OutputKind::Values,
         };
         let any_ml = needed.iter().any(|n| graph.node[*n].domain == ML);
-        let all_native = needed.iter().all(|n| native_op(&graph.node[*n]).is_some());
+        let all_native = needed.iter().all(|n| is_native(&graph.node[*n]));
         let operators: Vec<String> = needed
             .iter()
             .map(|n| op_name(&graph.node[*n]))
@@ -191,7 +191,7 @@ impl OnnxModel {
             if let Some(bad) = needed
                 .iter()
                 .map(|n| &graph.node[*n])
-                .find(|n| native_op(n).is_none())
+                .find(|n| !is_native(n))
             {
                 return Err(unsupported(bad, any_ml));
             }
@@ -532,11 +532,11 @@ fn needed_nodes(
     needed.into_iter().collect()
 }
 
-/// The native operator for `node`, or `None` when quern does not evaluate it natively
-/// (attribute errors surface when compiling).
-fn native_op(node: &pb::NodeProto) -> Option<()> {
+/// Whether quern evaluates `node`'s operator natively (attribute errors surface when
+/// compiling).
+fn is_native(node: &pb::NodeProto) -> bool {
     let standard = node.domain.is_empty() || node.domain == "ai.onnx";
-    let ok = matches!(
+    matches!(
         (standard, node.domain == ML, node.op_type.as_str()),
         (
             true,
@@ -554,8 +554,7 @@ fn native_op(node: &pb::NodeProto) -> Option<()> {
                 | "TreeEnsembleClassifier"
                 | "ArrayFeatureExtractor"
         )
-    );
-    ok.then_some(())
+    )
 }
 
 struct Attrs<'a>(&'a pb::NodeProto);

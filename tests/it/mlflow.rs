@@ -80,34 +80,25 @@ impl MlflowServer {
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let text = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .post(format!("{}/api/2.0/mlflow/{path}", self.uri()))
             .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
+            .body(body.to_string());
+        Self::json(request).await
     }
 
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
-        let text = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .get(format!("{}/api/2.0/mlflow/{path}", self.uri()))
-            .query(query)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .query(query);
+        Self::json(request).await
+    }
+
+    async fn json(request: reqwest::RequestBuilder) -> Value {
+        let text = request.send().await.unwrap().text().await.unwrap();
         serde_json::from_str(&text).unwrap()
     }
-}
 
-impl MlflowServer {
     /// The runs of experiment `name`.
     async fn runs_of(&self, name: &str) -> Vec<Value> {
         let experiment = self
