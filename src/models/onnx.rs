@@ -805,11 +805,14 @@ fn compile_native(
             }
             _ => return Err(unsupported(node, true)),
         };
-        let data_inputs: Vec<&String> = match op {
-            Op::Select(_) => node.input.iter().take(1).collect(),
-            Op::Concat => node.input.iter().collect(),
-            _ => node.input.iter().take(1).collect(),
+        // Concat takes every input; the others one (ArrayFeatureExtractor's second,
+        // its constant indices, was read above).
+        let n_inputs = if matches!(op, Op::Concat) {
+            node.input.len()
+        } else {
+            1
         };
+        let data_inputs: Vec<&String> = node.input.iter().take(n_inputs).collect();
         let mut in_slots = Vec::new();
         for name in data_inputs {
             let slot = *slot_of.get(name.as_str()).ok_or_else(|| {
