@@ -1,5 +1,8 @@
 //! The library's error type: one variant per stage that failed, each carrying what a
-//! user needs to fix it (file and line, task, table URI).
+//! user needs to fix it (file and line, task, table URI) and the error that caused it
+//! as its `#[source]`. Stages with failures of their own (storage, MLflow, models,
+//! alerts, metrics, planning) have their own error types, converted into [`Error`].
+//! This module may name every stage's error type; every stage may use it.
 
 use std::path::PathBuf;
 
@@ -9,11 +12,31 @@ use deltalake::DeltaTableError;
 /// The result type of every fallible quern operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an [`Error`] is, whatever stage raised it. The CLI maps it to
+/// an exit code: [`ErrorKind::Usage`] is 2, every other kind 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The command was asked for something that does not exist or is malformed: an
+    /// unknown environment, pipeline or task, a bad `--ds`, `--var` or selector.
+    Usage,
+    /// A project file is wrong: TOML, configuration values, templates, SQL, tests.
+    Project,
+    /// A task or metric does not plan, or would write where it must not.
+    Plan,
+    /// A task failed while running (bad data, a failed expectation).
+    Data,
+    /// Reading or writing storage failed (Delta, object stores, local files).
+    Storage,
+    /// An external service failed: the model registry, MLflow, alert targets.
+    Service,
+}
+
 /// Everything that can go wrong between loading a project and committing a table.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file could not be read or a folder listed.
+    /// A file could not be read or written, or a folder listed.
     #[error("cannot read {}", path.display())]
     Io {
         /// The file or folder.
@@ -24,14 +47,15 @@ pub enum Error {
     },
 
     /// A TOML file does not parse or has unknown keys or wrong types.
-    #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    #[error("{}{}: {}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), source.message().trim_end())]
     Toml {
         /// The TOML file.
         file: PathBuf,
         /// The 1-based line of the problem, when known.
         line: Option<usize>,
-        /// What is wrong.
-        message: String,
+        /// The TOML parser's error.
+        #[source]
+        source: Box<toml::de::Error>,
     },
 
     /// A configuration value is invalid (a missing `${VAR}`, a bad URI, an unknown
@@ -44,6 +68,31 @@ pub enum Error {
         key: String,
         /// What is wrong and what to do.
         message: String,
+    },
+
+    /// A configured location or object store cannot be used (a malformed URL, an
+    /// unknown storage option, a store that cannot be built).
+    #[error("{}: key `{key}`: {source}", file.display())]
+    Storage {
+        /// The environment file holding the key.
+        file: PathBuf,
+        /// The dotted key, e.g. `sources.raw.events` or `warehouse.root`.
+        key: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::catalog::StorageError,
+    },
+
+    /// A pipeline folder, task file or metric has a name that is not an identifier.
+    #[error("{}: {what}: {source}", file.display())]
+    Name {
+        /// The folder or file.
+        file: PathBuf,
+        /// What was named, e.g. `task file name` or `metrics.<name>`.
+        what: String,
+        /// The name and the rule it breaks.
+        #[source]
+        source: crate::config::InvalidName,
     },
 
     /// The environment named on the command line or in `QUERN_ENV` has no file.
@@ -97,14 +146,15 @@ pub enum Error {
         file: PathBuf,
         /// The 1-based line, when minijinja knows it.
         line: Option<usize>,
-        /// minijinja's description of the problem.
+        /// What went wrong, and the expression it happened in when minijinja knows it.
         message: String,
-        /// The underlying template error (its text is `message`).
+        /// minijinja's error.
+        #[source]
         template_error: minijinja::Error,
     },
 
     /// The rendered SQL does not parse, or is not a single query.
-    #[error("{}{}: task `{task}`: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    #[error("{}{}: task `{task}`: {problem}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Parse {
         /// The task.
         task: String,
@@ -113,7 +163,8 @@ pub enum Error {
         /// The line in the rendered SQL, when the parser reports one.
         line: Option<usize>,
         /// What is wrong.
-        message: String,
+        #[source]
+        problem: ParseProblem,
     },
 
     /// The SQL reads a table that is neither a `ref()` nor a declared source.
@@ -138,7 +189,8 @@ pub enum Error {
         cycle: Vec<String>,
     },
 
-    /// DataFusion could not plan a task (unknown column, type error, missing table…).
+    /// A task (or metric) could not be planned: an unknown column, a type error, a
+    /// table that does not exist yet, an output Delta cannot store…
     #[error("{}{}: task `{task}` failed to plan", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Plan {
         /// The task.
@@ -147,9 +199,9 @@ pub enum Error {
         file: PathBuf,
         /// The line of the rendered SQL DataFusion points at, when it does.
         line: Option<usize>,
-        /// DataFusion's error.
+        /// Why.
         #[source]
-        source: Box<DataFusionError>,
+        source: Box<PlanError>,
     },
 
     /// A task failed while executing; its table is left at its previous version.
@@ -186,9 +238,35 @@ pub enum Error {
         source: Box<DataFusionError>,
     },
 
-    /// An ad-hoc query (`quern query`) failed.
+    /// A declared source table could not be read.
+    #[error("{}: key `{key}`: cannot read {uri}", file.display())]
+    Source {
+        /// The environment file declaring it.
+        file: PathBuf,
+        /// `sources.<name>.<table>`.
+        key: String,
+        /// Where it was read.
+        uri: String,
+        /// DataFusion's error.
+        #[source]
+        source: Box<DataFusionError>,
+    },
+
+    /// An ad-hoc query ([`Engine::query`](crate::Engine::query), `quern query`) failed.
     #[error("query failed")]
     Query {
+        /// DataFusion's error.
+        #[source]
+        source: Box<DataFusionError>,
+    },
+
+    /// A DataFusion session could not be set up for quern's own work (registering a
+    /// table, building a plan quern makes itself): a bug in quern rather than in the
+    /// project, reported with what quern was doing.
+    #[error("internal error while {action}")]
+    Session {
+        /// What quern was doing.
+        action: String,
         /// DataFusion's error.
         #[source]
         source: Box<DataFusionError>,
@@ -255,31 +333,143 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+
+    /// A metric of a pipeline could not be computed after its run (the written data
+    /// stays).
+    #[error("metric {metric}: {}", file.display())]
+    Metric {
+        /// The metric.
+        metric: String,
+        /// The file defining it (`pipeline.toml` or the metric's SQL file).
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::checks::MetricError,
+    },
+
+    /// The run log under `<warehouse>/_quern/` could not be read or appended to.
+    #[error("run log table {table}: {action} failed")]
+    RunLog {
+        /// The log table (`runs`, `tasks`, `metrics`…).
+        table: &'static str,
+        /// What quern was doing.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// Why the rendered SQL of a task did not parse into one query.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseProblem {
+    /// sqlparser's error.
+    #[error(transparent)]
+    Syntax(#[from] datafusion::sql::sqlparser::parser::ParserError),
+    /// Another error from DataFusion's SQL front end.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// The text is not one statement.
+    #[error("{0}")]
+    NotOneQuery(&'static str),
+}
+
+/// Why a task or metric did not plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// DataFusion's planner refused the SQL (an unknown column, a type error…).
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// The task reads a table outside the run that is not in the warehouse yet.
+    #[error("table {table} does not exist yet at {uri}; {hint}")]
+    MissingTable {
+        /// `pipeline.task`.
+        table: String,
+        /// Where it was looked for.
+        uri: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The output is not what its materialization, expectations or metric need.
+    #[error("{0}")]
+    Output(String),
+    /// An expectation does not compile against the task's output.
+    #[error(transparent)]
+    Expectation(#[from] crate::checks::ExpectationError),
+    /// A metric query's output is not one number or a group and a number.
+    #[error(transparent)]
+    Metric(#[from] crate::checks::MetricError),
+    /// The output has a column type a Delta table cannot store.
+    #[error("the output has a type Delta cannot store")]
+    DeltaType(#[source] DeltaTableError),
+    /// The existing table's schema could not be read to compare it with the output.
+    #[error("cannot read the schema of table {uri}")]
+    TableSchema {
+        /// The table.
+        uri: String,
+        /// delta-rs' error.
+        #[source]
+        source: DeltaTableError,
+    },
 }
 
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnknownEnvironment { .. }
+            | Error::UnknownPipeline { .. }
+            | Error::InvalidArgument { .. }
+            | Error::UnknownTask { context: None, .. } => ErrorKind::Usage,
+            Error::Toml { .. }
+            | Error::Config { .. }
+            | Error::UnknownTask { .. }
+            | Error::Render { .. }
+            | Error::Parse { .. }
+            | Error::UndeclaredTable { .. }
+            | Error::Cycle { .. }
+            | Error::TestFile { .. }
+            | Error::Name { .. } => ErrorKind::Project,
+            Error::Plan { .. }
+            | Error::SchemaChange { .. }
+            | Error::ForbiddenWrite { .. }
+            | Error::Query { .. } => ErrorKind::Plan,
+            Error::Execute { .. } | Error::Metric { .. } | Error::Session { .. } => {
+                ErrorKind::Data
+            }
+            Error::Io { .. }
+            | Error::Storage { .. }
+            | Error::Delta { .. }
+            | Error::Read { .. }
+            | Error::Source { .. }
+            | Error::RunLog { .. } => ErrorKind::Storage,
+            Error::Model { .. } => ErrorKind::Service,
+        }
+    }
+
     /// Whether this error is a usage error (exit code 2 in the CLI) rather than a
     /// pipeline or data error (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::UnknownEnvironment { .. }
-                | Error::UnknownPipeline { .. }
-                | Error::InvalidArgument { .. }
-        ) || matches!(self, Error::UnknownTask { context: None, .. })
+        self.kind() == ErrorKind::Usage
     }
 
     /// A planning error of `task`, with the line DataFusion's diagnostic points at.
     pub(crate) fn plan(
         task: impl Into<String>,
         file: impl Into<PathBuf>,
-        source: DataFusionError,
+        source: impl Into<PlanError>,
     ) -> Self {
-        let line = source
-            .diagnostic()
-            .and_then(|d| d.span)
-            .map(|span| span.start.line as usize)
-            .filter(|l| *l > 0);
+        let source = source.into();
+        let line = match &source {
+            PlanError::DataFusion(e) => e
+                .diagnostic()
+                .and_then(|d| d.span)
+                .map(|span| span.start.line as usize)
+                .filter(|l| *l > 0),
+            _ => None,
+        };
         Error::Plan {
             task: task.into(),
             file: file.into(),
@@ -294,13 +484,26 @@ impl Error {
         }
     }
 
+    /// quern's own use of a session failed while doing `action`.
+    pub(crate) fn session(action: impl Into<String>, source: DataFusionError) -> Self {
+        Error::Session {
+            action: action.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// The message and every cause, joined by `: ` (for logs, alerts and test reports).
     pub fn full_message(&self) -> String {
         let mut text = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
+            let cause_text = cause.to_string();
+            // A message that already ends with its cause's text (a transparent wrapper)
+            // is not repeated.
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
             source = cause.source();
         }
         text

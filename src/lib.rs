@@ -42,34 +42,59 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Layers
+//!
+//! The modules follow the data flow of DESIGN.md; each imports only the modules
+//! before it (`tests/it/shape.rs` checks it). `error` is the one exception: every
+//! stage uses it, and it names every stage's own error type.
+//!
+//! Layers, each importing only those before it: `error` → `config` → `pipeline` → `template` → `functions` → `http` → `mlflow` → `models` → `checks` → `delta` → `catalog` → `report` → `runlog` → `notify` → `engine` → `testing`
+//!
+//! - `config`: environments and `pipeline.toml` read into typed structs;
+//! - `pipeline`: the project on disk, dependency extraction from SQL, the DAG;
+//! - `template`: rendering a task for an environment and a run date;
+//! - `functions`: quern's SQL aggregate functions;
+//! - `http`, `mlflow`: the shared HTTP client and the MLflow REST client;
+//! - `models`: ONNX models as SQL functions, resolved from files or the registry;
+//! - `checks`: expectations and metrics;
+//! - `delta`: reading and writing Delta tables;
+//! - `catalog`: where every table lives and how a query's tables are registered;
+//! - `report`: what a run reports;
+//! - `runlog`, `notify`: recording a run, alerts and MLflow tracking;
+//! - `engine`: the one session builder, planning and running;
+//! - `testing`: pipeline tests.
 #![deny(missing_docs)]
 
+mod catalog;
 mod checks;
 mod config;
 mod delta;
 mod engine;
 mod error;
 mod functions;
+mod http;
+mod mlflow;
 pub mod models;
+mod notify;
 mod pipeline;
+mod report;
+mod runlog;
 mod template;
 pub mod testing;
 
-pub use checks::{
-    AlertConfig, AlertDelivery, AlertEvent, AlertKind, ExpectationOutcome, MetricPoint,
-    MetricValue, PlannedMetric, RunHistory, RunRecord, Severity,
-};
+pub use catalog::StorageError;
+pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
-    EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, ModelSettings,
-    ModelTable, OnSchemaChange, PipelineConfig, PipelineName, SourceFormat, SourceTable,
-    TaskConfig, TaskName, WarehouseSettings,
+    Environment, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
+    Severity, TaskConfig, TaskName,
 };
 pub use delta::WriteOutcome;
-pub use engine::{
-    Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan, RunReport, TaskOutcome, TaskStatus,
-};
-pub use error::{Error, Result};
-pub use pipeline::{Dag, MacroFile, Metric, Pipeline, Project, Selector, Task};
+pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};
+pub use error::{Error, ErrorKind, ParseProblem, PlanError, Result};
+pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, Task};
+pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};
+pub use runlog::{MetricPoint, RunHistory, RunRecord, RunStatus};
 pub use template::{RenderedTask, Renderer, RunDate, Vars};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

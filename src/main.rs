@@ -26,10 +26,11 @@ fn main() -> ExitCode {
             for cause in cli::distinct_causes(err.as_ref()) {
                 eprintln!("  caused by: {cause}");
             }
+            // The exit code follows the kind of the library's error.
             let usage = err
                 .chain()
                 .find_map(|e| e.downcast_ref::<quern::Error>())
-                .is_some_and(quern::Error::is_usage);
+                .is_some_and(|e| e.kind() == quern::ErrorKind::Usage);
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

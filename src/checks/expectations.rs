@@ -35,116 +35,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PhysicalExpr, PlanProperties,
 };
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
-
-/// What a violated expectation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Write every row and record how many violate the expectation.
-    #[default]
-    Warn,
-    /// Write only the rows that meet it and record how many were dropped.
-    Drop,
-    /// Write nothing: the task fails, naming the expectation and showing offending rows.
-    Fail,
-}
-
-impl Severity {
-    /// The name used in `pipeline.toml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warn => "warn",
-            Severity::Drop => "drop",
-            Severity::Fail => "fail",
-        }
-    }
-}
-
-/// `accepted_values = { column = "…", values = […] }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AcceptedValues {
-    pub column: String,
-    pub values: Vec<toml::Value>,
-}
-
-/// `row_count = { min = …, max = … }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RowCount {
-    #[serde(default)]
-    pub min: Option<u64>,
-    #[serde(default)]
-    pub max: Option<u64>,
-}
-
-/// One `[[tasks.<task>.expect]]` entry: exactly one of the kinds, a severity and a name.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExpectationConfig {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub severity: Severity,
-    #[serde(default)]
-    pub not_null: Option<Vec<String>>,
-    #[serde(default)]
-    pub unique: Option<Vec<String>>,
-    #[serde(default)]
-    pub accepted_values: Option<AcceptedValues>,
-    #[serde(default)]
-    pub row_count: Option<RowCount>,
-    #[serde(default)]
-    pub sql: Option<String>,
-}
-
-impl ExpectationConfig {
-    /// Checks the entry's shape; the message is for `tasks.<task>.expect[i]`.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        let kinds = [
-            self.not_null.is_some(),
-            self.unique.is_some(),
-            self.accepted_values.is_some(),
-            self.row_count.is_some(),
-            self.sql.is_some(),
-        ];
-        if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(
-                "give exactly one of not_null, unique, accepted_values, row_count, sql".into(),
-            );
-        }
-        if self.row_count.is_some() && self.severity == Severity::Drop {
-            return Err("a row_count expectation cannot drop rows; use warn or fail".into());
-        }
-        for cols in [&self.not_null, &self.unique].into_iter().flatten() {
-            if cols.is_empty() {
-                return Err("list at least one column".into());
-            }
-        }
-        Ok(())
-    }
-
-    /// The name shown in reports: the given one, or one made from the kind.
-    pub(crate) fn display_name(&self) -> String {
-        if let Some(n) = &self.name {
-            return n.clone();
-        }
-        if let Some(c) = &self.not_null {
-            return format!("not_null({})", c.join(", "));
-        }
-        if let Some(c) = &self.unique {
-            return format!("unique({})", c.join(", "));
-        }
-        if let Some(a) = &self.accepted_values {
-            return format!("accepted_values({})", a.column);
-        }
-        if self.row_count.is_some() {
-            return "row_count".into();
-        }
-        format!("sql({})", self.sql.clone().unwrap_or_default())
-    }
-}
+use crate::config::{ExpectationConfig, Severity};
 
 /// How one expectation fared in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +48,37 @@ pub struct ExpectationOutcome {
     pub violations: u64,
     /// Whether it bounds the row count (rather than judging rows).
     pub is_row_count: bool,
+}
+
+/// Why an expectation does not compile against its task's output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpectationError {
+    /// It names a column the output lacks, or a value that cannot be compared.
+    #[error("expectation `{name}`: {message}")]
+    Invalid {
+        /// The expectation.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Its SQL condition does not parse or plan.
+    #[error("expectation `{name}`: {source}")]
+    Sql {
+        /// The expectation.
+        name: String,
+        /// DataFusion's error.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Its SQL is not a condition.
+    #[error("expectation `{name}` is {data_type}, not a condition")]
+    NotACondition {
+        /// The expectation.
+        name: String,
+        /// The type the SQL has.
+        data_type: datafusion::arrow::datatypes::DataType,
+    },
 }
 
 /// What each expectation checks, resolved against the task's output schema.
@@ -194,15 +116,23 @@ impl CompiledExpectations {
         configs: &[ExpectationConfig],
         schema: &DFSchema,
         parse_sql: impl Fn(&str) -> DfResult<Expr>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ExpectationError> {
         let mut expectations = Vec::new();
         for c in configs {
             let name = c.display_name();
-            let column = |n: &String| -> Result<Expr, String> {
+            let invalid = |message: String| ExpectationError::Invalid {
+                name: name.clone(),
+                message,
+            };
+            let sql_err = |source| ExpectationError::Sql {
+                name: name.clone(),
+                source,
+            };
+            let column = |n: &String| -> Result<Expr, ExpectationError> {
                 schema
                     .index_of_column_by_name(None, n)
                     .map(|_| col(datafusion::common::Column::new_unqualified(n)))
-                    .ok_or_else(|| format!("expectation `{name}`: the output has no column `{n}`"))
+                    .ok_or_else(|| invalid(format!("the output has no column `{n}`")))
             };
             let check = if let Some(cols) = &c.not_null {
                 let mut exprs = Vec::new();
@@ -232,9 +162,7 @@ impl CompiledExpectations {
                         toml::Value::Float(f) => ScalarValue::Float64(Some(*f)),
                         toml::Value::Boolean(b) => ScalarValue::Boolean(Some(*b)),
                         other => {
-                            return Err(format!(
-                                "expectation `{name}`: {other} is not an accepted value"
-                            ))
+                            return Err(invalid(format!("{other} is not an accepted value")))
                         }
                     };
                     values.push(lit(scalar));
@@ -245,17 +173,16 @@ impl CompiledExpectations {
                 Check::Count(r.min, r.max)
             } else {
                 let sql = c.sql.clone().unwrap_or_default();
-                let expr = parse_sql(&sql).map_err(|e| format!("expectation `{name}`: {e}"))?;
+                let expr = parse_sql(&sql).map_err(sql_err)?;
                 Check::Row(expr)
             };
             if let Check::Row(expr) = &check {
-                let data_type = expr
-                    .get_type(schema)
-                    .map_err(|e| format!("expectation `{name}`: {e}"))?;
+                let data_type = expr.get_type(schema).map_err(sql_err)?;
                 if data_type != datafusion::arrow::datatypes::DataType::Boolean {
-                    return Err(format!(
-                        "expectation `{name}` is {data_type}, not a condition"
-                    ));
+                    return Err(ExpectationError::NotACondition {
+                        name: name.clone(),
+                        data_type,
+                    });
                 }
             }
             expectations.push(Expectation {

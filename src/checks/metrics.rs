@@ -44,21 +44,36 @@ pub struct MetricValue {
     pub breach: Option<String>,
 }
 
+/// Why a metric cannot be planned or computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricError {
+    /// The query does not return one number, or a group column and a number.
+    #[error("{0}")]
+    Shape(String),
+    /// The query failed to plan or run.
+    #[error(transparent)]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// The value could not be read as a number or the group as text.
+    #[error("cannot read the metric's value")]
+    Value(#[from] datafusion::arrow::error::ArrowError),
+}
+
 /// Checks a metric query's output columns: one number, or a group then a number.
-pub(crate) fn check_shape(schema: &Schema) -> Result<(), String> {
+pub(crate) fn check_shape(schema: &Schema) -> Result<(), MetricError> {
     let fields = schema.fields();
     let numeric = |t: &DataType| t.is_numeric();
     match fields.len() {
         1 if numeric(fields[0].data_type()) => Ok(()),
         2 if numeric(fields[1].data_type()) => Ok(()),
-        n => Err(format!(
+        n => Err(MetricError::Shape(format!(
             "a metric query returns one number, or a group column and a number; this one returns {n} column(s): {}",
             fields
                 .iter()
                 .map(|f| format!("{} {}", f.name(), f.data_type()))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        ))),
     }
 }
 
@@ -66,22 +81,24 @@ pub(crate) fn check_shape(schema: &Schema) -> Result<(), String> {
 pub(crate) type GroupValues = Vec<(Option<String>, Option<f64>)>;
 
 /// The (group, value) pairs of a metric query's result.
-pub(crate) fn values(batches: &[RecordBatch], grouped: bool) -> Result<GroupValues, String> {
+pub(crate) fn values(
+    batches: &[RecordBatch],
+    grouped: bool,
+) -> Result<GroupValues, MetricError> {
     let mut out = Vec::new();
     for b in batches {
-        let value_col =
-            cast(b.column(b.num_columns() - 1), &DataType::Float64).map_err(|e| e.to_string())?;
+        let value_col = cast(b.column(b.num_columns() - 1), &DataType::Float64)?;
         let values = value_col
             .as_any()
             .downcast_ref::<datafusion::arrow::array::Float64Array>()
-            .ok_or("the metric's number is not numeric")?;
+            .ok_or_else(|| MetricError::Shape("the metric's number is not numeric".into()))?;
         for r in 0..b.num_rows() {
             let group = if b.num_columns() == 2 {
                 let g = b.column(0);
                 if g.is_null(r) {
                     None
                 } else {
-                    Some(array_value_to_string(g, r).map_err(|e| e.to_string())?)
+                    Some(array_value_to_string(g, r)?)
                 }
             } else {
                 None
@@ -92,16 +109,16 @@ pub(crate) fn values(batches: &[RecordBatch], grouped: bool) -> Result<GroupValu
     }
     // No groups is an answer; no number for an ungrouped metric is not.
     if out.is_empty() && !grouped {
-        return Err(
+        return Err(MetricError::Shape(
             "the metric query returned no rows; it must return one number (use an aggregate)"
                 .into(),
-        );
+        ));
     }
     if out.iter().all(|(g, _)| g.is_none()) && out.len() > 1 {
-        return Err(format!(
+        return Err(MetricError::Shape(format!(
             "the metric query returned {} rows for one number; add a group column or aggregate",
             out.len()
-        ));
+        )));
     }
     Ok(out)
 }

@@ -113,7 +113,8 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
                     writeln!(out, "          caused by: {cause}")?;
                 }
             }
-            TaskStatus::Skipped => {
+            // Skipped, the one other status today.
+            _ => {
                 skipped += 1;
                 writeln!(
                     out,
@@ -154,16 +155,17 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             None => writeln!(out, "metric  {name} = {value}{prev}")?,
         }
     }
-    for (metric, why) in &report.metric_errors {
-        writeln!(out, "FAILED  metric {metric}: {why}")?;
+    for e in &report.metric_errors {
+        writeln!(out, "FAILED  {}", e.full_message())?;
     }
     for a in &report.alerts {
         match &a.result {
             Ok(()) => writeln!(out, "alert   {}: sent", a.target)?,
             Err(why) => writeln!(
                 out,
-                "warning: alert {} not delivered after 3 attempts: {why}",
-                a.target
+                "warning: alert {} not delivered after 3 attempts: {}",
+                a.target,
+                full_message(why)
             )?,
         }
     }
@@ -176,7 +178,8 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     if let Some(why) = &report.log_error {
         writeln!(
             out,
-            "warning: the run could not be recorded in the run log: {why}"
+            "warning: the run could not be recorded in the run log: {}",
+            why.full_message()
         )?;
     }
     writeln!(
@@ -259,6 +262,14 @@ pub(super) fn json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> 
 
 /// The texts of `err`'s causes, leaving out a cause whose text the previous one
 /// already ends with (DataFusion wraps one error in layers that print the same text).
+/// An error's message and its distinct causes, joined by `: `.
+fn full_message(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::once(err.to_string())
+        .chain(distinct_causes(err))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut out = Vec::new();
     let mut last = err.to_string();

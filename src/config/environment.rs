@@ -137,32 +137,33 @@ struct EnvironmentFile {
     #[serde(default)]
     engine: EngineSettings,
     #[serde(default)]
-    alerts: Vec<crate::checks::AlertConfig>,
+    alerts: Vec<super::AlertConfig>,
 }
 
 /// One environment of a project, as written in its file (`${VAR}` values unresolved).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Environment {
     /// The environment's name (the file stem).
     pub name: String,
     /// The file it was read from.
     pub file: PathBuf,
     /// `[warehouse]`.
-    pub warehouse: WarehouseSettings,
+    pub(crate) warehouse: WarehouseSettings,
     /// `[storage]`: object_store / delta-rs options for `s3://` URIs.
-    pub storage: BTreeMap<String, String>,
+    pub(crate) storage: BTreeMap<String, String>,
     /// `[sources.<name>]`: source name → table name → table.
-    pub sources: BTreeMap<String, BTreeMap<String, SourceTable>>,
+    pub(crate) sources: BTreeMap<String, BTreeMap<String, SourceTable>>,
     /// `[vars]`: values for `var('name')`.
-    pub vars: BTreeMap<String, toml::Value>,
+    pub(crate) vars: BTreeMap<String, toml::Value>,
     /// `[models]`: SQL function name → model.
-    pub models: BTreeMap<String, ModelSettings>,
+    pub(crate) models: BTreeMap<String, ModelSettings>,
     /// `[mlflow]`.
-    pub mlflow: Option<MlflowSettings>,
+    pub(crate) mlflow: Option<MlflowSettings>,
     /// `[engine]`.
-    pub engine: EngineSettings,
+    pub(crate) engine: EngineSettings,
     /// `[[alerts]]`: where failures, breaches and violated expectations are told.
-    pub alerts: Vec<crate::checks::AlertConfig>,
+    pub(crate) alerts: Vec<super::AlertConfig>,
 }
 
 impl Environment {
@@ -211,6 +212,14 @@ impl Environment {
                         "give `version` or `timestamp`, not both".into(),
                     ));
                 }
+                if let Some(ts) = &spec.timestamp {
+                    if chrono::DateTime::parse_from_rfc3339(ts).is_err() {
+                        return Err(config_err(
+                            format!("sources.{source}.{table}.timestamp"),
+                            format!("`{ts}` is not an RFC 3339 time such as 2024-03-01T00:00:00Z"),
+                        ));
+                    }
+                }
             }
         }
         for (var, value) in &parsed.vars {
@@ -245,7 +254,7 @@ impl Environment {
         for (i, alert) in parsed.alerts.iter().enumerate() {
             alert
                 .validate()
-                .map_err(|message| config_err(format!("alerts[{i}]"), message))?;
+                .map_err(|message| config_err(format!("alerts[{i}]"), message.into()))?;
         }
         Ok(Environment {
             name,
@@ -262,7 +271,7 @@ impl Environment {
     }
 
     /// The source table `source.table`, if declared.
-    pub fn source(&self, source: &str, table: &str) -> Option<&SourceTable> {
+    pub(crate) fn source(&self, source: &str, table: &str) -> Option<&SourceTable> {
         self.sources.get(source)?.get(table)
     }
 }

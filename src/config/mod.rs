@@ -2,16 +2,20 @@
 //! read into typed structs. Unknown keys are errors; `${VAR}` values are kept as
 //! written and resolved only when a connection is made (see [`resolve_env_vars`]).
 
+mod alerts;
 mod environment;
+mod expectations;
 mod names;
 mod pipeline;
 
-pub use environment::{
-    EngineSettings, Environment, MlflowSettings, ModelSettings, ModelTable, SourceFormat,
-    SourceTable, WarehouseSettings,
-};
-pub use names::{PipelineName, TaskName};
-pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, PipelineConfig, TaskConfig};
+pub use environment::Environment;
+pub(crate) use environment::{SourceFormat, SourceTable};
+pub(crate) use alerts::{AlertConfig, AlertEvent, AlertKind};
+pub(crate) use expectations::ExpectationConfig;
+pub use expectations::Severity;
+pub use names::{InvalidName, PipelineName, TaskName};
+pub(crate) use pipeline::PipelineConfig;
+pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, TaskConfig};
 
 use std::path::Path;
 
@@ -63,7 +67,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str
         Error::Toml {
             file: file.to_path_buf(),
             line,
-            message: e.message().trim_end().to_string(),
+            source: Box::new(e),
         }
     })
 }

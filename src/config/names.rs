@@ -3,6 +3,16 @@
 
 use std::fmt;
 
+/// A pipeline or task name that is not a lower-case SQL identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} name `{name}` must be a lower-case SQL identifier (a-z, 0-9, _; not starting with a digit)")]
+pub struct InvalidName {
+    /// `pipeline` or `task`.
+    pub what: &'static str,
+    /// The name as given.
+    pub name: String,
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -11,15 +21,12 @@ macro_rules! name_type {
 
         impl $name {
             /// Validates `name`: lower-case ASCII letters, digits and `_`, not starting with a digit.
-            pub fn try_new(name: impl Into<String>) -> Result<Self, String> {
+            pub fn try_new(name: impl Into<String>) -> Result<Self, InvalidName> {
                 let name = name.into();
                 if is_identifier(&name) {
                     Ok(Self(name))
                 } else {
-                    Err(format!(
-                        "{} name `{}` must be a lower-case SQL identifier (a-z, 0-9, _; not starting with a digit)",
-                        $what, name
-                    ))
+                    Err(InvalidName { what: $what, name })
                 }
             }
 

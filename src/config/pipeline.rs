@@ -81,7 +81,7 @@ pub struct TaskConfig {
     pub on_schema_change: OnSchemaChange,
     /// Expectations on the output (`[[tasks.<task>.expect]]`).
     #[serde(default)]
-    pub(crate) expect: Vec<crate::checks::ExpectationConfig>,
+    pub(crate) expect: Vec<super::ExpectationConfig>,
     /// A free-text description shown by `plan` and `dag`.
     #[serde(default)]
     pub description: Option<String>,
@@ -129,12 +129,8 @@ pub struct MetricConfig {
 }
 
 impl PipelineConfig {
-    /// Reads `file`; a missing file is an empty configuration.
-    pub fn load(file: &Path) -> Result<Self> {
-        Self::load_as(file, file)
-    }
-
-    /// Reads `path`, naming it `file` in messages (the project-relative path).
+    /// Reads `path` (a missing file is an empty configuration), naming it `file` in
+    /// messages (the project-relative path).
     pub(crate) fn load_as(path: &Path, file: &Path) -> Result<Self> {
         if !path.exists() {
             return Ok(Self::default());
@@ -196,7 +192,7 @@ impl PipelineConfig {
                 e.validate().map_err(|message| Error::Config {
                     file: file.to_path_buf(),
                     key: at.clone(),
-                    message,
+                    message: message.into(),
                 })?;
                 if !names.insert(e.display_name()) {
                     return Err(Error::Config {
@@ -243,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pipeline.toml");
         std::fs::write(&file, text).unwrap();
-        PipelineConfig::load(&file)
+        PipelineConfig::load_as(&file, &file)
     }
 
     #[test]

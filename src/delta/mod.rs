@@ -1,5 +1,6 @@
-//! Delta tables: where a task's table lives, opening tables for reading, and writing a
-//! task's plan with its materialization (one atomic commit per task).
+//! Delta tables: opening tables for reading, comparing a planned output with a table's
+//! schema, and writing a task's plan with its materialization (one atomic commit per
+//! task). Where a table lives is the catalog's business.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::TableProvider;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
 use datafusion::prelude::DataFrame;
@@ -21,7 +23,7 @@ use url::Url;
 
 use crate::checks::{CompiledExpectations, ExpectationsTable};
 use crate::config::{Materialization, TaskConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, PlanError, Result};
 use datafusion::datasource::provider_as_source;
 
 /// Storage options (object_store / delta-rs keys) applied to a table URI.
@@ -71,11 +73,7 @@ pub(crate) async fn open_at(
     if let Some(ts) = timestamp {
         builder = builder
             .with_datestring(ts)
-            .map_err(|e| Error::InvalidArgument {
-                what: "timestamp",
-                value: ts.to_string(),
-                message: format!("expected an RFC 3339 time such as 2024-03-01T00:00:00Z: {e}"),
-            })?;
+            .map_err(|source| delta_err(url, "open at a timestamp", source))?;
     }
     match builder.load().await {
         Ok(table) => Ok(Some(table)),
@@ -111,10 +109,20 @@ impl SchemaDiff {
 
 /// Compares a planned output schema with `table`'s, in Delta types (so `Utf8View`
 /// and `Utf8` are both `string`, nanosecond timestamps are `timestamp_ntz`).
-pub(crate) fn schema_diff(table: &DeltaTable, output: &SchemaRef) -> Result<SchemaDiff, String> {
+pub(crate) fn schema_diff(
+    table: &DeltaTable,
+    url: &Url,
+    output: &SchemaRef,
+) -> Result<SchemaDiff, PlanError> {
     let planned = StructType::try_from_arrow(normalize_for_delta(output).as_ref())
-        .map_err(|e| format!("the output has a type Delta cannot store: {e}"))?;
-    let existing = table.snapshot().map_err(|e| e.to_string())?.schema();
+        .map_err(|e| PlanError::DeltaType(e.into()))?;
+    let existing = table
+        .snapshot()
+        .map_err(|source| PlanError::TableSchema {
+            uri: url.to_string(),
+            source,
+        })?
+        .schema();
     let mut diff = SchemaDiff::default();
     for field in planned.fields() {
         match existing.field(field.name()) {
@@ -169,106 +177,133 @@ pub(crate) async fn write(
     plan: LogicalPlan,
     target: TableWrite<'_>,
 ) -> Result<Written> {
-    let TableWrite {
-        url,
-        storage,
-        table_name,
-        config,
-        evolve,
-        expectations,
-    } = target;
+    let url = target.url;
     if url.scheme() == "file" {
         if let Ok(path) = url.to_file_path() {
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         }
     }
-    let existing = open(url, storage).await?;
-    let previous_version = existing.as_ref().and_then(|t| t.version());
-    let table = match existing {
-        Some(t) => t,
-        None => DeltaTableBuilder::from_url(url.clone())
-            .map_err(|source| delta_err(url, "create", source))?
-            .with_storage_options(storage.clone())
-            .build()
-            .map_err(|source| delta_err(url, "create", source))?,
-    };
-    let partition_by = &config.partition_by;
-
-    let (save_mode, replace_where) = match config.materialized {
-        Materialization::Table => (SaveMode::Overwrite, None),
-        Materialization::Append => (SaveMode::Append, None),
-        Materialization::Merge if previous_version.is_some() => {
-            let plan = with_expectations(plan, expectations)?;
-            return merge(state, url, table, plan, config, evolve).await;
+    let existing = open(url, target.storage).await?;
+    match (target.config.materialized, existing) {
+        (Materialization::Table, table) => {
+            let table = table_or_new(&target, table)?;
+            commit(state, table, plan, &target, SaveMode::Overwrite, None).await
+        }
+        (Materialization::Append, table) => {
+            let table = table_or_new(&target, table)?;
+            commit(state, table, plan, &target, SaveMode::Append, None).await
+        }
+        (Materialization::Partition, table) => replace_partitions(state, table, plan, &target).await,
+        (Materialization::Merge, Some(table)) => {
+            let plan = with_expectations(plan, target.expectations.clone())?;
+            merge(state, table, plan, &target).await
         }
         // The first merge creates the table.
-        Materialization::Merge => (SaveMode::Append, None),
-        Materialization::Partition => {
-            let predicate = written_partitions(state, &plan, partition_by).await?;
-            match predicate {
-                Some(p) => (SaveMode::Overwrite, Some(p)),
-                // No rows: nothing to replace. An existing table is left untouched; a
-                // new one is created empty so downstream tasks can read it.
-                None => match previous_version {
-                    Some(version) => {
-                        // Still judge the (empty) output, e.g. a minimum row count.
-                        let plan = with_expectations(plan, expectations)?;
-                        DataFrame::new(state.clone(), plan)
-                            .collect()
-                            .await
-                            .map_err(|source| Error::Execute {
-                                task: table_name.to_string(),
-                                uri: url.to_string(),
-                                source: Box::new(source),
-                            })?;
-                        let outcome = WriteOutcome {
-                            version,
-                            rows: 0,
-                            files_added: 0,
-                            files_removed: 0,
-                        };
-                        return Ok(Written { outcome, table });
-                    }
-                    None => (SaveMode::Append, None),
-                },
-            }
+        (Materialization::Merge, None) => {
+            let table = table_or_new(&target, None)?;
+            commit(state, table, plan, &target, SaveMode::Append, None).await
         }
-        Materialization::View => {
-            unreachable!("views are not written; the engine never calls write for them")
-        }
-    };
+        (Materialization::View, _) => Err(Error::Execute {
+            task: target.table_name.to_string(),
+            uri: url.to_string(),
+            source: Box::new(DataFusionError::Internal(
+                "a view is not written to a table".into(),
+            )),
+        }),
+    }
+}
 
+/// The existing table, or a new (uncommitted) one at the target's URL.
+fn table_or_new(target: &TableWrite<'_>, existing: Option<DeltaTable>) -> Result<DeltaTable> {
+    if let Some(table) = existing {
+        return Ok(table);
+    }
+    let url = target.url;
+    DeltaTableBuilder::from_url(url.clone())
+        .map_err(|source| delta_err(url, "create", source))?
+        .with_storage_options(target.storage.clone())
+        .build()
+        .map_err(|source| delta_err(url, "create", source))
+}
+
+/// `partition`: the partitions present in the output replace the same partitions of
+/// the table. With no rows there is nothing to replace: an existing table is left
+/// untouched (its expectations still judged), a new one is created empty so
+/// downstream tasks can read it.
+async fn replace_partitions(
+    state: &SessionState,
+    existing: Option<DeltaTable>,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    let predicate = written_partitions(state, &plan, target).await?;
+    match (predicate, existing) {
+        (Some(p), table) => {
+            let table = table_or_new(target, table)?;
+            commit(state, table, plan, target, SaveMode::Overwrite, Some(p)).await
+        }
+        (None, Some(table)) => {
+            // Still judge the (empty) output, e.g. a minimum row count.
+            let plan = with_expectations(plan, target.expectations.clone())?;
+            DataFrame::new(state.clone(), plan)
+                .collect()
+                .await
+                .map_err(|source| execute_err(target, source))?;
+            let outcome = WriteOutcome {
+                version: table.version().unwrap_or_default(),
+                rows: 0,
+                files_added: 0,
+                files_removed: 0,
+            };
+            Ok(Written { outcome, table })
+        }
+        (None, None) => {
+            let table = table_or_new(target, None)?;
+            commit(state, table, plan, target, SaveMode::Append, None).await
+        }
+    }
+}
+
+/// Streams `plan` through the task's expectations into new files of `table` and
+/// commits them with `save_mode` (replacing the rows matching `replace_where`).
+async fn commit(
+    state: &SessionState,
+    table: DeltaTable,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+    save_mode: SaveMode,
+    replace_where: Option<Expr>,
+) -> Result<Written> {
+    let (url, partition_by) = (target.url, &target.config.partition_by);
     // Expectations are checked in the same pass that writes (after the partition
     // values were read, so they are not counted twice).
-    let plan = with_expectations(plan, expectations)?;
-
+    let plan = with_expectations(plan, target.expectations.clone())?;
     // Hash-partition the rows by the partition columns so each partition value is
     // written by one writer: a few large files per partition rather than one per
     // thread per partition.
     let plan = if partition_by.is_empty() {
         plan
     } else {
-        let target = state.config().target_partitions().max(1);
+        let n = state.config().target_partitions().max(1);
         let exprs = partition_by.iter().map(|c| col(c.as_str())).collect();
         LogicalPlanBuilder::from(plan)
-            .repartition(Partitioning::Hash(exprs, target))
+            .repartition(Partitioning::Hash(exprs, n))
             .and_then(LogicalPlanBuilder::build)
-            .map_err(Error::query)?
+            .map_err(|e| Error::session("partitioning the rows to write", e))?
     };
-
     let mut builder = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state.clone()))
         .with_save_mode(save_mode)
-        .with_table_name(table_name);
+        .with_table_name(target.table_name);
     if !partition_by.is_empty() {
         builder = builder.with_partition_columns(partition_by.iter().cloned());
     }
     if let Some(predicate) = replace_where {
         builder = builder.with_replace_where(predicate);
     }
-    if evolve {
+    if target.evolve {
         builder = builder.with_schema_mode(SchemaMode::Merge);
     }
     let table = builder
@@ -276,6 +311,14 @@ pub(crate) async fn write(
         .map_err(|source| delta_err(url, "write", source))?;
     let outcome = outcome_of(&table, url).await?;
     Ok(Written { outcome, table })
+}
+
+fn execute_err(target: &TableWrite<'_>, source: DataFusionError) -> Error {
+    Error::Execute {
+        task: target.table_name.to_string(),
+        uri: target.url.to_string(),
+        source: Box::new(source),
+    }
 }
 
 /// `plan` read through its expectations, when it has any.
@@ -289,18 +332,17 @@ fn with_expectations(
     let table = ExpectationsTable::new(plan, checks);
     LogicalPlanBuilder::scan("expectations", provider_as_source(Arc::new(table)), None)
         .and_then(LogicalPlanBuilder::build)
-        .map_err(Error::query)
+        .map_err(|e| Error::session("reading the output through its expectations", e))
 }
 
 /// Upserts `plan`'s rows into `table` on the task's `unique_key`.
 async fn merge(
     state: &SessionState,
-    url: &Url,
     table: DeltaTable,
     plan: LogicalPlan,
-    config: &TaskConfig,
-    evolve: bool,
+    target: &TableWrite<'_>,
 ) -> Result<Written> {
+    let (url, config, evolve) = (target.url, target.config, target.evolve);
     let source = DataFrame::new(state.clone(), plan);
     let columns: Vec<String> = source
         .schema()
@@ -386,23 +428,24 @@ async fn outcome_of(table: &DeltaTable, url: &Url) -> Result<WriteOutcome> {
 async fn written_partitions(
     state: &SessionState,
     plan: &LogicalPlan,
-    partition_by: &[String],
+    target: &TableWrite<'_>,
 ) -> Result<Option<Expr>> {
+    let partition_by = &target.config.partition_by;
     let df = DataFrame::new(state.clone(), plan.clone());
     let batches = df
         .select_columns(&partition_by.iter().map(String::as_str).collect::<Vec<_>>())
         .and_then(|df| df.distinct())
-        .map_err(Error::query)?
+        .map_err(|e| execute_err(target, e))?
         .collect()
         .await
-        .map_err(Error::query)?;
+        .map_err(|e| execute_err(target, e))?;
     let mut disjuncts: Vec<Expr> = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
             let mut conj: Option<Expr> = None;
             for (i, name) in partition_by.iter().enumerate() {
-                let value =
-                    ScalarValue::try_from_array(batch.column(i), row).map_err(Error::query)?;
+                let value = ScalarValue::try_from_array(batch.column(i), row)
+                    .map_err(|e| execute_err(target, e))?;
                 let term = if value.is_null() {
                     col(name.as_str()).is_null()
                 } else {

@@ -4,25 +4,24 @@
 
 mod plan;
 mod run;
-mod storage;
 
 pub use plan::{PlannedTask, RunPlan};
-pub use run::{RunReport, TaskOutcome, TaskStatus};
 
 use std::sync::Arc;
 
-use datafusion::common::TableReference;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::delta_datafusion::DeltaTableFactory;
 
-use crate::config::{Environment, PipelineName};
+use crate::catalog::Catalog;
+use crate::config::Environment;
 use crate::error::{Error, Result};
+use crate::models::ResolvedModel;
 use crate::pipeline::{Dag, Project, Selector};
+use crate::report::RunReport;
+use crate::runlog::{RunHistory, RunLog};
 use crate::template::{RenderedTask, Renderer, RunDate, Vars};
-
-pub(crate) use storage::{ensure_schema, register_delta, Warehouse};
 
 /// What a render, plan or run is for: the run date, var overrides and a task selection.
 #[derive(Debug, Clone)]
@@ -232,7 +231,7 @@ impl Engine {
 
     /// Resolves every model function of the environment (registry aliases to versions,
     /// downloads into the cache) and loads the models, for `quern models`.
-    pub async fn models(&self) -> Result<Vec<crate::models::ResolvedModel>> {
+    pub async fn models(&self) -> Result<Vec<ResolvedModel>> {
         crate::models::resolve(self.project.root(), &self.env, None).await
     }
 
@@ -242,7 +241,7 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         functions: &std::collections::BTreeSet<String>,
-    ) -> Result<Vec<crate::models::ResolvedModel>> {
+    ) -> Result<Vec<ResolvedModel>> {
         let used = crate::models::used(&self.env, functions);
         if used.is_empty() {
             return Ok(Vec::new());
@@ -276,27 +275,11 @@ impl Engine {
         let ctx = self.session();
         let parsed =
             crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
-        let warehouse = self.warehouse()?;
+        let catalog = self.catalog()?;
         self.register_models(&ctx, &parsed.functions).await?;
         for relation in &parsed.relations {
-            let (Some(schema), table) = (relation.schema(), relation.table()) else {
-                continue;
-            };
-            if let Some(src) = self.env.source(schema, table) {
-                storage::register_source(self, &ctx, warehouse.storage(), schema, table, src)
-                    .await?;
-            } else if self.project.pipelines().contains_key(schema) {
-                let pipeline =
-                    PipelineName::try_new(schema).map_err(|message| Error::InvalidArgument {
-                        what: "table",
-                        value: relation.to_string(),
-                        message,
-                    })?;
-                let url = warehouse.table_url(&pipeline, table)?;
-                // A table that does not exist yet is left for DataFusion to report.
-                let reference = TableReference::partial(schema, table);
-                storage::register_delta(&ctx, reference, &url, warehouse.storage()).await?;
-            }
+            // A table that does not exist (yet) is left for DataFusion to report.
+            catalog.register(&ctx, relation).await?;
         }
         let plan = ctx
             .state()
@@ -308,16 +291,16 @@ impl Engine {
 
     /// The latest `limit` runs of `pipeline` in this environment's run log, and the
     /// values of its metrics in them.
-    pub async fn status(&self, pipeline: &str, limit: usize) -> Result<crate::checks::RunHistory> {
+    pub async fn status(&self, pipeline: &str, limit: usize) -> Result<RunHistory> {
         let pipeline = self.project.pipeline(pipeline)?;
-        let warehouse = self.warehouse()?;
-        let log = crate::checks::RunLog::new(warehouse.root(), warehouse.storage());
+        let log = RunLog::new(self.catalog()?);
         log.history(&self.session(), pipeline.name.as_str(), limit)
             .await
     }
 
-    pub(crate) fn warehouse(&self) -> Result<Warehouse> {
-        Warehouse::new(&self.project, &self.env)
+    /// The catalog of this environment's tables (resolves storage secrets).
+    pub(crate) fn catalog(&self) -> Result<Catalog> {
+        Catalog::new(self.project.clone(), self.env.clone())
     }
 
     pub(crate) fn max_concurrent_tasks(&self) -> usize {

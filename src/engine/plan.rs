@@ -9,18 +9,18 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
-use datafusion::datasource::empty::EmptyTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
 use url::Url;
 
-use super::storage::{ensure_schema, register_delta, register_source, WriteGuard};
 use super::{Engine, RunOptions};
-use crate::checks::PlannedMetric;
+use crate::catalog::{table_url, Catalog, Resolved, Warehouse, WriteGuard};
+use crate::checks::{CompiledExpectations, PlannedMetric};
 use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
-use crate::error::{Error, Result};
-use crate::pipeline::{extract_relations, Dag};
+use crate::error::{Error, PlanError, Result};
+use crate::models::ResolvedModel;
+use crate::pipeline::{extract_relations, Dag, ParsedTask, Pipeline, Selector};
 use crate::template::{RenderedTask, RunDate};
 
 /// One task of a run, planned.
@@ -47,7 +47,7 @@ pub struct PlannedTask {
     pub selected: bool,
     /// The tasks of this run it reads.
     pub upstream: Vec<TaskName>,
-    pub(crate) expectations: Option<Arc<crate::checks::CompiledExpectations>>,
+    pub(crate) expectations: Option<Arc<CompiledExpectations>>,
     pub(crate) statement: Statement,
 }
 
@@ -65,7 +65,7 @@ pub struct RunPlan {
     /// The pipeline's metrics, computed after the tasks succeed (full runs only).
     pub metrics: Vec<PlannedMetric>,
     /// The model functions the run calls, resolved when it was planned.
-    pub models: Vec<crate::models::ResolvedModel>,
+    pub models: Vec<ResolvedModel>,
     pub(crate) ctx: SessionContext,
 }
 
@@ -102,248 +102,303 @@ pub(super) async fn plan(
     pipeline_name: &str,
     options: &RunOptions,
 ) -> Result<RunPlan> {
-    let project = engine.project();
-    let env = engine.environment();
-    let pipeline = project.pipeline(pipeline_name)?;
+    let pipeline = engine.project().pipeline(pipeline_name)?;
     // One renderer for the tasks and the metrics: making one compiles every template.
     let renderer = engine.renderer(options)?;
     let rendered = engine.render_with(&renderer, pipeline_name)?;
+    let parsed = parse_and_check(engine, &rendered)?;
+    let dag = dag_of(pipeline_name, &rendered)?;
+    let selection = Selection::new(&dag, pipeline, &options.select)?;
+    // Refuse writes outside the environment's roots before touching any storage, and
+    // before any secret is needed.
+    guard_writes(engine, pipeline, &dag, &selection)?;
 
-    // Parse every task and check that the tables it reads are refs or sources.
+    let mut planner = Planner::new(engine, pipeline, &selection, &parsed).await?;
+    let by_task: BTreeMap<&TaskName, &RenderedTask> =
+        rendered.iter().map(|r| (&r.task, r)).collect();
+    let mut tasks = Vec::new();
+    for name in dag.order().iter().filter(|t| selection.to_plan.contains(*t)) {
+        let upstream = dag
+            .upstream_of(name)
+            .filter(|u| selection.to_plan.contains(*u))
+            .cloned()
+            .collect();
+        tasks.push(
+            planner
+                .plan_task(by_task[name], &parsed[name], &selection, upstream)
+                .await?,
+        );
+    }
+    // Metrics are planned with the run (against the tasks' planned outputs), so a
+    // broken metric fails the run before anything is written. They are computed after
+    // a full run of the pipeline, not after a selection.
+    let mut metrics = Vec::new();
+    if options.select.is_empty() {
+        for metric in pipeline.metrics.values() {
+            metrics.push(planner.plan_metric(&renderer.render_metric(metric)?).await?);
+        }
+    }
+    Ok(RunPlan {
+        pipeline: pipeline.name.clone(),
+        env: engine.environment().name.clone(),
+        ds: options.ds,
+        tasks,
+        metrics,
+        models: planner.models,
+        ctx: planner.ctx,
+    })
+}
+
+/// Parses every rendered task and checks that the tables it reads are refs or sources.
+fn parse_and_check(
+    engine: &Engine,
+    rendered: &[RenderedTask],
+) -> Result<BTreeMap<TaskName, ParsedTask>> {
     let mut parsed = BTreeMap::new();
-    for r in &rendered {
+    for r in rendered {
         let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
         for relation in &p.relations {
             check_relation(engine, r, relation)?;
         }
         parsed.insert(r.task.clone(), p);
     }
-    let dag = dag_of(pipeline_name, &rendered)?;
-    let selected: BTreeSet<TaskName> = dag.select(&options.select)?.into_iter().collect();
+    Ok(parsed)
+}
 
-    // Views that selected tasks read are planned too (they are inlined, not written).
-    let mut to_plan = selected.clone();
-    let mut stack: Vec<TaskName> = selected.iter().cloned().collect();
-    while let Some(t) = stack.pop() {
-        for up in dag.upstream_of(&t) {
-            let is_view = pipeline.tasks[up].config.materialized == Materialization::View;
-            if is_view && to_plan.insert(up.clone()) {
-                stack.push(up.clone());
+/// The tasks a run executes, and the ones it plans.
+struct Selection {
+    /// The selected tasks: the run executes them.
+    selected: BTreeSet<TaskName>,
+    /// The selected tasks and the views they read (planned to be inlined, not written).
+    to_plan: BTreeSet<TaskName>,
+}
+
+impl Selection {
+    fn new(dag: &Dag, pipeline: &Pipeline, select: &[Selector]) -> Result<Self> {
+        let selected: BTreeSet<TaskName> = dag.select(select)?.into_iter().collect();
+        let mut to_plan = selected.clone();
+        let mut stack: Vec<TaskName> = selected.iter().cloned().collect();
+        while let Some(t) = stack.pop() {
+            for up in dag.upstream_of(&t) {
+                let is_view = pipeline.tasks[up].config.materialized == Materialization::View;
+                if is_view && to_plan.insert(up.clone()) {
+                    stack.push(up.clone());
+                }
             }
         }
+        Ok(Selection { selected, to_plan })
     }
+}
 
-    // Refuse writes outside the environment's roots before touching any storage, and
-    // before any secret is needed.
+/// Checks every selected task that writes against the environment's write roots.
+fn guard_writes(
+    engine: &Engine,
+    pipeline: &Pipeline,
+    dag: &Dag,
+    selection: &Selection,
+) -> Result<()> {
+    let (project, env) = (engine.project(), engine.environment());
     let guard = WriteGuard::new(project, env)?;
-    let root = super::Warehouse::root_url(project, env)?;
-    for name in dag.order().iter().filter(|t| selected.contains(*t)) {
+    let root = Warehouse::root_url(project, env)?;
+    for name in dag.order().iter().filter(|t| selection.selected.contains(*t)) {
         if pipeline.tasks[name].config.materialized.writes() {
-            let url = super::storage::table_url(&root, &pipeline.name, name.as_str())?;
+            let url = table_url(&root, &pipeline.name, name.as_str());
             guard.check(name.as_str(), &url)?;
         }
     }
-    let ctx = engine.session();
-    let warehouse = engine.warehouse()?;
-    ensure_schema(&ctx, pipeline_name);
-    // Model functions are resolved once per run (a registry alias names one version).
-    let mut functions: BTreeSet<String> = to_plan
-        .iter()
-        .flat_map(|t| parsed[t].functions.iter().cloned())
-        .collect();
-    let mut models = engine.register_models(&ctx, &functions).await?;
-    let by_task: BTreeMap<&TaskName, &RenderedTask> =
-        rendered.iter().map(|r| (&r.task, r)).collect();
-    let mut registered: BTreeSet<TableReference> = BTreeSet::new();
-    // Makes the tables a task or a metric reads resolvable.
-    let reads = Reads {
-        engine,
-        ctx: &ctx,
-        warehouse: &warehouse,
-        pipeline: pipeline_name,
-        in_run: &to_plan,
-    };
-    let mut tasks = Vec::new();
-    for name in dag.order().iter().filter(|t| to_plan.contains(*t)) {
-        let r = by_task[name];
-        let task = &pipeline.tasks[name];
-        let p = &parsed[name];
-        reads.register(r, &p.relations, &mut registered).await?;
-        let plan: LogicalPlan = ctx
+    Ok(())
+}
+
+/// Plans the tasks of one run, in DAG order, in one session: each task against its
+/// upstream tasks' planned outputs, every other table through the catalog.
+struct Planner<'a> {
+    engine: &'a Engine,
+    pipeline: &'a Pipeline,
+    catalog: Catalog,
+    ctx: SessionContext,
+    /// Tables already registered (each is opened once per run).
+    registered: BTreeSet<TableReference>,
+    /// Functions the planned SQL calls, and the models among them, resolved once.
+    functions: BTreeSet<String>,
+    models: Vec<ResolvedModel>,
+    in_run: BTreeSet<TaskName>,
+}
+
+impl<'a> Planner<'a> {
+    async fn new(
+        engine: &'a Engine,
+        pipeline: &'a Pipeline,
+        selection: &Selection,
+        parsed: &BTreeMap<TaskName, ParsedTask>,
+    ) -> Result<Planner<'a>> {
+        let ctx = engine.session();
+        let catalog = engine.catalog()?;
+        crate::catalog::ensure_schema(&ctx, pipeline.name.as_str());
+        // Model functions are resolved once per run (a registry alias names one version).
+        let functions: BTreeSet<String> = selection
+            .to_plan
+            .iter()
+            .flat_map(|t| parsed[t].functions.iter().cloned())
+            .collect();
+        let models = engine.register_models(&ctx, &functions).await?;
+        Ok(Planner {
+            engine,
+            pipeline,
+            catalog,
+            ctx,
+            registered: BTreeSet::new(),
+            functions,
+            models,
+            in_run: selection.to_plan.clone(),
+        })
+    }
+
+    /// Plans one task and registers its planned output for the tasks downstream.
+    async fn plan_task(
+        &mut self,
+        r: &RenderedTask,
+        p: &ParsedTask,
+        selection: &Selection,
+        upstream: Vec<TaskName>,
+    ) -> Result<PlannedTask> {
+        let config = &self.pipeline.tasks[&r.task].config;
+        self.register_reads(r, &p.relations).await?;
+        let plan: LogicalPlan = self
+            .ctx
             .state()
             .statement_to_plan(p.statement.clone())
             .await
             .map_err(|source| plan_error(r, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        check_output(r, &task.config, &schema)?;
-        let expectations = if task.config.expect.is_empty() {
-            None
-        } else {
-            // Unqualified: expectations name the output's columns as they are written.
-            let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
-                .map_err(|source| plan_error(r, source))?;
-            let compiled = crate::checks::CompiledExpectations::compile(
-                r.task.as_str(),
-                &task.config.expect,
-                &df_schema,
-                |sql| ctx.parse_sql_expr(sql, &df_schema),
-            )
-            .map_err(|message| {
-                Error::plan(
-                    r.task.as_str(),
-                    r.file.clone(),
-                    datafusion::error::DataFusionError::Plan(message),
-                )
-            })?;
-            Some(Arc::new(compiled))
-        };
-        // Downstream tasks plan against this task's output schema. An empty table of
-        // that schema, not a view: DataFusion inlines a view's plan into every plan
-        // that reads it, which grows exponentially along chains of fan-ins.
-        let placeholder = EmptyTable::new(schema.clone());
-        ctx.register_table(
-            TableReference::partial(pipeline_name, name.as_str()),
-            Arc::new(placeholder),
-        )
-        .map_err(|source| plan_error(r, source))?;
-        let table_url = if task.config.materialized.writes() {
-            Some(warehouse.table_url(&pipeline.name, name.as_str())?)
-        } else {
-            None
-        };
+        check_output(r, config, &schema)?;
+        let expectations = self.compile_expectations(r, config, &schema)?;
+        let reference = TableReference::partial(self.pipeline.name.as_str(), r.task.as_str());
+        crate::catalog::register_planned(&self.ctx, reference, schema.clone())?;
+        let table_url = config
+            .materialized
+            .writes()
+            .then(|| self.catalog.warehouse().table_url(&self.pipeline.name, r.task.as_str()));
+        let selected = selection.selected.contains(&r.task);
         // Compare the output with the table it will be written to, before anything runs.
-        let mut evolve_schema = false;
-        if let (Some(url), true) = (&table_url, selected.contains(name)) {
-            if let Some(existing) = crate::delta::open(url, warehouse.storage()).await? {
-                let diff = crate::delta::schema_diff(&existing, &schema).map_err(|message| {
-                    Error::plan(
-                        r.task.as_str(),
-                        r.file.clone(),
-                        datafusion::error::DataFusionError::Plan(message),
-                    )
-                })?;
-                let evolving = task.config.on_schema_change == OnSchemaChange::AppendNewColumns;
-                if !diff.changed.is_empty() || (!diff.is_empty() && !evolving) {
-                    return Err(Error::SchemaChange {
-                        task: r.task.to_string(),
-                        uri: url.to_string(),
-                        added: diff.added,
-                        removed: diff.removed,
-                        changed: diff.changed,
-                    });
-                }
-                evolve_schema = !diff.is_empty();
-            }
-        }
-        tasks.push(PlannedTask {
-            task: name.clone(),
+        let evolve_schema = match (&table_url, selected) {
+            (Some(url), true) => self.schema_fits(r, config, url, &schema).await?,
+            _ => false,
+        };
+        Ok(PlannedTask {
+            task: r.task.clone(),
             file: r.file.clone(),
-            materialization: task.config.materialized,
-            config: task.config.clone(),
+            materialization: config.materialized,
+            config: config.clone(),
             evolve_schema,
             sql: r.sql.clone(),
             schema,
             table_url,
-            selected: selected.contains(name),
+            selected,
             expectations,
-            upstream: dag
-                .upstream_of(name)
-                .filter(|u| to_plan.contains(*u))
-                .cloned()
-                .collect(),
+            upstream,
             statement: p.statement.clone(),
-        });
+        })
     }
-    // Metrics are planned with the run (against the tasks' planned outputs), so a
-    // broken metric fails the run before anything is written. They are computed after
-    // a full run of the pipeline, not after a selection.
-    let mut metrics = Vec::new();
-    if options.select.is_empty() && !pipeline.metrics.is_empty() {
-        for metric in pipeline.metrics.values() {
-            let r = renderer.render_metric(metric)?;
-            let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
-            for relation in &p.relations {
-                check_relation(engine, &r, relation)?;
-            }
-            let new: BTreeSet<String> = p.functions.difference(&functions).cloned().collect();
-            models.extend(engine.register_models(&ctx, &new).await?);
-            functions.extend(new);
-            reads.register(&r, &p.relations, &mut registered).await?;
-            let plan = ctx
-                .state()
-                .statement_to_plan(p.statement.clone())
-                .await
-                .map_err(|source| plan_error(&r, source))?;
-            let grouped = plan.schema().fields().len() == 2;
-            crate::checks::check_shape(plan.schema().as_arrow()).map_err(|message| {
-                Error::plan(
-                    r.task.as_str(),
-                    r.file.clone(),
-                    datafusion::error::DataFusionError::Plan(message),
-                )
-            })?;
-            metrics.push(PlannedMetric {
-                name: metric.name.clone(),
-                file: r.file.clone(),
-                sql: r.sql.clone(),
-                config: metric.config.clone(),
-                grouped,
-                statement: p.statement,
-            });
-        }
-    }
-    Ok(RunPlan {
-        pipeline: pipeline.name.clone(),
-        env: env.name.clone(),
-        ds: options.ds,
-        tasks,
-        metrics,
-        models,
-        ctx,
-    })
-}
 
-/// Registers the tables a query reads that are not tasks of this run: sources, and
-/// tasks' tables as they are in the warehouse.
-struct Reads<'a> {
-    engine: &'a Engine,
-    ctx: &'a SessionContext,
-    warehouse: &'a super::Warehouse,
-    pipeline: &'a str,
-    in_run: &'a BTreeSet<TaskName>,
-}
-
-impl Reads<'_> {
-    async fn register(
+    /// The task's expectations compiled against its output; unqualified, as they name
+    /// the output's columns as they are written.
+    fn compile_expectations(
         &self,
         r: &RenderedTask,
+        config: &TaskConfig,
+        schema: &SchemaRef,
+    ) -> Result<Option<Arc<CompiledExpectations>>> {
+        if config.expect.is_empty() {
+            return Ok(None);
+        }
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
+            .map_err(|source| plan_error(r, source))?;
+        let compiled = CompiledExpectations::compile(
+            r.task.as_str(),
+            &config.expect,
+            &df_schema,
+            |sql| self.ctx.parse_sql_expr(sql, &df_schema),
+        )
+        .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
+        Ok(Some(Arc::new(compiled)))
+    }
+
+    /// Whether writing `schema` to the table at `url` changes its columns (allowed by
+    /// `on_schema_change`); an error when it may not.
+    async fn schema_fits(
+        &self,
+        r: &RenderedTask,
+        config: &TaskConfig,
+        url: &Url,
+        schema: &SchemaRef,
+    ) -> Result<bool> {
+        let Some(existing) = crate::delta::open(url, self.catalog.storage()).await? else {
+            return Ok(false);
+        };
+        let diff = crate::delta::schema_diff(&existing, url, schema)
+            .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
+        let evolving = config.on_schema_change == OnSchemaChange::AppendNewColumns;
+        if !diff.changed.is_empty() || (!diff.is_empty() && !evolving) {
+            return Err(Error::SchemaChange {
+                task: r.task.to_string(),
+                uri: url.to_string(),
+                added: diff.added,
+                removed: diff.removed,
+                changed: diff.changed,
+            });
+        }
+        Ok(!diff.is_empty())
+    }
+
+    /// Plans a metric against the tasks' planned outputs.
+    async fn plan_metric(&mut self, r: &RenderedTask) -> Result<PlannedMetric> {
+        let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
+        for relation in &p.relations {
+            check_relation(self.engine, r, relation)?;
+        }
+        let new: BTreeSet<String> = p.functions.difference(&self.functions).cloned().collect();
+        let more = self.engine.register_models(&self.ctx, &new).await?;
+        self.models.extend(more);
+        self.functions.extend(new);
+        self.register_reads(r, &p.relations).await?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(p.statement.clone())
+            .await
+            .map_err(|source| plan_error(r, source))?;
+        crate::checks::check_shape(plan.schema().as_arrow())
+            .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
+        let metric = &self.pipeline.metrics[&r.task];
+        Ok(PlannedMetric {
+            name: metric.name.clone(),
+            file: r.file.clone(),
+            sql: r.sql.clone(),
+            config: metric.config.clone(),
+            grouped: plan.schema().fields().len() == 2,
+            statement: p.statement,
+        })
+    }
+
+    /// Registers the tables a query reads that are not tasks of this run, through the
+    /// catalog: sources, and tasks' tables as they are in the warehouse.
+    async fn register_reads(
+        &mut self,
+        r: &RenderedTask,
         relations: &[TableReference],
-        registered: &mut BTreeSet<TableReference>,
     ) -> Result<()> {
-        let (engine, ctx, warehouse) = (self.engine, self.ctx, self.warehouse);
+        let pipeline = self.pipeline.name.as_str();
         for relation in relations {
             let (Some(schema), table) = (relation.schema(), relation.table()) else {
                 continue;
             };
             let reference = TableReference::partial(schema, table);
-            let in_run = schema == self.pipeline && self.in_run.contains(table);
-            if in_run || !registered.insert(reference.clone()) {
+            let in_run = schema == pipeline && self.in_run.contains(table);
+            if in_run || !self.registered.insert(reference.clone()) {
                 continue;
             }
-            if let Some(src) = engine.environment().source(schema, table) {
-                register_source(engine, ctx, warehouse.storage(), schema, table, src)
-                    .await
-                    .map_err(|e| plan_context(&r.task, &r.file, e))?;
-                continue;
-            }
-            // A task outside this run: read its table as it is in the warehouse.
-            let pipeline_of = engine.project().pipeline(schema)?.name.clone();
-            let url = warehouse.table_url(&pipeline_of, table)?;
-            let found = register_delta(ctx, reference, &url, warehouse.storage())
-                .await
-                .map_err(|e| plan_context(&r.task, &r.file, e))?;
-            if !found {
-                let hint = if schema == self.pipeline {
+            if let Resolved::NotYetWritten(url) = self.catalog.register(&self.ctx, &reference).await? {
+                let hint = if schema == pipeline {
                     format!(
                         "run it first, or select +{} to run it with its upstream tasks",
                         r.task
@@ -351,13 +406,12 @@ impl Reads<'_> {
                 } else {
                     format!("run pipeline `{schema}` first")
                 };
-                return Err(Error::plan(
-                    r.task.as_str(),
-                    r.file.clone(),
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "table {schema}.{table} does not exist yet at {url}; {hint}"
-                    )),
-                ));
+                let missing = PlanError::MissingTable {
+                    table: format!("{schema}.{table}"),
+                    uri: url.to_string(),
+                    hint,
+                };
+                return Err(Error::plan(r.task.as_str(), r.file.clone(), missing));
             }
         }
         Ok(())
@@ -418,13 +472,8 @@ fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) 
 /// partition columns present.
 fn check_output(r: &RenderedTask, config: &TaskConfig, schema: &SchemaRef) -> Result<()> {
     let materialization = config.materialized;
-    let fail = |message: String| {
-        Error::plan(
-            r.task.as_str(),
-            r.file.clone(),
-            datafusion::error::DataFusionError::Plan(message),
-        )
-    };
+    let fail =
+        |message: String| Error::plan(r.task.as_str(), r.file.clone(), PlanError::Output(message));
     let mut seen = BTreeSet::new();
     for field in schema.fields() {
         if !seen.insert(field.name().as_str()) {
@@ -465,11 +514,4 @@ fn check_output(r: &RenderedTask, config: &TaskConfig, schema: &SchemaRef) -> Re
 
 fn plan_error(r: &RenderedTask, source: datafusion::error::DataFusionError) -> Error {
     Error::plan(r.task.as_str(), r.file.clone(), source)
-}
-
-fn plan_context(task: &TaskName, file: &std::path::Path, e: Error) -> Error {
-    match e {
-        Error::Query { source } => Error::plan(task.as_str(), file, *source),
-        other => other,
-    }
 }

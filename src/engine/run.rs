@@ -1,6 +1,7 @@
 //! Executing a planned run: tasks start as soon as their upstream tasks of the run
 //! have finished (up to `max_concurrent_tasks` at once); each written task is one
-//! Delta commit, after which downstream tasks read the committed table.
+//! Delta commit, after which downstream tasks read the committed table. Then the
+//! metrics are computed, the run is logged, and alerts are sent.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,125 +9,18 @@ use std::time::{Duration, Instant};
 
 use datafusion::common::TableReference;
 use datafusion::datasource::ViewTable;
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
-use crate::checks::{AlertDelivery, ExpectationOutcome, MetricValue, PlannedMetric, RunLog};
-use crate::config::{Materialization, PipelineName, TaskName};
+use crate::catalog::{register_provider, Catalog};
+use crate::checks::{MetricError, MetricValue, PlannedMetric};
+use crate::config::{PipelineName, TaskName};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
-use crate::template::RunDate;
-
-/// How one task of a run ended.
-#[derive(Debug)]
-pub enum TaskStatus {
-    /// Written (or, for a view, registered).
-    Succeeded(Option<WriteOutcome>),
-    /// Failed; its table is at its previous version.
-    Failed(Error),
-    /// Not started because an upstream task failed.
-    Skipped,
-}
-
-/// One task's result in a [`RunReport`].
-#[derive(Debug)]
-pub struct TaskOutcome {
-    /// The task.
-    pub task: TaskName,
-    /// How it was written.
-    pub materialization: Materialization,
-    /// What happened.
-    pub status: TaskStatus,
-    /// Time from start to commit.
-    pub elapsed: Duration,
-    /// How the task's expectations fared (also when a `fail` expectation failed it).
-    pub expectations: Vec<ExpectationOutcome>,
-}
-
-/// The result of executing a run.
-#[derive(Debug)]
-pub struct RunReport {
-    /// The pipeline.
-    pub pipeline: PipelineName,
-    /// The environment.
-    pub env: String,
-    /// The run date.
-    pub ds: RunDate,
-    /// The run's id in the run log.
-    pub run_id: String,
-    /// Each executed task, in the order they finished.
-    pub tasks: Vec<TaskOutcome>,
-    /// The pipeline's metric values, judged (after a full, successful run).
-    pub metrics: Vec<MetricValue>,
-    /// A metric that could not be computed (the written data stays).
-    pub metric_errors: Vec<(String, String)>,
-    /// Why the run could not be recorded in the run log, if it could not (the written
-    /// data stays).
-    pub log_error: Option<String>,
-    /// The alerts sent after the run (failed deliveries included).
-    pub alerts: Vec<AlertDelivery>,
-    /// The MLflow run this run was logged to, when the environment names a server.
-    pub mlflow_run_id: Option<String>,
-    /// Why the run could not be logged to MLflow, if it could not (nothing is undone).
-    pub mlflow_error: Option<String>,
-    /// The model functions the run called, as they were resolved when it was planned.
-    pub models: Vec<crate::models::ResolvedModel>,
-    /// Wall time of the execution.
-    pub elapsed: Duration,
-}
-
-impl RunReport {
-    fn new(
-        pipeline: PipelineName,
-        env: String,
-        ds: RunDate,
-        run_id: String,
-        tasks: Vec<TaskOutcome>,
-    ) -> Self {
-        RunReport {
-            pipeline,
-            env,
-            ds,
-            run_id,
-            tasks,
-            metrics: Vec::new(),
-            metric_errors: Vec::new(),
-            log_error: None,
-            alerts: Vec::new(),
-            mlflow_run_id: None,
-            mlflow_error: None,
-            models: Vec::new(),
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    /// Whether every task succeeded (metric breaches do not fail a run).
-    pub fn succeeded(&self) -> bool {
-        self.tasks
-            .iter()
-            .all(|t| matches!(t.status, TaskStatus::Succeeded(_)))
-            && self.metric_errors.is_empty()
-    }
-
-    /// The metric values that breached a threshold.
-    pub fn breaches(&self) -> impl Iterator<Item = &MetricValue> {
-        self.metrics.iter().filter(|m| m.breach.is_some())
-    }
-
-    /// The first failure, if any.
-    pub fn first_error(&self) -> Option<&Error> {
-        self.tasks.iter().find_map(|t| match &t.status {
-            TaskStatus::Failed(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    /// The outcome of `task`.
-    pub fn task(&self, task: &str) -> Option<&TaskOutcome> {
-        self.tasks.iter().find(|t| t.task.as_str() == task)
-    }
-}
+use crate::report::{RunReport, TaskOutcome, TaskStatus};
+use crate::runlog::RunLog;
 
 pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     let started = Instant::now();
@@ -146,51 +40,79 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         models,
         ctx,
     } = plan;
-    let mut outcomes = Vec::new();
-    let warehouse = match engine.warehouse() {
-        Ok(w) => w,
+    let catalog = match engine.catalog() {
+        Ok(c) => c,
         Err(e) => {
-            // Plans are only made when the warehouse resolves, so this is unreachable in
+            // Plans are only made when the catalog resolves, so this is unreachable in
             // practice; report it on the first task rather than panic.
-            if let Some(first) = tasks.first() {
-                outcomes.push(TaskOutcome {
-                    task: first.task.clone(),
-                    materialization: first.materialization,
-                    status: TaskStatus::Failed(e),
-                    elapsed: Duration::ZERO,
-                    expectations: Vec::new(),
-                });
-            }
-            let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+            let outcomes = tasks.first().map(|first| TaskOutcome {
+                task: first.task.clone(),
+                materialization: first.materialization,
+                status: TaskStatus::Failed(e),
+                elapsed: Duration::ZERO,
+                expectations: Vec::new(),
+            });
+            let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes.into_iter().collect());
             report.models = models;
             report.elapsed = started.elapsed();
             return report;
         }
     };
+    let outcomes = run_tasks(engine, &ctx, &catalog, &pipeline, &tasks).await;
+    let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+    report.models = models;
+    let log = RunLog::new(catalog);
+    let log_ctx = engine.session();
+    if report.succeeded() && !metrics.is_empty() {
+        compute_metrics(&ctx, &log_ctx, &log, &metrics, &mut report).await;
+    }
+    // The run log is written last; a failure to write it never undoes the run's data.
+    if let Err(e) = log
+        .append(&log_ctx, &report, started_at, &report.metrics)
+        .await
+    {
+        report.log_error = Some(e);
+    }
+    match crate::notify::log_to_mlflow(engine.environment(), &report, started_at.timestamp_millis())
+        .await
+    {
+        Ok(id) => report.mlflow_run_id = id,
+        Err(e) => report.mlflow_error = Some(e),
+    }
+    // Alerts last: the data is committed and logged whatever their delivery does.
+    report.alerts = crate::notify::send_alerts(engine.environment(), &report).await;
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Runs the planned tasks, each as soon as its upstream tasks of the run succeeded;
+/// after a failure no task starts, and the selected tasks not run are skipped.
+async fn run_tasks(
+    engine: &Engine,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    pipeline: &PipelineName,
+    tasks: &[PlannedTask],
+) -> Vec<TaskOutcome> {
+    let mut outcomes = Vec::new();
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
     let mut done: BTreeSet<TaskName> = BTreeSet::new();
     let mut failed = false;
     let mut running = FuturesUnordered::new();
     let limit = engine.max_concurrent_tasks();
-
     loop {
-        if !failed {
-            let mut i = 0;
-            while i < waiting.len() && running.len() < limit {
-                if waiting[i].upstream.iter().all(|u| done.contains(u)) {
-                    let task = waiting.remove(i);
-                    let ctx = ctx.clone();
-                    let warehouse = warehouse.clone();
-                    let pipeline = pipeline.clone();
-                    running.push(async move {
-                        let start = Instant::now();
-                        let status = run_task(&ctx, &warehouse, &pipeline, task).await;
-                        (task, status, start.elapsed())
-                    });
-                } else {
-                    i += 1;
-                }
+        let mut i = 0;
+        while !failed && i < waiting.len() && running.len() < limit {
+            if !waiting[i].upstream.iter().all(|u| done.contains(u)) {
+                i += 1;
+                continue;
             }
+            let task = waiting.remove(i);
+            running.push(async move {
+                let start = Instant::now();
+                let status = run_task(ctx, catalog, pipeline, task).await;
+                (task, status, start.elapsed())
+            });
         }
         let Some((task, status, elapsed)) = running.next().await else {
             break;
@@ -228,68 +150,36 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
             expectations: Vec::new(),
         });
     }
-    let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
-    report.models = models;
-    let log = RunLog::new(warehouse.root(), warehouse.storage());
-    let log_ctx = engine.session();
-    if report.succeeded() && !metrics.is_empty() {
-        compute_metrics(&ctx, &log_ctx, &log, &metrics, &mut report).await;
-    }
-    // The run log is written last; a failure to write it never undoes the run's data.
-    if let Err(e) = log
-        .append(&log_ctx, &report, started_at, &report.metrics)
-        .await
-    {
-        report.log_error = Some(e.full_message());
-    }
-    match crate::checks::log_to_mlflow(engine.environment(), &report, started_at.timestamp_millis())
-        .await
-    {
-        Ok(id) => report.mlflow_run_id = id,
-        Err(e) => report.mlflow_error = Some(e),
-    }
-    // Alerts last: the data is committed and logged whatever their delivery does.
-    report.alerts = crate::checks::send_alerts(engine.environment(), &report).await;
-    report.elapsed = started.elapsed();
-    report
+    outcomes
 }
 
 /// Computes each metric on the committed tables and judges it against its thresholds
 /// and the previous successful run's value.
 async fn compute_metrics(
-    ctx: &datafusion::prelude::SessionContext,
-    log_ctx: &datafusion::prelude::SessionContext,
+    ctx: &SessionContext,
+    log_ctx: &SessionContext,
     log: &RunLog,
     metrics: &[PlannedMetric],
     report: &mut RunReport,
 ) {
+    let metric_err = |m: &PlannedMetric, source: MetricError| Error::Metric {
+        metric: m.name.to_string(),
+        file: m.file.clone(),
+        source,
+    };
     let previous = match log
         .previous_metrics(log_ctx, report.pipeline.as_str())
         .await
     {
         Ok(p) => p,
         Err(e) => {
-            report
-                .metric_errors
-                .push(("(previous values)".into(), e.to_string()));
+            // The metrics are judged without the previous values; why is reported.
+            report.metric_errors.push(e);
             Default::default()
         }
     };
     for m in metrics {
-        let result = async {
-            let plan = ctx
-                .state()
-                .statement_to_plan(m.statement.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let batches = datafusion::prelude::DataFrame::new(ctx.state(), plan)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
-            crate::checks::values(&batches, m.grouped)
-        }
-        .await;
-        match result {
+        match metric_values(ctx, m).await {
             Ok(values) => {
                 for (group, value) in values {
                     let prev = previous.get(&(m.name.to_string(), group.clone())).copied();
@@ -302,41 +192,43 @@ async fn compute_metrics(
                     });
                 }
             }
-            Err(message) => report.metric_errors.push((
-                m.name.to_string(),
-                format!("{}: {message}", m.file.display()),
-            )),
+            Err(source) => report.metric_errors.push(metric_err(m, source)),
         }
     }
+}
+
+/// Runs a metric's query: its (group, value) pairs.
+async fn metric_values(
+    ctx: &SessionContext,
+    m: &PlannedMetric,
+) -> std::result::Result<crate::checks::GroupValues, MetricError> {
+    let plan = ctx.state().statement_to_plan(m.statement.clone()).await?;
+    let batches = DataFrame::new(ctx.state(), plan).collect().await?;
+    crate::checks::values(&batches, m.grouped)
 }
 
 /// Plans `task` again against the tables as they are now (upstream tasks of the run
 /// committed), then writes it; a view is registered for its downstream tasks instead.
 async fn run_task(
-    ctx: &datafusion::prelude::SessionContext,
-    warehouse: &super::Warehouse,
+    ctx: &SessionContext,
+    catalog: &Catalog,
     pipeline: &PipelineName,
     task: &PlannedTask,
 ) -> Result<Option<WriteOutcome>> {
     let reference = TableReference::partial(pipeline.as_str(), task.task.as_str());
-    let plan_err = |source| Error::plan(task.task.as_str(), task.file.clone(), source);
     let plan = ctx
         .state()
         .statement_to_plan(task.statement.clone())
         .await
-        .map_err(plan_err)?;
+        .map_err(|source| Error::plan(task.task.as_str(), task.file.clone(), source))?;
     let Some(url) = &task.table_url else {
-        ctx.deregister_table(reference.clone()).map_err(plan_err)?;
-        ctx.register_table(
-            reference,
-            Arc::new(ViewTable::new(plan, Some(task.sql.clone()))),
-        )
-        .map_err(plan_err)?;
+        let view = ViewTable::new(plan, Some(task.sql.clone()));
+        register_provider(ctx, reference, Arc::new(view))?;
         return Ok(None);
     };
     let target = crate::delta::TableWrite {
         url,
-        storage: warehouse.storage(),
+        storage: catalog.storage(),
         table_name: task.task.as_str(),
         config: &task.config,
         evolve: task.evolve_schema,
@@ -345,7 +237,6 @@ async fn run_task(
     let written = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.
     let provider = crate::delta::provider(&written.table, url).await?;
-    ctx.deregister_table(reference.clone()).map_err(plan_err)?;
-    ctx.register_table(reference, provider).map_err(plan_err)?;
+    register_provider(ctx, reference, provider)?;
     Ok(Some(written.outcome))
 }

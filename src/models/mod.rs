@@ -39,7 +39,7 @@ use sha2::Digest;
 pub use onnx::{ElemType, Labels, ModelInput, OnnxModel, OutputKind};
 pub(crate) use udf::ModelFunction;
 
-use crate::checks::MlflowClient;
+use crate::mlflow::Client as MlflowClient;
 use crate::config::Environment;
 use crate::error::{Error, Result};
 

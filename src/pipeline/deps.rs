@@ -11,7 +11,7 @@ use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseProblem, Result};
 
 /// A task's SQL parsed into a single query statement, with the tables it reads.
 #[derive(Debug, Clone)]
@@ -26,37 +26,40 @@ pub(crate) struct ParsedTask {
 
 /// Parses `sql` (the rendered text of `task` from `file`) and lists the tables it reads.
 pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<ParsedTask> {
-    let parse_err = |message: String, line: Option<usize>| Error::Parse {
+    let parse_err = |problem: ParseProblem, line: Option<usize>| Error::Parse {
         task: task.to_string(),
         file: file.to_path_buf(),
         line,
-        message,
+        problem,
     };
     let mut statements =
         DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
-            let message = match &e {
-                DataFusionError::SQL(inner, _) => inner.to_string(),
-                other => other.to_string(),
+            let problem = match e {
+                DataFusionError::SQL(inner, _) => ParseProblem::Syntax(*inner),
+                other => ParseProblem::DataFusion(other),
             };
             // An error at the end of input has no location; it is on the last line.
+            let message = problem.to_string();
             let line = error_line(&message).or_else(|| {
                 message
                     .ends_with("EOF")
                     .then(|| sql.trim_end().lines().count())
             });
-            parse_err(message, line)
+            parse_err(problem, line)
         })?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
         (None, _) => {
             return Err(parse_err(
-                "the task's SQL is empty; write one SELECT".into(),
+                ParseProblem::NotOneQuery("the task's SQL is empty; write one SELECT"),
                 None,
             ))
         }
         (Some(_), false) => {
             return Err(parse_err(
-                "the task's SQL has several statements; a task is exactly one SELECT".into(),
+                ParseProblem::NotOneQuery(
+                    "the task's SQL has several statements; a task is exactly one SELECT",
+                ),
                 None,
             ))
         }
@@ -64,13 +67,14 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
     let is_query = matches!(&statement, Statement::Statement(s) if matches!(s.as_ref(), ast::Statement::Query(_)));
     if !is_query {
         return Err(parse_err(
-            "a task must be a single query (SELECT … or WITH … SELECT …); quern writes its result"
-                .into(),
+            ParseProblem::NotOneQuery(
+                "a task must be a single query (SELECT … or WITH … SELECT …); quern writes its result",
+            ),
             Some(1),
         ));
     }
-    let (mut relations, _ctes) =
-        resolve_table_references(&statement, true).map_err(|e| parse_err(e.to_string(), None))?;
+    let (mut relations, _ctes) = resolve_table_references(&statement, true)
+        .map_err(|e| parse_err(ParseProblem::DataFusion(e), None))?;
     // Table functions (`range(…)`, `generate_series(…)`) are not tables.
     let functions = table_functions(&statement);
     relations.retain(|r| !(r.schema().is_none() && functions.contains(r.table())));

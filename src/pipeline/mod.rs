@@ -6,5 +6,5 @@ mod deps;
 mod project;
 
 pub use dag::{Dag, Selector};
-pub(crate) use deps::extract_relations;
-pub use project::{MacroFile, Metric, Pipeline, Project, Task};
+pub(crate) use deps::{extract_relations, ParsedTask};
+pub use project::{Metric, Pipeline, Project, Task};

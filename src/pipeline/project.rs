@@ -25,6 +25,7 @@ pub struct Task {
 
 /// A pipeline: a folder `sql/<pipeline>/` of task files and a `pipeline.toml`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Pipeline {
     /// The pipeline's name (its folder name, and its SQL schema).
     pub name: PipelineName,
@@ -40,6 +41,7 @@ pub struct Pipeline {
 
 /// A metric of a pipeline (`[metrics.<name>]` in `pipeline.toml`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Metric {
     /// The pipeline.
     pub pipeline: PipelineName,
@@ -66,7 +68,7 @@ impl Pipeline {
 
 /// A macro file in `sql/macros/`, imported into every task template.
 #[derive(Debug, Clone)]
-pub struct MacroFile {
+pub(crate) struct MacroFile {
     /// The file, relative to the project folder.
     pub file: PathBuf,
     /// The file's text.
@@ -106,10 +108,10 @@ impl Project {
                 }
                 continue;
             }
-            let name = PipelineName::try_new(dir_name).map_err(|message| Error::Config {
+            let name = PipelineName::try_new(dir_name).map_err(|source| Error::Name {
                 file: entry.clone(),
-                key: "pipeline folder".into(),
-                message,
+                what: "pipeline folder".into(),
+                source,
             })?;
             let pipeline = load_pipeline(&root, name.clone(), entry)?;
             pipelines.insert(name, pipeline);
@@ -152,7 +154,7 @@ impl Project {
     }
 
     /// The macro files of `sql/macros/`.
-    pub fn macros(&self) -> &[MacroFile] {
+    pub(crate) fn macros(&self) -> &[MacroFile] {
         &self.macros
     }
 
@@ -195,10 +197,10 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
         if !file.is_file() || file.extension().is_none_or(|e| e != "sql") {
             continue;
         }
-        let task_name = TaskName::try_new(file_stem(&file)).map_err(|message| Error::Config {
+        let task_name = TaskName::try_new(file_stem(&file)).map_err(|source| Error::Name {
             file: file.clone(),
-            key: "task file name".into(),
-            message,
+            what: "task file name".into(),
+            source,
         })?;
         let template = crate::config::read_file(&file)?;
         let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
@@ -227,10 +229,10 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
     let shown = relative(root, &config_file);
     let mut metrics = BTreeMap::new();
     for (metric, metric_config) in config.metrics {
-        let metric_name = TaskName::try_new(metric.clone()).map_err(|message| Error::Config {
+        let metric_name = TaskName::try_new(metric.clone()).map_err(|source| Error::Name {
             file: shown.clone(),
-            key: format!("metrics.{metric}"),
-            message,
+            what: format!("key `metrics.{metric}`"),
+            source,
         })?;
         let file = PathBuf::from(format!("{}#metrics.{metric}", shown.display()));
         metrics.insert(

@@ -38,14 +38,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pipeline::{extract_relations, Pipeline, Project};
-use crate::template::{RunDate, Vars};
-use crate::Renderer;
+use crate::pipeline::{extract_relations, ParsedTask, Pipeline, Project, Task};
+use crate::template::{Renderer, RunDate, Vars};
 
 use compare::{Comparison, Row};
 use spec::{TestFile, TestSpec};
@@ -338,8 +340,46 @@ impl Case<'_> {
     }
 
     async fn run(&self) -> Result<Outcome> {
+        let task = self.task()?;
+        let (ds, vars) = (self.ds()?, self.vars());
+        let ctx = self.engine.session();
+        let renderer = Renderer::new(self.engine.project(), self.engine.environment(), ds, &vars);
+        let prepared = async {
+            let rendered = renderer?.render(task)?;
+            let parsed = extract_relations(task.name.as_str(), &task.file, &rendered.sql)?;
+            self.engine.register_models(&ctx, &parsed.functions).await?;
+            Ok::<_, Error>(parsed)
+        };
+        let parsed = match prepared.await {
+            Ok(p) => p,
+            Err(e) => return Ok(self.error_outcome(&e)),
+        };
+        self.register_given(&ctx, &parsed).await?;
+        let result = async {
+            let plan = ctx
+                .state()
+                .statement_to_plan(parsed.statement.clone())
+                .await?;
+            let df = datafusion::prelude::DataFrame::new(ctx.state(), plan);
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+        }
+        .await;
+        match result {
+            Ok((schema, batches)) => self.compare(&ctx, &schema, &batches).await,
+            Err(e) => Ok(self.error_outcome(&Error::plan(
+                task.name.as_str(),
+                task.file.clone(),
+                e,
+            ))),
+        }
+    }
+
+    /// The task the test runs.
+    fn task(&self) -> Result<&Task> {
         let spec = self.spec;
-        let task = self.pipeline.tasks.get(spec.task.as_str()).ok_or_else(|| {
+        self.pipeline.tasks.get(spec.task.as_str()).ok_or_else(|| {
             self.bad_file(format!(
                 "pipeline `{}` has no task `{}`; its tasks: {}",
                 self.pipeline.name,
@@ -351,38 +391,36 @@ impl Case<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
-        })?;
-        let ds: RunDate = match &spec.ds {
-            None => GOLDEN_DS.parse()?,
+        })
+    }
+
+    /// The test's `ds` ([`GOLDEN_DS`] when absent).
+    fn ds(&self) -> Result<RunDate> {
+        match &self.spec.ds {
+            None => GOLDEN_DS.parse(),
             Some(toml::Value::String(s)) => {
-                s.parse().map_err(|e: Error| self.bad_file(e.to_string()))?
+                s.parse().map_err(|e: Error| self.bad_file(e.to_string()))
             }
             Some(toml::Value::Datetime(d)) if d.time.is_none() => d
                 .to_string()
                 .parse()
-                .map_err(|e: Error| self.bad_file(e.to_string()))?,
-            Some(other) => return Err(self.bad_file(format!("ds = {other} is not a date"))),
-        };
+                .map_err(|e: Error| self.bad_file(e.to_string())),
+            Some(other) => Err(self.bad_file(format!("ds = {other} is not a date"))),
+        }
+    }
+
+    fn vars(&self) -> Vars {
         let mut vars = Vars::new();
-        for (k, v) in &spec.vars {
+        for (k, v) in &self.spec.vars {
             vars = vars.with(k.clone(), v.clone());
         }
-        let project = self.engine.project();
-        let ctx = self.engine.session();
+        vars
+    }
 
-        // Each given table must be one the task reads; each table it reads must be given.
-        let renderer = Renderer::new(project, self.engine.environment(), ds, &vars);
-        let rendered = match renderer.and_then(|r| r.render(task)) {
-            Ok(r) => r,
-            Err(e) => return Ok(self.error_outcome(&e)),
-        };
-        let parsed = match extract_relations(task.name.as_str(), &task.file, &rendered.sql) {
-            Ok(p) => p,
-            Err(e) => return Ok(self.error_outcome(&e)),
-        };
-        if let Err(e) = self.engine.register_models(&ctx, &parsed.functions).await {
-            return Ok(self.error_outcome(&e));
-        }
+    /// Registers each given table as a fixture through the catalog. Each given table
+    /// must be one the task reads; each table it reads must be given.
+    async fn register_given(&self, ctx: &SessionContext, parsed: &ParsedTask) -> Result<()> {
+        let spec = self.spec;
         let reads: BTreeSet<String> = parsed.relations.iter().map(ToString::to_string).collect();
         let mut given_names = BTreeSet::new();
         for g in &spec.given {
@@ -399,22 +437,18 @@ impl Case<'_> {
                     }
                 )));
             }
-            let declared = data::parse_columns(&ctx, &g.columns)
+            let declared = data::parse_columns(ctx, &g.columns)
                 .await
                 .map_err(|m| self.bad_file(format!("given `{}`: {m}", g.table)))?;
             let (schema, batches) = match &g.csv {
-                Some(csv) => data::csv_batches(&ctx, &self.dir.join(csv), &declared).await,
+                Some(csv) => data::csv_batches(ctx, &self.dir.join(csv), &declared).await,
                 None => data::rows_batch(&declared, &g.rows).map(|b| (b.schema(), vec![b])),
             }
             .map_err(|m| self.bad_file(format!("given `{}`: {m}", g.table)))?;
             let table = MemTable::try_new(schema, vec![batches])
                 .map_err(|e| self.bad_file(e.to_string()))?;
             let reference = TableReference::from(g.table.as_str());
-            if let Some(schema_name) = reference.schema() {
-                crate::engine::ensure_schema(&ctx, schema_name);
-            }
-            ctx.register_table(reference, Arc::new(table))
-                .map_err(|e| self.bad_file(e.to_string()))?;
+            crate::catalog::register_provider(ctx, reference, Arc::new(table))?;
             given_names.insert(name);
         }
         if let Some(missing) = reads.iter().find(|r| !given_names.contains(*r)) {
@@ -423,56 +457,23 @@ impl Case<'_> {
                 spec.task
             )));
         }
+        Ok(())
+    }
 
-        let result = async {
-            let plan = ctx
-                .state()
-                .statement_to_plan(parsed.statement.clone())
-                .await?;
-            let df = datafusion::prelude::DataFrame::new(ctx.state(), plan);
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
-        }
-        .await;
-        let (schema, batches) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(self.error_outcome(&Error::plan(
-                    task.name.as_str(),
-                    task.file.clone(),
-                    e,
-                )))
-            }
-        };
-        let Some(expect) = &spec.expect else {
-            let want = spec.expect_error.as_deref().unwrap_or_default();
+    /// Compares the task's output with the expected rows.
+    async fn compare(
+        &self,
+        ctx: &SessionContext,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<Outcome> {
+        let Some(expect) = &self.spec.expect else {
+            let want = self.spec.expect_error.as_deref().unwrap_or_default();
             return Ok(Outcome::Failed(format!(
                 "expected an error containing {want:?}, but the task succeeded"
             )));
         };
-        let expected: Vec<Row> = match &expect.csv {
-            Some(csv) => {
-                let (_, b) = data::csv_batches(&ctx, &self.dir.join(csv), &[])
-                    .await
-                    .map_err(|m| self.bad_file(format!("expect: {m}")))?;
-                data::batch_rows(&b).map_err(|m| self.bad_file(m))?
-            }
-            None => expect
-                .rows
-                .iter()
-                .enumerate()
-                .map(|(i, row)| {
-                    row.iter()
-                        .map(|(k, v)| {
-                            data::scalar(v).map(|s| (k.clone(), s)).map_err(|m| {
-                                self.bad_file(format!("expect row {}: column `{k}`: {m}", i + 1))
-                            })
-                        })
-                        .collect::<Result<Row>>()
-                })
-                .collect::<Result<_>>()?,
-        };
+        let expected = self.expected_rows(ctx, expect).await?;
         let mut columns: BTreeSet<String> = expect.columns.iter().cloned().collect();
         if columns.is_empty() {
             columns = expected.iter().flat_map(|r| r.keys().cloned()).collect();
@@ -480,9 +481,9 @@ impl Case<'_> {
         if expected.is_empty() && expect.columns.is_empty() {
             columns = schema.fields().iter().map(|f| f.name().clone()).collect();
         }
-        let actual = data::batch_rows(&batches).map_err(|m| self.bad_file(m))?;
+        let actual = data::batch_rows(batches).map_err(|m| self.bad_file(m))?;
         let comparison = Comparison {
-            schema: &schema,
+            schema,
             columns: &columns,
             ordered: expect.ordered,
             tolerance: expect.tolerance.unwrap_or(1e-9),
@@ -491,6 +492,30 @@ impl Case<'_> {
             None => Outcome::Passed,
             Some(diff) => Outcome::Failed(diff),
         })
+    }
+
+    /// The expected rows: from the test's CSV file or its inline rows.
+    async fn expected_rows(&self, ctx: &SessionContext, expect: &spec::Expect) -> Result<Vec<Row>> {
+        if let Some(csv) = &expect.csv {
+            let (_, b) = data::csv_batches(ctx, &self.dir.join(csv), &[])
+                .await
+                .map_err(|m| self.bad_file(format!("expect: {m}")))?;
+            return data::batch_rows(&b).map_err(|m| self.bad_file(m));
+        }
+        expect
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                row.iter()
+                    .map(|(k, v)| {
+                        data::scalar(v).map(|s| (k.clone(), s)).map_err(|m| {
+                            self.bad_file(format!("expect row {}: column `{k}`: {m}", i + 1))
+                        })
+                    })
+                    .collect::<Result<Row>>()
+            })
+            .collect()
     }
 
     /// The outcome of a test whose task raised `err`.

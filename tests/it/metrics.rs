@@ -29,7 +29,7 @@ async fn metrics_compare_with_the_previous_run_and_the_log_keeps_history() {
             report.first_error(),
             report.metric_errors
         );
-        assert_eq!(report.log_error, None);
+        assert!(report.log_error.is_none(), "{:?}", report.log_error);
         assert_eq!(report.metrics.len(), 1);
         let m = &report.metrics[0];
         seen.push((m.value, m.previous, m.breach.clone()));

@@ -1,0 +1,177 @@
+//! The catalog: the one place that resolves a table a query names to what it reads.
+//! Plan, ad-hoc queries, the run log (`status`) and pipeline tests all register their
+//! tables through it:
+//!
+//! - a **source** (`source.table`, declared in the environment) reads its Delta,
+//!   Parquet or CSV location;
+//! - a **task table** (`pipeline.task`) of a task outside the run reads the Delta table
+//!   at `<warehouse>/<pipeline>/<task>/` as it is;
+//! - a task **planned in this run** is a placeholder of its planned output schema,
+//!   replaced by its committed table (or its view) once it has run;
+//! - a **run-log table** (`_quern/<table>`) reads the environment's log;
+//! - a **test fixture** is an in-memory table of the test's rows.
+//!
+//! It also owns where tables live ([`Warehouse`], the [`WriteGuard`]) and the one way
+//! object stores are made from `[storage]` options.
+
+mod location;
+mod sources;
+mod stores;
+
+pub(crate) use location::{table_url, Warehouse, WriteGuard};
+pub use stores::StorageError;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::TableProvider;
+use datafusion::prelude::SessionContext;
+use url::Url;
+
+use crate::config::Environment;
+use crate::delta::StorageOptions;
+use crate::error::{Error, Result};
+use crate::pipeline::Project;
+
+/// What a `schema.table` name resolved to when it was registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// A source or a task table that exists: registered.
+    Registered,
+    /// A task's table that has not been written yet, at this URL: not registered.
+    NotYetWritten(Url),
+    /// Neither a source nor a task of the project: left for DataFusion to report.
+    Unknown,
+}
+
+/// The tables of one environment of a project.
+#[derive(Debug, Clone)]
+pub(crate) struct Catalog {
+    project: Arc<Project>,
+    env: Arc<Environment>,
+    warehouse: Warehouse,
+}
+
+impl Catalog {
+    /// The catalog of `env`; resolves the warehouse root and storage secrets.
+    pub(crate) fn new(project: Arc<Project>, env: Arc<Environment>) -> Result<Self> {
+        let warehouse = Warehouse::new(&project, &env)?;
+        Ok(Catalog {
+            project,
+            env,
+            warehouse,
+        })
+    }
+
+    pub(crate) fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    pub(crate) fn storage(&self) -> &StorageOptions {
+        self.warehouse.storage()
+    }
+
+    /// Registers `reference` in `ctx` as the source or the task table it names.
+    pub(crate) async fn register(
+        &self,
+        ctx: &SessionContext,
+        reference: &TableReference,
+    ) -> Result<Resolved> {
+        let (Some(schema), table) = (reference.schema(), reference.table()) else {
+            return Ok(Resolved::Unknown);
+        };
+        let reference = TableReference::partial(schema, table);
+        if let Some(spec) = self.env.source(schema, table) {
+            let provider = sources::provider(
+                ctx,
+                self.project.root(),
+                &self.env,
+                self.storage(),
+                (schema, table),
+                spec,
+            )
+            .await?;
+            register_provider(ctx, reference, provider)?;
+            return Ok(Resolved::Registered);
+        }
+        let Some(pipeline) = self.project.pipelines().get(schema) else {
+            return Ok(Resolved::Unknown);
+        };
+        let url = self.warehouse.table_url(&pipeline.name, table);
+        Ok(if self.register_delta(ctx, reference, &url).await? {
+            Resolved::Registered
+        } else {
+            Resolved::NotYetWritten(url)
+        })
+    }
+
+    /// Registers the run-log table `table` (`runs`, `tasks`, `metrics`…) under its bare
+    /// name; `false` when the log has no such table yet.
+    pub(crate) async fn register_log_table(
+        &self,
+        ctx: &SessionContext,
+        table: &str,
+    ) -> Result<bool> {
+        let url = self.warehouse.log_table_url(table);
+        self.register_delta(ctx, TableReference::bare(table), &url)
+            .await
+    }
+
+    /// Registers the Delta table at `url` as `reference`; `false` when there is none.
+    async fn register_delta(
+        &self,
+        ctx: &SessionContext,
+        reference: TableReference,
+        url: &Url,
+    ) -> Result<bool> {
+        let Some(table) = crate::delta::open(url, self.storage()).await? else {
+            return Ok(false);
+        };
+        let provider = crate::delta::provider(&table, url).await?;
+        register_provider(ctx, reference, provider)?;
+        Ok(true)
+    }
+}
+
+/// Registers a task planned in this run as an empty table of its planned output, so
+/// downstream tasks plan against it before anything is written. Not a view:
+/// DataFusion inlines a view's plan into every plan that reads it, which grows
+/// exponentially along chains of fan-ins.
+pub(crate) fn register_planned(
+    ctx: &SessionContext,
+    reference: TableReference,
+    schema: SchemaRef,
+) -> Result<()> {
+    register_provider(ctx, reference, Arc::new(EmptyTable::new(schema)))
+}
+
+/// Registers `provider` as `reference` (a committed table, a view, a test fixture),
+/// replacing whatever was registered under that name, and creating its schema.
+pub(crate) fn register_provider(
+    ctx: &SessionContext,
+    reference: TableReference,
+    provider: Arc<dyn TableProvider>,
+) -> Result<()> {
+    if let Some(schema) = reference.schema() {
+        ensure_schema(ctx, schema);
+    }
+    let action = || format!("registering table {reference}");
+    ctx.deregister_table(reference.clone())
+        .map_err(|e| Error::session(action(), e))?;
+    ctx.register_table(reference.clone(), provider)
+        .map_err(|e| Error::session(action(), e))?;
+    Ok(())
+}
+
+/// Creates the SQL schema `name` in the session's default catalog if it is missing.
+pub(crate) fn ensure_schema(ctx: &SessionContext, name: &str) {
+    if let Some(catalog) = ctx.catalog("datafusion") {
+        if catalog.schema(name).is_none() {
+            // Registering can only fail for a name clash, which `schema()` just ruled out.
+            let _ = catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()));
+        }
+    }
+}

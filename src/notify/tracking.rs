@@ -1,0 +1,149 @@
+//! MLflow tracking over REST: when the environment names an MLflow server, each
+//! pipeline run becomes an MLflow run in the experiment `quern/<pipeline>`, with the
+//! run's params (env, ds), its metric values, expectation counts and rows written (with
+//! timestamps), and its final status.
+
+use serde_json::{json, Value};
+
+use crate::config::Environment;
+use crate::mlflow::Client;
+use crate::report::{RunReport, TaskStatus};
+
+/// Logs `report` to the environment's MLflow server; `Ok(None)` when it names none,
+/// else the MLflow run id.
+pub(crate) async fn log_run(
+    env: &Environment,
+    report: &RunReport,
+    started_ms: i64,
+) -> Result<Option<String>, String> {
+    let Some(client) = Client::for_env(env)? else {
+        return Ok(None);
+    };
+    let experiment = format!("quern/{}", report.pipeline);
+    let experiment_id = match client
+        .get(
+            "experiments/get-by-name",
+            &[("experiment_name", experiment.as_str())],
+        )
+        .await
+    {
+        Ok(v) => v["experiment"]["experiment_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        Err(e) if e.contains("RESOURCE_DOES_NOT_EXIST") => {
+            let created = client
+                .post("experiments/create", json!({ "name": experiment }))
+                .await?;
+            created["experiment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    let run = client
+        .post(
+            "runs/create",
+            json!({
+                "experiment_id": experiment_id,
+                "run_name": report.run_id,
+                "start_time": started_ms,
+                "tags": [
+                    { "key": "quern.pipeline", "value": report.pipeline.to_string() },
+                    { "key": "quern.env", "value": report.env },
+                    { "key": "quern.run_id", "value": report.run_id },
+                ],
+            }),
+        )
+        .await?;
+    let run_id = run["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut metrics = Vec::new();
+    let mut push = |key: String, value: f64| {
+        metrics.push(json!({ "key": sanitize(&key), "value": value, "timestamp": now, "step": 0 }));
+    };
+    for m in &report.metrics {
+        let Some(v) = m.value else { continue };
+        match &m.group {
+            Some(g) => push(format!("{}.{g}", m.metric), v),
+            None => push(m.metric.clone(), v),
+        }
+    }
+    for t in &report.tasks {
+        if let TaskStatus::Succeeded(Some(w)) = &t.status {
+            push(format!("rows.{}", t.task), w.rows as f64);
+        }
+        for e in &t.expectations {
+            push(
+                format!("expectation.{}.{}", t.task, e.name),
+                e.violations as f64,
+            );
+        }
+    }
+    let mut params = vec![
+        json!({ "key": "env", "value": report.env }),
+        json!({ "key": "ds", "value": report.ds.ds() }),
+    ];
+    // The model versions scored with, so a run is traceable to its models.
+    for m in &report.models {
+        let value = m.version.clone().unwrap_or_else(|| m.uri.clone());
+        params.push(json!({ "key": format!("model.{}", m.function), "value": value }));
+    }
+    let params = Value::Array(params);
+    // MLflow takes at most 1000 metrics per batch.
+    for (i, chunk) in metrics.chunks(1000).enumerate() {
+        let mut body = json!({ "run_id": run_id, "metrics": chunk });
+        if i == 0 {
+            body["params"] = params.clone();
+        }
+        client.post("runs/log-batch", body).await?;
+    }
+    if metrics.is_empty() {
+        client
+            .post(
+                "runs/log-batch",
+                json!({ "run_id": run_id, "params": params }),
+            )
+            .await?;
+    }
+    let status = if report.succeeded() {
+        "FINISHED"
+    } else {
+        "FAILED"
+    };
+    client
+        .post(
+            "runs/update",
+            json!({ "run_id": run_id, "status": status, "end_time": now }),
+        )
+        .await?;
+    Ok(Some(run_id))
+}
+
+/// MLflow metric keys: letters, digits, `_ - . / ` and spaces.
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_sanitized() {
+        assert_eq!(
+            super::sanitize("conversion_rate.spring sale!"),
+            "conversion_rate.spring sale_"
+        );
+    }
+}
