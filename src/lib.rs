@@ -86,7 +86,7 @@ pub mod testing;
 pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
-    Environment, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
+    Environment, DEFAULT_ENVIRONMENT, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
     Severity, TaskConfig, TaskName,
 };
 pub use delta::WriteOutcome;

@@ -39,6 +39,7 @@ use crate::config::{ExpectationConfig, Severity};
 
 /// How one expectation fared in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExpectationOutcome {
     /// The expectation's name.
     pub name: String,

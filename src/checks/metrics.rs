@@ -15,6 +15,7 @@ use crate::config::{MetricConfig, TaskName};
 
 /// A metric planned with its run.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PlannedMetric {
     /// The metric's name.
     pub name: TaskName,
@@ -31,6 +32,7 @@ pub struct PlannedMetric {
 
 /// One value of a metric in a run, judged.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MetricValue {
     /// The metric.
     pub metric: String,

@@ -142,11 +142,13 @@ fn project(cli: &Cli) -> Result<Project> {
         .with_context(|| format!("cannot load the project in {}", cli.project.display()))
 }
 
+/// The engine for `--env` (else `$QUERN_ENV`, else the default environment).
 fn engine(cli: &Cli) -> Result<Engine> {
-    let env = cli.env.clone().unwrap_or_else(|| "local".to_string());
-    Ok(Engine::builder(project(cli)?)
-        .with_environment(env)
-        .build()?)
+    let mut builder = Engine::builder(project(cli)?);
+    if let Some(env) = &cli.env {
+        builder = builder.with_environment(env.clone());
+    }
+    Ok(builder.build()?)
 }
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to its end.

@@ -140,6 +140,20 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             )?;
         }
     }
+    after_run(out, report)?;
+    writeln!(
+        out,
+        "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
+        report.pipeline,
+        report.env,
+        report.ds,
+        report.elapsed.as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// The lines after the tasks: metric values, alerts, and what could not be recorded.
+fn after_run(out: &mut impl Write, report: &RunReport) -> Result<()> {
     for m in &report.metrics {
         let name = match &m.group {
             Some(g) => format!("{}[{g}]", m.metric),
@@ -182,14 +196,6 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             why.full_message()
         )?;
     }
-    writeln!(
-        out,
-        "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
-        report.pipeline,
-        report.env,
-        report.ds,
-        report.elapsed.as_secs_f64()
-    )?;
     Ok(())
 }
 

@@ -19,6 +19,10 @@ pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, TaskConfig};
 
 use std::path::Path;
 
+/// The environment used when none is named (by `--env`, `QUERN_ENV`, a test's `env`):
+/// a warehouse on local disk, no cloud account needed.
+pub const DEFAULT_ENVIRONMENT: &str = "local";
+
 use crate::error::{Error, Result};
 
 /// Replaces every `${NAME}` in `value` with the process environment's `NAME`.

@@ -61,6 +61,7 @@ impl Materialization {
 /// Settings of one task in `pipeline.toml` (`[tasks.<name>]`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TaskConfig {
     /// How the result is written; `table` when absent.
     #[serde(default)]
@@ -106,6 +107,7 @@ pub struct PipelineConfig {
 /// number per group (a group column then the number), with thresholds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MetricConfig {
     /// The query (Jinja, like a task: `ref()`, `ds`, `var()`…).
     pub sql: String,

@@ -31,6 +31,7 @@ pub(crate) type StorageOptions = HashMap<String, String>;
 
 /// The outcome of writing one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriteOutcome {
     /// The table's version after the write (unchanged when nothing was committed).
     pub version: u64,

@@ -25,6 +25,7 @@ use crate::template::{RenderedTask, Renderer, RunDate, Vars};
 
 /// What a render, plan or run is for: the run date, var overrides and a task selection.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RunOptions {
     /// The run's logical date.
     pub ds: RunDate,
@@ -104,7 +105,7 @@ impl EngineBuilder {
         let name = self
             .environment
             .or_else(|| std::env::var("QUERN_ENV").ok().filter(|s| !s.is_empty()))
-            .unwrap_or_else(|| "local".to_string());
+            .unwrap_or_else(|| crate::config::DEFAULT_ENVIRONMENT.to_string());
         let env = self.project.environment(&name)?;
         let target_partitions = self.target_partitions.or(env.engine.target_partitions);
         let batch_size = env.engine.batch_size;
@@ -124,6 +125,20 @@ impl EngineBuilder {
 
 impl Engine {
     /// Starts building an engine for `project`.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// use quern::{Engine, Project};
+    ///
+    /// // The project in the current folder, on its `local` environment.
+    /// let engine = Engine::builder(Project::load(".")?)
+    ///     .with_environment("local")
+    ///     .with_max_concurrent_tasks(4)
+    ///     .build()?;
+    /// assert_eq!(engine.environment().name, "local");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(project: Project) -> EngineBuilder {
         EngineBuilder {
             project,
@@ -134,19 +149,41 @@ impl Engine {
     }
 
     /// The project.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// assert!(engine.project().pipelines().contains_key("events"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn project(&self) -> &Project {
         &self.project
     }
 
     /// The environment.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// println!("writing with environment {}", engine.environment().name);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn environment(&self) -> &Environment {
         &self.env
     }
 
     /// A new DataFusion session for this environment: delta-rs' planner (needed to
     /// write plans to Delta), the `DELTATABLE` table factory, the environment's engine
-    /// settings, and the information schema. Every query quern runs goes through here.
-    pub fn session(&self) -> SessionContext {
+    /// settings, quern's SQL functions and the information schema. Every query quern
+    /// runs goes through here; its tables and models are registered by the caller
+    /// (through the catalog), so embedders use [`Engine::query`] instead.
+    pub(crate) fn session(&self) -> SessionContext {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
@@ -172,6 +209,19 @@ impl Engine {
     }
 
     /// Renders every task of `pipeline` (in DAG order) for the options' ds and vars.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let options = options.with_var("lookback_days", 3);
+    /// for task in engine.render("events", &options)? {
+    ///     println!("-- {}\n{}", task.task, task.sql);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn render(&self, pipeline: &str, options: &RunOptions) -> Result<Vec<RenderedTask>> {
         self.render_with(&self.renderer(options)?, pipeline)
     }
@@ -207,30 +257,97 @@ impl Engine {
     }
 
     /// The DAG of `pipeline`, from the refs its tasks make when rendered with `options`.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let dag = engine.dag("events", &options)?;
+    /// let order: Vec<&str> = dag.order().iter().map(|t| t.as_str()).collect();
+    /// assert_eq!(order.first(), Some(&"clean_events"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dag(&self, pipeline: &str, options: &RunOptions) -> Result<Dag> {
         let rendered = self.render(pipeline, options)?;
         plan::dag_of(pipeline, &rendered)
     }
 
     /// Renders, parses and plans the selected tasks of `pipeline`; writes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let plan = engine.plan("events", &options).await?;
+    /// for task in &plan.tasks {
+    ///     println!("{} -> {} column(s)", task.task, task.schema.fields().len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn plan(&self, pipeline: &str, options: &RunOptions) -> Result<RunPlan> {
         plan::plan(self, pipeline, options).await
     }
 
     /// Plans then executes the selected tasks of `pipeline`. Nothing is written unless
     /// every task plans.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let report = engine.run("events", &options).await?;
+    /// if let Some(e) = report.first_error() {
+    ///     eprintln!("{}", e.full_message());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run(&self, pipeline: &str, options: &RunOptions) -> Result<RunReport> {
         let plan = self.plan(pipeline, options).await?;
         Ok(self.execute(plan).await)
     }
 
     /// Executes a plan made by [`Engine::plan`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let plan = engine.plan("events", &options).await?;
+    /// // … inspect the plan, then write it.
+    /// let report = engine.execute(plan).await;
+    /// assert!(report.succeeded());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn execute(&self, plan: RunPlan) -> RunReport {
         run::execute(self, plan).await
     }
 
     /// Resolves every model function of the environment (registry aliases to versions,
     /// downloads into the cache) and loads the models, for `quern models`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// for model in engine.models().await? {
+    ///     println!("{}", model.summary());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn models(&self) -> Result<Vec<ResolvedModel>> {
         crate::models::resolve(self.project.root(), &self.env, None).await
     }
@@ -271,6 +388,19 @@ impl Engine {
 
     /// Runs ad-hoc SQL over the environment: every `pipeline.task` table in the
     /// warehouse and every declared `source.table` can be read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let df = engine.query("SELECT count(*) AS n FROM raw.countries").await?;
+    /// let batches = df.collect().await?;
+    /// assert_eq!(batches[0].num_rows(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
         let ctx = self.session();
         let parsed =
@@ -291,6 +421,20 @@ impl Engine {
 
     /// The latest `limit` runs of `pipeline` in this environment's run log, and the
     /// values of its metrics in them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let history = engine.status("events", 10).await?;
+    /// for run in &history.runs {
+    ///     println!("{} {} {}", run.ds, run.status, run.rows);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn status(&self, pipeline: &str, limit: usize) -> Result<RunHistory> {
         let pipeline = self.project.pipeline(pipeline)?;
         let log = RunLog::new(self.catalog()?);

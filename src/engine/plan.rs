@@ -25,6 +25,7 @@ use crate::template::{RenderedTask, RunDate};
 
 /// One task of a run, planned.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PlannedTask {
     /// The task.
     pub task: TaskName,
@@ -53,6 +54,7 @@ pub struct PlannedTask {
 
 /// A planned run of one pipeline; execute it with [`Engine::execute`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RunPlan {
     /// The pipeline.
     pub pipeline: PipelineName,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// One task: a templated SELECT in `sql/<pipeline>/<task>.sql`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Task {
     /// The pipeline it belongs to.
     pub pipeline: PipelineName,

@@ -29,6 +29,7 @@ const DEPS_KEY: &str = "__quern_deps";
 
 /// A task's template rendered for one environment and run date.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RenderedTask {
     /// The pipeline.
     pub pipeline: PipelineName,

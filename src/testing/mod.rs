@@ -63,6 +63,7 @@ pub enum Outcome {
 
 /// One test's result.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TestResult {
     /// `<file> › <test name>` for a row test, `golden <pipeline>/<task>@<env>` for SQL.
     pub name: String,
@@ -93,6 +94,7 @@ impl TestResult {
 
 /// The results of a test run.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TestReport {
     /// Every test, in the order they ran.
     pub results: Vec<TestResult>,
@@ -266,7 +268,10 @@ async fn run_file(
         if task.is_some_and(|t| t != spec.task) {
             continue;
         }
-        let spec_env = spec.env.clone().unwrap_or_else(|| "local".into());
+        let spec_env = spec
+            .env
+            .clone()
+            .unwrap_or_else(|| crate::config::DEFAULT_ENVIRONMENT.into());
         if env.is_some_and(|e| e != spec_env) {
             continue;
         }

@@ -15,8 +15,7 @@ fn fixture(name: &str) -> Vec<Vec<String>> {
 }
 
 async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    let ctx = engine.session();
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let batches = engine.query(sql).await.unwrap().collect().await.unwrap();
     let mut out = Vec::new();
     for b in &batches {
         for r in 0..b.num_rows() {
@@ -137,9 +136,8 @@ async fn stl_forecast_continues_the_decomposition() {
         close(&g[1], &e[1], 1e-9);
     }
     // Gaps are refused: STL needs one value per day.
-    let ctx = engine.session();
-    let err = ctx
-        .sql("SELECT stl_forecast(d, 1.0, 7, 3) FROM (VALUES (DATE '2024-01-01'), (DATE '2024-01-03')) AS t(d)")
+    let err = engine
+        .query("SELECT stl_forecast(d, 1.0, 7, 3) FROM (VALUES (DATE '2024-01-01'), (DATE '2024-01-03')) AS t(d)")
         .await
         .unwrap()
         .collect()
