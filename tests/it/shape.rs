@@ -135,16 +135,9 @@ impl Source {
             .filter_map(|e| {
                 let path = e.path();
                 let name = path.file_stem()?.to_str()?.to_string();
-                if path.is_dir() {
-                    Some(name)
-                } else if path.extension().is_some_and(|x| x == "rs")
-                    && name != "lib"
-                    && name != "main"
-                {
-                    Some(name)
-                } else {
-                    None
-                }
+                let is_rs = path.extension().is_some_and(|x| x == "rs");
+                let module = path.is_dir() || (is_rs && name != "lib" && name != "main");
+                module.then_some(name)
             })
             .collect();
         let test_files = files
