@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use quern::testing::TestRunner;
+use quern::testing::{Outcome, TestRunner};
 use quern::{Project, Renderer, RunDate, RunOptions, Vars};
 
 use crate::common::{repo_root, stderr, stdout, TempProject};
@@ -48,8 +48,10 @@ async fn assert_golden_sql_matches(env: &str) {
         .collect();
     let failed: Vec<String> = golden
         .iter()
-        .filter(|r| !r.passed_ok())
-        .map(|r| format!("{}: {:?}", r.name, r.outcome))
+        .filter_map(|r| match &r.outcome {
+            Outcome::Passed => None,
+            Outcome::Failed(why) => Some(format!("{}:\n{why}", r.name)),
+        })
         .collect();
     assert!(
         failed.is_empty(),
