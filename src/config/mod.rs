@@ -30,6 +30,17 @@ use crate::error::{Error, Result};
 /// A missing variable is an error naming `file` and `key`, so a user knows which
 /// setting needs it. `$$` is not special; a `$` not followed by `{` is kept as is.
 pub fn resolve_env_vars(value: &str, file: &Path, key: &str) -> Result<String> {
+    resolve_with(value, file, key, |name| std::env::var(name).ok())
+}
+
+/// [`resolve_env_vars`] with the variables read through `lookup`, so tests need not
+/// change the process environment that other tests read.
+fn resolve_with(
+    value: &str,
+    file: &Path,
+    key: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -43,9 +54,9 @@ pub fn resolve_env_vars(value: &str, file: &Path, key: &str) -> Result<String> {
             });
         };
         let name = &after[..end];
-        match std::env::var(name) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => {
+        match lookup(name) {
+            Some(v) => out.push_str(&v),
+            None => {
                 return Err(Error::Config {
                     file: file.to_path_buf(),
                     key: key.to_string(),
@@ -87,16 +98,29 @@ mod tests {
 
     #[test]
     fn resolves_present_and_reports_missing_variables() {
-        std::env::set_var("QUERN_TEST_PRESENT", "http://127.0.0.1:9000");
+        let lookup = |name: &str| {
+            (name == "QUERN_TEST_PRESENT").then(|| "http://127.0.0.1:9000".to_string())
+        };
         let file = Path::new("environments/alpha.toml");
         assert_eq!(
-            resolve_env_vars("${QUERN_TEST_PRESENT}/x", file, "storage.aws_endpoint").unwrap(),
+            resolve_with(
+                "${QUERN_TEST_PRESENT}/x",
+                file,
+                "storage.aws_endpoint",
+                lookup
+            )
+            .unwrap(),
             "http://127.0.0.1:9000/x"
         );
-        assert_eq!(resolve_env_vars("plain$", file, "k").unwrap(), "plain$");
-        let err = resolve_env_vars("${QUERN_TEST_ABSENT_VAR}", file, "storage.aws_endpoint")
-            .unwrap_err()
-            .to_string();
+        assert_eq!(resolve_with("plain$", file, "k", lookup).unwrap(), "plain$");
+        let err = resolve_with(
+            "${QUERN_TEST_ABSENT_VAR}",
+            file,
+            "storage.aws_endpoint",
+            lookup,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("environments/alpha.toml"), "{err}");
         assert!(err.contains("storage.aws_endpoint"), "{err}");
         assert!(err.contains("QUERN_TEST_ABSENT_VAR"), "{err}");

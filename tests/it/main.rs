@@ -16,3 +16,4 @@ mod models;
 mod pipeline_tests;
 mod render;
 mod s3;
+mod shape;
