@@ -80,7 +80,7 @@ pub enum Error {
         key: String,
         /// What is wrong with it.
         #[source]
-        source: crate::catalog::StorageError,
+        source: Box<crate::catalog::StorageError>,
     },
 
     /// A pipeline folder, task file or metric has a name that is not an identifier.
@@ -436,9 +436,7 @@ impl Error {
             | Error::SchemaChange { .. }
             | Error::ForbiddenWrite { .. }
             | Error::Query { .. } => ErrorKind::Plan,
-            Error::Execute { .. } | Error::Metric { .. } | Error::Session { .. } => {
-                ErrorKind::Data
-            }
+            Error::Execute { .. } | Error::Metric { .. } | Error::Session { .. } => ErrorKind::Data,
             Error::Io { .. }
             | Error::Storage { .. }
             | Error::Delta { .. }

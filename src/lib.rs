@@ -86,8 +86,8 @@ pub mod testing;
 pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
-    Environment, DEFAULT_ENVIRONMENT, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
-    Severity, TaskConfig, TaskName,
+    Environment, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
+    Severity, TaskConfig, TaskName, DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
 pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};

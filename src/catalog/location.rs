@@ -75,7 +75,7 @@ pub(crate) fn storage_err(env: &Environment, key: &str, source: StorageError) ->
     Error::Storage {
         file: env.file.clone(),
         key: key.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

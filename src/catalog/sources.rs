@@ -34,8 +34,8 @@ pub(super) async fn provider(
     let url = location_url(project_root, &uri, spec.format == SourceFormat::Delta)
         .map_err(|e| storage_err(env, &key, e))?;
     if spec.format == SourceFormat::Delta {
-        let opened = crate::delta::open_at(&url, storage, spec.version, spec.timestamp.as_deref())
-            .await?;
+        let opened =
+            crate::delta::open_at(&url, storage, spec.version, spec.timestamp.as_deref()).await?;
         let Some(t) = opened else {
             return Err(Error::Config {
                 file: env.file.clone(),

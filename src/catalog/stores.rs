@@ -99,6 +99,8 @@ mod tests {
             assert!(check_option(key).is_ok(), "{key}");
         }
         let err = check_option("aws_endpont").unwrap_err();
-        assert!(err.to_string().contains("unknown storage option `aws_endpont`"));
+        assert!(err
+            .to_string()
+            .contains("unknown storage option `aws_endpont`"));
     }
 }

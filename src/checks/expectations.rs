@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::config::{ExpectationConfig, Severity};
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{and, filter_record_batch};
@@ -35,7 +36,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PhysicalExpr, PlanProperties,
 };
 use futures::{Stream, StreamExt};
-use crate::config::{ExpectationConfig, Severity};
 
 /// How one expectation fared in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,9 +162,7 @@ impl CompiledExpectations {
                         toml::Value::Integer(i) => ScalarValue::Int64(Some(*i)),
                         toml::Value::Float(f) => ScalarValue::Float64(Some(*f)),
                         toml::Value::Boolean(b) => ScalarValue::Boolean(Some(*b)),
-                        other => {
-                            return Err(invalid(format!("{other} is not an accepted value")))
-                        }
+                        other => return Err(invalid(format!("{other} is not an accepted value"))),
                     };
                     values.push(lit(scalar));
                 }

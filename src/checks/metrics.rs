@@ -83,10 +83,7 @@ pub(crate) fn check_shape(schema: &Schema) -> Result<(), MetricError> {
 pub(crate) type GroupValues = Vec<(Option<String>, Option<f64>)>;
 
 /// The (group, value) pairs of a metric query's result.
-pub(crate) fn values(
-    batches: &[RecordBatch],
-    grouped: bool,
-) -> Result<GroupValues, MetricError> {
+pub(crate) fn values(batches: &[RecordBatch], grouped: bool) -> Result<GroupValues, MetricError> {
     let mut out = Vec::new();
     for b in batches {
         let value_col = cast(b.column(b.num_columns() - 1), &DataType::Float64)?;

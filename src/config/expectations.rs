@@ -110,4 +110,3 @@ impl ExpectationConfig {
         format!("sql({})", self.sql.clone().unwrap_or_default())
     }
 }
-

@@ -8,9 +8,9 @@ mod expectations;
 mod names;
 mod pipeline;
 
+pub(crate) use alerts::{AlertConfig, AlertEvent, AlertKind};
 pub use environment::Environment;
 pub(crate) use environment::{SourceFormat, SourceTable};
-pub(crate) use alerts::{AlertConfig, AlertEvent, AlertKind};
 pub(crate) use expectations::ExpectationConfig;
 pub use expectations::Severity;
 pub use names::{InvalidName, PipelineName, TaskName};

@@ -194,7 +194,9 @@ pub(crate) async fn write(
             let table = table_or_new(&target, table)?;
             commit(state, table, plan, &target, SaveMode::Append, None).await
         }
-        (Materialization::Partition, table) => replace_partitions(state, table, plan, &target).await,
+        (Materialization::Partition, table) => {
+            replace_partitions(state, table, plan, &target).await
+        }
         (Materialization::Merge, Some(table)) => {
             let plan = with_expectations(plan, target.expectations.clone())?;
             merge(state, table, plan, &target).await

@@ -119,7 +119,11 @@ pub(super) async fn plan(
     let by_task: BTreeMap<&TaskName, &RenderedTask> =
         rendered.iter().map(|r| (&r.task, r)).collect();
     let mut tasks = Vec::new();
-    for name in dag.order().iter().filter(|t| selection.to_plan.contains(*t)) {
+    for name in dag
+        .order()
+        .iter()
+        .filter(|t| selection.to_plan.contains(*t))
+    {
         let upstream = dag
             .upstream_of(name)
             .filter(|u| selection.to_plan.contains(*u))
@@ -137,7 +141,11 @@ pub(super) async fn plan(
     let mut metrics = Vec::new();
     if options.select.is_empty() {
         for metric in pipeline.metrics.values() {
-            metrics.push(planner.plan_metric(&renderer.render_metric(metric)?).await?);
+            metrics.push(
+                planner
+                    .plan_metric(&renderer.render_metric(metric)?)
+                    .await?,
+            );
         }
     }
     Ok(RunPlan {
@@ -202,7 +210,11 @@ fn guard_writes(
     let (project, env) = (engine.project(), engine.environment());
     let guard = WriteGuard::new(project, env)?;
     let root = Warehouse::root_url(project, env)?;
-    for name in dag.order().iter().filter(|t| selection.selected.contains(*t)) {
+    for name in dag
+        .order()
+        .iter()
+        .filter(|t| selection.selected.contains(*t))
+    {
         if pipeline.tasks[name].config.materialized.writes() {
             let url = table_url(&root, &pipeline.name, name.as_str());
             guard.check(name.as_str(), &url)?;
@@ -276,10 +288,11 @@ impl<'a> Planner<'a> {
         let expectations = self.compile_expectations(r, config, &schema)?;
         let reference = TableReference::partial(self.pipeline.name.as_str(), r.task.as_str());
         crate::catalog::register_planned(&self.ctx, reference, schema.clone())?;
-        let table_url = config
-            .materialized
-            .writes()
-            .then(|| self.catalog.warehouse().table_url(&self.pipeline.name, r.task.as_str()));
+        let table_url = config.materialized.writes().then(|| {
+            self.catalog
+                .warehouse()
+                .table_url(&self.pipeline.name, r.task.as_str())
+        });
         let selected = selection.selected.contains(&r.task);
         // Compare the output with the table it will be written to, before anything runs.
         let evolve_schema = match (&table_url, selected) {
@@ -315,13 +328,11 @@ impl<'a> Planner<'a> {
         }
         let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
             .map_err(|source| plan_error(r, source))?;
-        let compiled = CompiledExpectations::compile(
-            r.task.as_str(),
-            &config.expect,
-            &df_schema,
-            |sql| self.ctx.parse_sql_expr(sql, &df_schema),
-        )
-        .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
+        let compiled =
+            CompiledExpectations::compile(r.task.as_str(), &config.expect, &df_schema, |sql| {
+                self.ctx.parse_sql_expr(sql, &df_schema)
+            })
+            .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
         Ok(Some(Arc::new(compiled)))
     }
 
@@ -399,7 +410,9 @@ impl<'a> Planner<'a> {
             if in_run || !self.registered.insert(reference.clone()) {
                 continue;
             }
-            if let Resolved::NotYetWritten(url) = self.catalog.register(&self.ctx, &reference).await? {
+            if let Resolved::NotYetWritten(url) =
+                self.catalog.register(&self.ctx, &reference).await?
+            {
                 let hint = if schema == pipeline {
                     format!(
                         "run it first, or select +{} to run it with its upstream tasks",

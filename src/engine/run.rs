@@ -52,7 +52,8 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
                 elapsed: Duration::ZERO,
                 expectations: Vec::new(),
             });
-            let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes.into_iter().collect());
+            let mut report =
+                RunReport::new(pipeline, env, ds, run_id, outcomes.into_iter().collect());
             report.models = models;
             report.elapsed = started.elapsed();
             return report;

@@ -142,4 +142,3 @@ impl Client {
         serde_json::from_str(&text).map_err(|e| format!("MLflow {path}: {e}"))
     }
 }
-

@@ -39,9 +39,9 @@ use sha2::Digest;
 pub use onnx::{ElemType, Labels, ModelInput, OnnxModel, OutputKind};
 pub(crate) use udf::ModelFunction;
 
-use crate::mlflow::Client as MlflowClient;
 use crate::config::Environment;
 use crate::error::{Error, Result};
+use crate::mlflow::Client as MlflowClient;
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use crate::config::{resolve_env_vars, AlertConfig, AlertEvent, AlertKind, Environment};
+use crate::report::{AlertDelivery, AlertError, RunReport, TaskStatus};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use crate::config::{resolve_env_vars, AlertConfig, AlertEvent, AlertKind, Environment};
-use crate::report::{AlertDelivery, AlertError, RunReport, TaskStatus};
 
 /// The message for `report`, or `None` when nothing the target listens to happened.
 fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(String, String)> {
@@ -125,8 +125,10 @@ async fn deliver(
             let host = setting(&alert.smtp_host, "smtp_host")?.unwrap_or_default();
             let email = email(env, i, alert, subject, body)?;
             let mut transport = match alert.tls.as_deref().unwrap_or("starttls") {
-                "none" => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
-                    .port(alert.smtp_port.unwrap_or(25))),
+                "none" => Ok(
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+                        .port(alert.smtp_port.unwrap_or(25)),
+                ),
                 "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
                     .map(|b| b.port(alert.smtp_port.unwrap_or(465))),
                 _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)

@@ -224,8 +224,19 @@ impl RunLog {
         table: &'static str,
         sql: &str,
     ) -> Result<Vec<RecordBatch>> {
-        let read = |e| log_err(table, "read", Error::session(format!("querying {table}"), e));
-        ctx.sql(sql).await.map_err(read)?.collect().await.map_err(read)
+        let read = |e| {
+            log_err(
+                table,
+                "read",
+                Error::session(format!("querying {table}"), e),
+            )
+        };
+        ctx.sql(sql)
+            .await
+            .map_err(read)?
+            .collect()
+            .await
+            .map_err(read)
     }
 
     /// The latest recorded value of each metric (and group) of `pipeline`.
@@ -235,7 +246,11 @@ impl RunLog {
         pipeline: &str,
     ) -> Result<Previous> {
         let mut previous = Previous::new();
-        if !self.catalog.register_log_table(ctx, MetricRow::TABLE).await? {
+        if !self
+            .catalog
+            .register_log_table(ctx, MetricRow::TABLE)
+            .await?
+        {
             return Ok(previous);
         }
         // Pipeline names are identifiers, so they need no quoting beyond the literal.
@@ -265,7 +280,8 @@ impl RunLog {
         metrics: &[MetricValue],
     ) -> Result<()> {
         let rows = RunRows::of(report, started_at, metrics);
-        self.append_rows(ctx, std::slice::from_ref(&rows.run)).await?;
+        self.append_rows(ctx, std::slice::from_ref(&rows.run))
+            .await?;
         self.append_rows(ctx, &rows.tasks).await?;
         self.append_rows(ctx, &rows.expectations).await?;
         self.append_rows(ctx, &rows.metrics).await?;
@@ -279,7 +295,10 @@ impl RunLog {
         }
         let build = |e| log_err(R::TABLE, "append", Error::session("building log rows", e));
         let batch = R::batch(rows).map_err(|e| build(e.into()))?;
-        let plan = ctx.read_batch(batch).map_err(build)?.into_unoptimized_plan();
+        let plan = ctx
+            .read_batch(batch)
+            .map_err(build)?
+            .into_unoptimized_plan();
         let url = self.catalog.warehouse().log_table_url(R::TABLE);
         let append = TaskConfig {
             materialized: Materialization::Append,
@@ -324,7 +343,11 @@ impl RunLog {
                 .runs
                 .extend(run_records(&batch).map_err(|e| read_err(RunRow::TABLE, e))?);
         }
-        if self.catalog.register_log_table(ctx, MetricRow::TABLE).await? {
+        if self
+            .catalog
+            .register_log_table(ctx, MetricRow::TABLE)
+            .await?
+        {
             let sql = format!(
                 "SELECT metric, grp, CAST(ds AS VARCHAR) AS day, value, breach FROM metrics WHERE pipeline = '{pipeline}' ORDER BY recorded_at DESC"
             );
@@ -338,9 +361,7 @@ impl RunLog {
 }
 
 /// The runs of a `history` query's batch.
-fn run_records(
-    batch: &RecordBatch,
-) -> std::result::Result<Vec<RunRecord>, ArrowError> {
+fn run_records(batch: &RecordBatch) -> std::result::Result<Vec<RunRecord>, ArrowError> {
     let text = |i| rows::strings(batch, i);
     let num = |i| rows::ints(batch, i);
     let (ids, days, statuses, finished) = (text(0)?, text(1)?, text(2)?, text(3)?);

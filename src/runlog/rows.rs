@@ -229,13 +229,26 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["run_id", "pipeline", "ds", "recorded_at", "metric", "grp", "value", "previous", "breach"]
+            [
+                "run_id",
+                "pipeline",
+                "ds",
+                "recorded_at",
+                "metric",
+                "grp",
+                "value",
+                "previous",
+                "breach"
+            ]
         );
         assert!(batch.schema_ref().fields().iter().all(|f| f.is_nullable()));
         assert_eq!(batch.column(2).data_type(), &DataType::Date32);
         assert_eq!(floats(&batch, 6).unwrap(), [Some(1.5)]);
         assert_eq!(strings(&batch, 5).unwrap(), [None]);
-        assert_eq!(strings(&batch, 2).unwrap(), [Some("2024-03-01".to_string())]);
+        assert_eq!(
+            strings(&batch, 2).unwrap(),
+            [Some("2024-03-01".to_string())]
+        );
         assert_eq!(ints(&batch, 6).unwrap(), [Some(1)]);
     }
 }

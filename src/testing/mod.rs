@@ -373,11 +373,9 @@ impl Case<'_> {
         .await;
         match result {
             Ok((schema, batches)) => self.compare(&ctx, &schema, &batches).await,
-            Err(e) => Ok(self.error_outcome(&Error::plan(
-                task.name.as_str(),
-                task.file.clone(),
-                e,
-            ))),
+            Err(e) => {
+                Ok(self.error_outcome(&Error::plan(task.name.as_str(), task.file.clone(), e)))
+            }
         }
     }
 
