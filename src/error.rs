@@ -244,7 +244,7 @@ pub enum Error {
 
     /// A model function's model could not be resolved, downloaded or loaded (an
     /// unreachable registry, an unknown alias, a corrupt file, an unsupported operator).
-    #[error("model function `{function}` = \"{uri}\" ({}): {message}", file.display())]
+    #[error("model function `{function}` = \"{uri}\" ({}): {source}", file.display())]
     Model {
         /// The SQL function name.
         function: String,
@@ -252,9 +252,14 @@ pub enum Error {
         uri: String,
         /// The environment file that configures it.
         file: PathBuf,
-        /// What is wrong and what to do.
-        message: String,
+        /// What is wrong and what to do (its text ends the message).
+        #[source]
+        source: Box<crate::models::ModelError>,
     },
+
+    /// Talking to the MLflow server failed.
+    #[error(transparent)]
+    Mlflow(#[from] crate::mlflow::MlflowError),
 }
 
 impl Error {

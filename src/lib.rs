@@ -50,6 +50,8 @@ mod delta;
 mod engine;
 mod error;
 mod functions;
+mod http;
+mod mlflow;
 pub mod models;
 mod pipeline;
 mod template;
@@ -61,14 +63,15 @@ pub use checks::{
 };
 pub use config::{
     EngineSettings, Environment, Materialization, MetricConfig, MlflowSettings, ModelSettings,
-    ModelTable, OnSchemaChange, PipelineConfig, PipelineName, SourceFormat, SourceTable,
-    TaskConfig, TaskName, WarehouseSettings,
+    ModelTable, ModelUriError, OnSchemaChange, PipelineConfig, PipelineName, SourceFormat,
+    SourceTable, TaskConfig, TaskName, WarehouseSettings,
 };
 pub use delta::WriteOutcome;
 pub use engine::{
     Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan, RunReport, TaskOutcome, TaskStatus,
 };
 pub use error::{Error, Result};
+pub use mlflow::MlflowError;
 pub use pipeline::{Dag, MacroFile, Metric, Pipeline, Project, Selector, Task};
 pub use template::{RenderedTask, Renderer, RunDate, Vars};
 

@@ -13,6 +13,6 @@ pub(crate) use expectations::{CompiledExpectations, ExpectationConfig, Expectati
 pub use expectations::{ExpectationOutcome, Severity};
 pub(crate) use metrics::{check_shape, judge, values, Previous};
 pub use metrics::{MetricValue, PlannedMetric};
-pub(crate) use mlflow::{log_run as log_to_mlflow, Client as MlflowClient};
+pub(crate) use mlflow::log_run as log_to_mlflow;
 pub(crate) use runlog::RunLog;
 pub use runlog::{MetricPoint, RunHistory, RunRecord};

@@ -3,6 +3,7 @@
 //! written and resolved only when a connection is made (see [`resolve_env_vars`]).
 
 mod environment;
+mod model_uri;
 mod names;
 mod pipeline;
 
@@ -10,6 +11,7 @@ pub use environment::{
     EngineSettings, Environment, MlflowSettings, ModelSettings, ModelTable, SourceFormat,
     SourceTable, WarehouseSettings,
 };
+pub use model_uri::{ModelUri, ModelUriError};
 pub use names::{PipelineName, TaskName};
 pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, PipelineConfig, TaskConfig};
 
