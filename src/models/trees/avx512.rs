@@ -8,8 +8,6 @@
 //! It is detected at run time (and `QUERN_PORTABLE_TREES=1` turns it off); the rows it
 //! does not take go through the portable walk.
 
-use super::layout::Perfect;
-
 /// Per tree: for each of 6 levels, 32 split offsets (feature × 16) and 32
 /// thresholds; then 64 leaves.
 #[derive(Debug, Clone)]
@@ -21,23 +19,29 @@ pub(super) struct Tables {
 }
 
 impl Tables {
-    /// From a layout of depth ≤ 6 with one output, and its f32 thresholds.
-    pub(super) fn new(p: &Perfect, t32: &[f32], n_trees: usize) -> Self {
-        let inner = (1usize << p.depth) - 1;
+    /// From a perfect-tree layout of depth ≤ 6 with one output (its split features
+    /// and leaves), and its f32 thresholds.
+    pub(super) fn new(
+        depth: usize,
+        features: &[u32],
+        leaves_f64: &[f64],
+        t32: &[f32],
+        n_trees: usize,
+    ) -> Self {
+        let inner = (1usize << depth) - 1;
         let mut feat = vec![0i32; n_trees * 6 * 32];
         let mut thr = vec![f32::INFINITY; n_trees * 6 * 32];
         let mut leaves = vec![0f32; n_trees * 64];
         for t in 0..n_trees {
-            for level in 0..p.depth {
+            for level in 0..depth {
                 let first = (1usize << level) - 1;
                 for j in 0..(1usize << level) {
-                    feat[(t * 6 + level) * 32 + j] =
-                        (p.features[t * inner + first + j] * 16) as i32;
+                    feat[(t * 6 + level) * 32 + j] = (features[t * inner + first + j] * 16) as i32;
                     thr[(t * 6 + level) * 32 + j] = t32[t * inner + first + j];
                 }
             }
             for j in 0..=inner {
-                leaves[t * 64 + j] = p.leaves[t * (inner + 1) + j] as f32;
+                leaves[t * 64 + j] = leaves_f64[t * (inner + 1) + j] as f32;
             }
         }
         Tables {
@@ -52,7 +56,8 @@ impl Tables {
 /// Scores the leading multiple of 16 rows when the CPU and the model allow it;
 /// returns how many rows it scored (0 when it cannot).
 pub(super) fn eval(
-    p: &Perfect,
+    depth: usize,
+    tables: Option<&Tables>,
     n_features: usize,
     x: &[&[f64]],
     rows: usize,
@@ -60,7 +65,7 @@ pub(super) fn eval(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(tables) = p.simd.as_ref() else {
+        let Some(tables) = tables else {
             return 0;
         };
         // QUERN_PORTABLE_TREES=1 turns the kernel off, to measure the portable walk.
@@ -81,12 +86,12 @@ pub(super) fn eval(
         let rows16 = rows - rows % 16;
         // SAFETY: avx512f was detected above; the kernel's preconditions (depth,
         // feature count, table sizes) were checked here and by the layout.
-        unsafe { kernel::eval(p.depth, tables, n_features, x, rows16, acc) };
+        unsafe { kernel::eval(depth, tables, n_features, x, rows16, acc) };
         rows16
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, n_features, x, rows, acc);
+        let _ = (depth, tables, n_features, x, rows, acc);
         0
     }
 }

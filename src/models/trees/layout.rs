@@ -134,7 +134,13 @@ impl TreeEnsemble {
             .flatten()
             .all(|n| n.mode == Mode::Leaf || exact(n.threshold));
         if leaves_exact && splits_exact && d <= 6 && self.n_outputs == 1 {
-            p.simd = Some(Tables::new(&p, &t32, self.trees.len()));
+            p.simd = Some(Tables::new(
+                p.depth,
+                &p.features,
+                &p.leaves,
+                &t32,
+                self.trees.len(),
+            ));
         }
         Some(p)
     }

@@ -111,7 +111,8 @@ impl TreeEnsemble {
         match &self.perfect {
             Some(p) if !has_nan => {
                 // The SIMD kernel takes what it can (single-output layouts only).
-                let done = avx512::eval(p, self.n_features, x, rows, &mut acc);
+                let done =
+                    avx512::eval(p.depth, p.simd.as_ref(), self.n_features, x, rows, &mut acc);
                 walk::eval_perfect(p, self.trees.len(), k, x, done, rows, &mut acc);
             }
             _ => self.eval_generic(x, rows, &mut acc),
