@@ -520,3 +520,69 @@ pub enum OnnxError {
         width: usize,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn answer(status: u16, error_code: Option<&str>) -> MlflowError {
+        MlflowError::Status {
+            endpoint: "registered-models/alias".into(),
+            status,
+            error_code: error_code.map(str::to_string),
+            message: "Registered model alias nope not found.".into(),
+        }
+    }
+
+    #[test]
+    fn registry_errors_are_worded_by_what_the_server_said() {
+        let what = "alias @nope of registered model churn";
+        let e = ModelError::registry(what, "http://h".into(), answer(404, None));
+        assert!(matches!(e, ModelError::NotInRegistry { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "alias @nope of registered model churn does not exist in the MLflow registry at http://h: MLflow registered-models/alias: HTTP 404 Not Found: Registered model alias nope not found."
+        );
+        let e = ModelError::registry(
+            what,
+            "http://h".into(),
+            answer(400, Some("INVALID_PARAMETER_VALUE")),
+        );
+        assert!(matches!(e, ModelError::NotInRegistry { .. }), "{e:?}");
+        let e = ModelError::registry(what, "http://h".into(), answer(403, None));
+        assert!(matches!(e, ModelError::RegistryRefused { .. }), "{e:?}");
+        let e = ModelError::registry(what, "http://h".into(), answer(500, None));
+        assert!(matches!(e, ModelError::RegistryUnreachable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn each_message_ends_with_its_cause() {
+        // What the CLI relies on to print a cause only when the message lacks it.
+        let errors = [
+            ModelError::Onnx {
+                file: "m.onnx".into(),
+                source: OnnxError::Node {
+                    node: "n".into(),
+                    op: "Cast".into(),
+                    source: Box::new(OnnxError::CastTo { elem: "int64" }),
+                },
+            },
+            ModelError::registry("run r", "http://h".into(), answer(404, None)),
+            ModelError::Io {
+                path: "m.onnx".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        ];
+        for e in errors {
+            let mut text = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                assert!(text.ends_with(&c.to_string()), "{text:?} / {c}");
+                text = c.to_string();
+                cause = c.source();
+            }
+        }
+    }
+}
