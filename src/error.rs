@@ -322,7 +322,7 @@ pub enum Error {
 
     /// A model function's model could not be resolved, downloaded or loaded (an
     /// unreachable registry, an unknown alias, a corrupt file, an unsupported operator).
-    #[error("model function `{function}` = \"{uri}\" ({}): {message}", file.display())]
+    #[error("model function `{function}` = \"{uri}\" ({}): {source}", file.display())]
     Model {
         /// The SQL function name.
         function: String,
@@ -330,8 +330,9 @@ pub enum Error {
         uri: String,
         /// The environment file that configures it.
         file: PathBuf,
-        /// What is wrong and what to do.
-        message: String,
+        /// What is wrong and what to do (its text ends the message).
+        #[source]
+        source: Box<crate::models::ModelError>,
     },
 
     /// A metric of a pipeline could not be computed after its run (the written data
@@ -346,6 +347,10 @@ pub enum Error {
         #[source]
         source: crate::checks::MetricError,
     },
+
+    /// Talking to the MLflow server failed.
+    #[error(transparent)]
+    Mlflow(#[from] crate::mlflow::MlflowError),
 
     /// The run log under `<warehouse>/_quern/` could not be read or appended to.
     #[error("run log table {table}: {action} failed")]
@@ -443,7 +448,7 @@ impl Error {
             | Error::Read { .. }
             | Error::Source { .. }
             | Error::RunLog { .. } => ErrorKind::Storage,
-            Error::Model { .. } => ErrorKind::Service,
+            Error::Model { .. } | Error::Mlflow(_) => ErrorKind::Service,
         }
     }
 

@@ -86,12 +86,13 @@ pub mod testing;
 pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
-    Environment, InvalidName, Materialization, MetricConfig, OnSchemaChange, PipelineName,
-    Severity, TaskConfig, TaskName, DEFAULT_ENVIRONMENT,
+    Environment, InvalidName, Materialization, MetricConfig, ModelUri, ModelUriError,
+    OnSchemaChange, PipelineName, Severity, TaskConfig, TaskName, DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
 pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};
 pub use error::{Error, ErrorKind, ParseProblem, PlanError, Result};
+pub use mlflow::MlflowError;
 pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, Task};
 pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};
 pub use runlog::{MetricPoint, RunHistory, RunRecord, RunStatus};

@@ -66,7 +66,7 @@ pub struct RunReport {
     /// The MLflow run this run was logged to, when the environment names a server.
     pub mlflow_run_id: Option<String>,
     /// Why the run could not be logged to MLflow, if it could not (nothing is undone).
-    pub mlflow_error: Option<String>,
+    pub mlflow_error: Option<Error>,
     /// The model functions the run called, as they were resolved when it was planned.
     pub models: Vec<ResolvedModel>,
     /// Wall time of the execution.

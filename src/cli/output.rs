@@ -187,7 +187,11 @@ fn after_run(out: &mut impl Write, report: &RunReport) -> Result<()> {
         writeln!(out, "mlflow  run {id}")?;
     }
     if let Some(why) = &report.mlflow_error {
-        writeln!(out, "warning: the run could not be logged to MLflow: {why}")?;
+        writeln!(
+            out,
+            "warning: the run could not be logged to MLflow: {}",
+            why.full_message()
+        )?;
     }
     if let Some(why) = &report.log_error {
         writeln!(

@@ -247,8 +247,8 @@ impl Environment {
                     "a model function name is lower-case letters, digits and _, starting with a letter".into(),
                 ));
             }
-            if let Err(message) = crate::models::ModelUri::parse(model.uri()) {
-                return Err(config_err(format!("models.{name}"), message));
+            if let Err(e) = super::ModelUri::parse(model.uri()) {
+                return Err(config_err(format!("models.{name}"), e.to_string()));
             }
         }
         for (i, alert) in parsed.alerts.iter().enumerate() {

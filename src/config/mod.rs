@@ -5,6 +5,7 @@
 mod alerts;
 mod environment;
 mod expectations;
+mod model_uri;
 mod names;
 mod pipeline;
 
@@ -13,6 +14,7 @@ pub use environment::Environment;
 pub(crate) use environment::{SourceFormat, SourceTable};
 pub(crate) use expectations::ExpectationConfig;
 pub use expectations::Severity;
+pub use model_uri::{ModelUri, ModelUriError};
 pub use names::{InvalidName, PipelineName, TaskName};
 pub(crate) use pipeline::PipelineConfig;
 pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, TaskConfig};

@@ -374,7 +374,7 @@ impl Engine {
                 function: name.clone(),
                 uri: self.env.models[name].uri().to_string(),
                 file: self.env.file.clone(),
-                message: "this is the name of a built-in SQL function; give the model function another name".into(),
+                source: Box::new(crate::models::ModelError::ShadowsBuiltin),
             });
         }
         let resolved = crate::models::resolve(self.project.root(), &self.env, Some(&used)).await?;

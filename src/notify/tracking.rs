@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::config::Environment;
-use crate::mlflow::Client;
+use crate::mlflow::{Client, MlflowError};
 use crate::report::{RunReport, TaskStatus};
 
 /// Logs `report` to the environment's MLflow server; `Ok(None)` when it names none,
@@ -15,33 +15,11 @@ pub(crate) async fn log_run(
     env: &Environment,
     report: &RunReport,
     started_ms: i64,
-) -> Result<Option<String>, String> {
+) -> crate::Result<Option<String>> {
     let Some(client) = Client::for_env(env)? else {
         return Ok(None);
     };
-    let experiment = format!("quern/{}", report.pipeline);
-    let experiment_id = match client
-        .get(
-            "experiments/get-by-name",
-            &[("experiment_name", experiment.as_str())],
-        )
-        .await
-    {
-        Ok(v) => v["experiment"]["experiment_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        Err(e) if e.contains("RESOURCE_DOES_NOT_EXIST") => {
-            let created = client
-                .post("experiments/create", json!({ "name": experiment }))
-                .await?;
-            created["experiment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-        Err(e) => return Err(e),
-    };
+    let experiment_id = experiment_id(&client, &format!("quern/{}", report.pipeline)).await?;
     let run = client
         .post(
             "runs/create",
@@ -62,38 +40,8 @@ pub(crate) async fn log_run(
         .unwrap_or_default()
         .to_string();
     let now = chrono::Utc::now().timestamp_millis();
-    let mut metrics = Vec::new();
-    let mut push = |key: String, value: f64| {
-        metrics.push(json!({ "key": sanitize(&key), "value": value, "timestamp": now, "step": 0 }));
-    };
-    for m in &report.metrics {
-        let Some(v) = m.value else { continue };
-        match &m.group {
-            Some(g) => push(format!("{}.{g}", m.metric), v),
-            None => push(m.metric.clone(), v),
-        }
-    }
-    for t in &report.tasks {
-        if let TaskStatus::Succeeded(Some(w)) = &t.status {
-            push(format!("rows.{}", t.task), w.rows as f64);
-        }
-        for e in &t.expectations {
-            push(
-                format!("expectation.{}.{}", t.task, e.name),
-                e.violations as f64,
-            );
-        }
-    }
-    let mut params = vec![
-        json!({ "key": "env", "value": report.env }),
-        json!({ "key": "ds", "value": report.ds.ds() }),
-    ];
-    // The model versions scored with, so a run is traceable to its models.
-    for m in &report.models {
-        let value = m.version.clone().unwrap_or_else(|| m.uri.clone());
-        params.push(json!({ "key": format!("model.{}", m.function), "value": value }));
-    }
-    let params = Value::Array(params);
+    let metrics = metrics(report, now);
+    let params = params(report);
     // MLflow takes at most 1000 metrics per batch.
     for (i, chunk) in metrics.chunks(1000).enumerate() {
         let mut body = json!({ "run_id": run_id, "metrics": chunk });
@@ -122,6 +70,66 @@ pub(crate) async fn log_run(
         )
         .await?;
     Ok(Some(run_id))
+}
+
+/// The id of experiment `name`, created when the server does not have it.
+async fn experiment_id(client: &Client, name: &str) -> Result<String, MlflowError> {
+    let id = match client
+        .get("experiments/get-by-name", &[("experiment_name", name)])
+        .await
+    {
+        Ok(v) => v["experiment"]["experiment_id"].clone(),
+        Err(e) if e.is_not_found() => {
+            let created = client
+                .post("experiments/create", json!({ "name": name }))
+                .await?;
+            created["experiment_id"].clone()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(id.as_str().unwrap_or_default().to_string())
+}
+
+/// The run's metric values, rows written per task and violations per expectation, as
+/// MLflow metrics stamped `now`.
+fn metrics(report: &RunReport, now: i64) -> Vec<Value> {
+    let mut metrics = Vec::new();
+    let mut push = |key: String, value: f64| {
+        metrics.push(json!({ "key": sanitize(&key), "value": value, "timestamp": now, "step": 0 }));
+    };
+    for m in &report.metrics {
+        let Some(v) = m.value else { continue };
+        match &m.group {
+            Some(g) => push(format!("{}.{g}", m.metric), v),
+            None => push(m.metric.clone(), v),
+        }
+    }
+    for t in &report.tasks {
+        if let TaskStatus::Succeeded(Some(w)) = &t.status {
+            push(format!("rows.{}", t.task), w.rows as f64);
+        }
+        for e in &t.expectations {
+            push(
+                format!("expectation.{}.{}", t.task, e.name),
+                e.violations as f64,
+            );
+        }
+    }
+    metrics
+}
+
+/// The run's params: env, ds, and the model versions scored with, so a run is
+/// traceable to its models.
+fn params(report: &RunReport) -> Value {
+    let mut params = vec![
+        json!({ "key": "env", "value": report.env }),
+        json!({ "key": "ds", "value": report.ds.ds() }),
+    ];
+    for m in &report.models {
+        let value = m.version.clone().unwrap_or_else(|| m.uri.clone());
+        params.push(json!({ "key": format!("model.{}", m.function), "value": value }));
+    }
+    Value::Array(params)
 }
 
 /// MLflow metric keys: letters, digits, `_ - . / ` and spaces.
