@@ -48,7 +48,7 @@ use std::sync::Arc;
 use sha2::Digest;
 
 pub use error::{ModelError, OnnxError};
-pub use onnx::{ElemType, Labels, ModelInput, OnnxModel, OutputKind};
+pub use onnx::{ElemType, Labels, ModelInput, OnnxModel, OutputKind, Runtime};
 pub(crate) use udf::ModelFunction;
 
 use crate::config::{Environment, ModelUri};

@@ -65,7 +65,7 @@ fn scores_match_scikit_learn() {
     assert_eq!(by_model.len(), runtimes.len(), "{:?}", by_model.keys());
     for (name, runtime) in runtimes {
         let model = load(name);
-        assert_eq!(model.runtime, runtime, "{name}");
+        assert_eq!(model.runtime.as_str(), runtime, "{name}");
         let scored = model.score(&slices, rows).unwrap();
         let expected = &by_model[name];
         match &model.kind {

@@ -102,11 +102,37 @@ pub struct OnnxModel {
     pub width: usize,
     /// The operators evaluated (`domain:Op`), and by what.
     pub operators: Vec<String>,
-    /// `native` or `tract`.
-    pub runtime: &'static str,
+    /// What evaluates the graph.
+    pub runtime: Runtime,
     /// Whether tree ensembles use the branch-free layout.
     pub compiled_trees: bool,
     runner: Runner,
+}
+
+/// What evaluates a model's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Runtime {
+    /// quern's own kernels for the ONNX-ML operators (linear models, trees, scalers…).
+    Native,
+    /// tract, for graphs of standard operators (e.g. neural networks).
+    Tract,
+}
+
+impl Runtime {
+    /// `native` or `tract`, as `quern models` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Tract => "tract",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -164,8 +190,8 @@ impl OnnxModel {
         };
         check_kind(&kind, width)?;
         let runtime = match runner {
-            Runner::Native(_) => "native",
-            Runner::Tract(_) => "tract",
+            Runner::Native(_) => Runtime::Native,
+            Runner::Tract(_) => Runtime::Tract,
         };
         Ok(OnnxModel {
             inputs,
