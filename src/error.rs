@@ -495,21 +495,13 @@ impl Error {
         }
     }
 
-    /// The message and every cause, joined by `: ` (for logs, alerts and test reports).
+    /// The message and every cause it does not already say, joined by `: ` (for
+    /// logs, alerts and test reports).
     pub fn full_message(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            // A message that already ends with its cause's text (a transparent wrapper)
-            // is not repeated.
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text
+        std::iter::once(self.to_string())
+            .chain(distinct_causes(self))
+            .collect::<Vec<_>>()
+            .join(": ")
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -518,4 +510,26 @@ impl Error {
             source,
         }
     }
+}
+
+/// The causes of `err` worth showing after its message, outermost first: each cause's
+/// text unless the message before it already says it (a wrapper that prints its
+/// cause, or minijinja's text with the template location the message starts with).
+/// `quern` prints them as `caused by:` lines.
+pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        let core = text
+            .rsplit_once(" (in ")
+            .map_or(text.as_str(), |(said, _)| said);
+        if !last.contains(core) {
+            out.push(text.clone());
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
 }

@@ -91,7 +91,7 @@ pub use config::{
 };
 pub use delta::WriteOutcome;
 pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};
-pub use error::{Error, ErrorKind, ParseProblem, PlanError, Result};
+pub use error::{distinct_causes, Error, ErrorKind, ParseProblem, PlanError, Result};
 pub use mlflow::MlflowError;
 pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, Task};
 pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
-            for cause in cli::distinct_causes(err.as_ref()) {
+            for cause in quern::distinct_causes(err.as_ref()) {
                 eprintln!("  caused by: {cause}");
             }
             // The exit code follows the kind of the library's error.

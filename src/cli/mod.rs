@@ -2,8 +2,6 @@
 
 mod output;
 
-pub use output::distinct_causes;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 use quern::datafusion::arrow::record_batch::RecordBatch;
 use quern::datafusion::arrow::util::pretty::pretty_format_batches;
-use quern::{Dag, RenderedTask, RunPlan, RunReport, TaskStatus};
+use quern::{distinct_causes, Dag, RenderedTask, RunPlan, RunReport, TaskStatus};
 
 pub(super) fn render(
     out: &mut impl Write,
@@ -278,21 +278,6 @@ fn full_message(err: &(dyn std::error::Error + 'static)) -> String {
         .chain(distinct_causes(err))
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut last = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !last.ends_with(&text) {
-            out.push(text.clone());
-        }
-        last = text;
-        source = cause.source();
-    }
-    out
 }
 
 pub(super) fn status(
