@@ -69,6 +69,8 @@ pub struct RunPlan {
     /// The model functions the run calls, resolved when it was planned.
     pub models: Vec<ResolvedModel>,
     pub(crate) ctx: SessionContext,
+    /// The tables the plan was made against; execution writes and reads through it.
+    pub(crate) catalog: Catalog,
 }
 
 impl std::fmt::Debug for RunPlan {
@@ -156,6 +158,7 @@ pub(super) async fn plan(
         metrics,
         models: planner.models,
         ctx: planner.ctx,
+        catalog: planner.catalog,
     })
 }
 

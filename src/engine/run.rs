@@ -39,26 +39,8 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         metrics,
         models,
         ctx,
+        catalog,
     } = plan;
-    let catalog = match engine.catalog() {
-        Ok(c) => c,
-        Err(e) => {
-            // Plans are only made when the catalog resolves, so this is unreachable in
-            // practice; report it on the first task rather than panic.
-            let outcomes = tasks.first().map(|first| TaskOutcome {
-                task: first.task.clone(),
-                materialization: first.materialization,
-                status: TaskStatus::Failed(e),
-                elapsed: Duration::ZERO,
-                expectations: Vec::new(),
-            });
-            let mut report =
-                RunReport::new(pipeline, env, ds, run_id, outcomes.into_iter().collect());
-            report.models = models;
-            report.elapsed = started.elapsed();
-            return report;
-        }
-    };
     let outcomes = run_tasks(engine, &ctx, &catalog, &pipeline, &tasks).await;
     let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
     report.models = models;
