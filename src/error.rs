@@ -128,6 +128,15 @@ pub enum Error {
         known: Vec<String>,
     },
 
+    /// `--select tag:<name>` names a tag no task or pipeline has.
+    #[error("no task or pipeline has tag `{tag}`; tags in the project: {}", if known.is_empty() { "none (set tags = [\"…\"] in pipeline.toml)".to_string() } else { known.join(", ") })]
+    UnknownTag {
+        /// The tag.
+        tag: String,
+        /// The tags the project has.
+        known: Vec<String>,
+    },
+
     /// A usage error in an argument: a bad `--ds`, a bad `--var`, a bad selector.
     #[error("invalid {what} `{value}`: {message}")]
     InvalidArgument {
@@ -181,11 +190,12 @@ pub enum Error {
     },
 
     /// The tasks' refs form a cycle.
-    #[error("pipeline `{pipeline}` has a dependency cycle: {}", cycle.join(" -> "))]
+    #[error("{} has a dependency cycle: {}", pipeline.as_deref().map(|p| format!("pipeline `{p}`")).unwrap_or_else(|| "the project".into()), cycle.join(" -> "))]
     Cycle {
-        /// The pipeline.
-        pipeline: String,
-        /// The tasks of the cycle, the first repeated at the end.
+        /// The pipeline, or `None` for a cycle of the project's DAG (across pipelines).
+        pipeline: Option<String>,
+        /// The tasks of the cycle, the first repeated at the end (`pipeline/task` in
+        /// the project's DAG).
         cycle: Vec<String>,
     },
 
@@ -426,6 +436,7 @@ impl Error {
         match self {
             Error::UnknownEnvironment { .. }
             | Error::UnknownPipeline { .. }
+            | Error::UnknownTag { .. }
             | Error::InvalidArgument { .. }
             | Error::UnknownTask { context: None, .. } => ErrorKind::Usage,
             Error::Toml { .. }

@@ -87,13 +87,13 @@ pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
     Environment, InvalidName, Materialization, MetricConfig, ModelUri, ModelUriError,
-    OnSchemaChange, PipelineName, Severity, TaskConfig, TaskName, DEFAULT_ENVIRONMENT,
+    OnSchemaChange, PipelineName, Severity, TaskConfig, TaskId, TaskName, DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
 pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};
 pub use error::{distinct_causes, Error, ErrorKind, ParseProblem, PlanError, Result};
 pub use mlflow::MlflowError;
-pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, Task};
+pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, SelectorTarget, Task};
 pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};
 pub use runlog::{MetricPoint, RunHistory, RunRecord, RunStatus};
 pub use template::{RenderedTask, Renderer, RunDate, Vars};

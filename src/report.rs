@@ -2,6 +2,7 @@
 //! what could not be recorded. Made by the engine, read by the run log, the
 //! notifications and the CLI.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::checks::{ExpectationOutcome, MetricValue};
@@ -27,6 +28,8 @@ pub enum TaskStatus {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct TaskOutcome {
+    /// The task's pipeline.
+    pub pipeline: PipelineName,
     /// The task.
     pub task: TaskName,
     /// How it was written.
@@ -43,8 +46,9 @@ pub struct TaskOutcome {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RunReport {
-    /// The pipeline.
-    pub pipeline: PipelineName,
+    /// The pipelines the run had tasks of, by name (one, unless the run was of the
+    /// project).
+    pub pipelines: Vec<PipelineName>,
     /// The environment.
     pub env: String,
     /// The run date.
@@ -53,7 +57,7 @@ pub struct RunReport {
     pub run_id: String,
     /// Each executed task, in the order they finished.
     pub tasks: Vec<TaskOutcome>,
-    /// The pipeline's metric values, judged (after a full, successful run).
+    /// The metric values of each pipeline whose tasks all ran and succeeded, judged.
     pub metrics: Vec<MetricValue>,
     /// The metrics that could not be computed ([`Error::Metric`]), or why the
     /// previous runs' values could not be read (the written data stays).
@@ -71,18 +75,20 @@ pub struct RunReport {
     pub models: Vec<ResolvedModel>,
     /// Wall time of the execution.
     pub elapsed: Duration,
+    /// Model function → the pipelines whose SQL calls it.
+    pub(crate) model_callers: BTreeMap<String, BTreeSet<PipelineName>>,
 }
 
 impl RunReport {
     pub(crate) fn new(
-        pipeline: PipelineName,
+        pipelines: Vec<PipelineName>,
         env: String,
         ds: RunDate,
         run_id: String,
         tasks: Vec<TaskOutcome>,
     ) -> Self {
         RunReport {
-            pipeline,
+            pipelines,
             env,
             ds,
             run_id,
@@ -95,6 +101,7 @@ impl RunReport {
             mlflow_error: None,
             models: Vec::new(),
             elapsed: Duration::ZERO,
+            model_callers: BTreeMap::new(),
         }
     }
 
@@ -104,6 +111,35 @@ impl RunReport {
             .iter()
             .all(|t| matches!(t.status, TaskStatus::Succeeded(_)))
             && self.metric_errors.is_empty()
+    }
+
+    /// Whether the run had tasks of `pipeline` and every one of them succeeded.
+    pub fn pipeline_succeeded(&self, pipeline: &PipelineName) -> bool {
+        let mut tasks = self
+            .tasks
+            .iter()
+            .filter(|t| &t.pipeline == pipeline)
+            .peekable();
+        tasks.peek().is_some() && tasks.all(|t| matches!(t.status, TaskStatus::Succeeded(_)))
+    }
+
+    /// The pipelines as one name for messages: `events`, or `events, reporting`.
+    pub fn pipelines_text(&self) -> String {
+        self.pipelines
+            .iter()
+            .map(PipelineName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// How a task of the run is named in messages: `task`, or `pipeline/task` when
+    /// the run had tasks of several pipelines.
+    pub fn name_of(&self, pipeline: &PipelineName, task: &TaskName) -> String {
+        if self.pipelines.len() > 1 {
+            format!("{pipeline}/{task}")
+        } else {
+            task.to_string()
+        }
     }
 
     /// The metric values that breached a threshold.
@@ -119,9 +155,15 @@ impl RunReport {
         })
     }
 
-    /// The outcome of `task`.
+    /// The outcome of `task` (`task`, or `pipeline/task` in a run of the project).
     pub fn task(&self, task: &str) -> Option<&TaskOutcome> {
-        self.tasks.iter().find(|t| t.task.as_str() == task)
+        let (pipeline, task) = match task.split_once('/') {
+            Some((p, t)) => (Some(p), t),
+            None => (None, task),
+        };
+        self.tasks
+            .iter()
+            .find(|t| t.task.as_str() == task && pipeline.is_none_or(|p| t.pipeline.as_str() == p))
     }
 }
 

@@ -11,12 +11,14 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::sql::parser::Statement;
 
-use crate::config::{MetricConfig, TaskName};
+use crate::config::{MetricConfig, PipelineName, TaskName};
 
 /// A metric planned with its run.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PlannedMetric {
+    /// The pipeline whose metric it is.
+    pub pipeline: PipelineName,
     /// The metric's name.
     pub name: TaskName,
     /// Where it is defined (`sql/<pipeline>/pipeline.toml#metrics.<name>`).
@@ -34,6 +36,8 @@ pub struct PlannedMetric {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct MetricValue {
+    /// The pipeline whose metric it is.
+    pub pipeline: PipelineName,
     /// The metric.
     pub metric: String,
     /// The group, for a metric computed per group.

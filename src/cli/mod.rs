@@ -46,30 +46,35 @@ enum Command {
         #[command(flatten)]
         date_vars: DateVars,
     },
-    /// Plan a pipeline: tasks in run order with their output schemas. Writes nothing.
+    /// Plan a pipeline, or the whole project: tasks in run order with their output
+    /// schemas. Writes nothing.
     Plan {
-        /// The pipeline.
-        pipeline: String,
+        /// The pipeline (default: every pipeline of the project, as one DAG).
+        pipeline: Option<String>,
         #[command(flatten)]
         date_vars: DateVars,
-        /// Tasks to plan: task, task+ (with downstream), +task (with upstream).
+        /// Tasks to plan: task (pipeline/task in the project), pipeline, tag:NAME; +
+        /// before for upstream, after for downstream (comma-separated, repeatable).
         #[arg(long, value_delimiter = ',')]
         select: Vec<String>,
     },
-    /// Run a pipeline: plan every task, then write each to its Delta table.
+    /// Run a pipeline, or the whole project: plan every task, then write each to its
+    /// Delta table.
     Run {
-        /// The pipeline.
-        pipeline: String,
+        /// The pipeline (default: every pipeline of the project, as one DAG).
+        pipeline: Option<String>,
         #[command(flatten)]
         date_vars: DateVars,
-        /// Tasks to run: task, task+ (with downstream), +task (with upstream).
+        /// Tasks to run: task (pipeline/task in the project), pipeline, tag:NAME; +
+        /// before for upstream, after for downstream (comma-separated, repeatable).
         #[arg(long, value_delimiter = ',')]
         select: Vec<String>,
     },
-    /// Show a pipeline's dependency graph.
+    /// Show the dependency graph of a pipeline, or of the project (pipelines as
+    /// clusters).
     Dag {
-        /// The pipeline.
-        pipeline: String,
+        /// The pipeline (default: the whole project).
+        pipeline: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
         format: DagFormat,
@@ -189,7 +194,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             select,
         } => {
             let options = options(date_vars, select)?;
-            let plan = engine.plan(pipeline, &options).await?;
+            let plan = match pipeline {
+                Some(p) => engine.plan(p, &options).await?,
+                None => engine.plan_project(&options).await?,
+            };
             output::plan(&mut out, &plan)?;
         }
         Command::Run {
@@ -198,7 +206,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             select,
         } => {
             let options = options(date_vars, select)?;
-            let plan = engine.plan(pipeline, &options).await?;
+            let plan = match pipeline {
+                Some(p) => engine.plan(p, &options).await?,
+                None => engine.plan_project(&options).await?,
+            };
             let report = engine.execute(plan).await;
             output::report(&mut out, &report)?;
             if !report.succeeded() {
@@ -211,11 +222,14 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             date_vars,
         } => {
             let options = options(date_vars, &[])?;
-            let dag = engine.dag(pipeline, &options)?;
+            let dag = match pipeline {
+                Some(p) => engine.dag(p, &options)?,
+                None => engine.project_dag(&options)?,
+            };
             match format {
                 DagFormat::Text => output::dag_text(&mut out, &dag)?,
                 DagFormat::Mermaid => output::dag_mermaid(&mut out, &dag)?,
-                DagFormat::Dot => output::dag_dot(&mut out, pipeline, &dag)?,
+                DagFormat::Dot => output::dag_dot(&mut out, &dag)?,
             }
         }
         Command::Status { pipeline, limit } => {

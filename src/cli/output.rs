@@ -5,7 +5,11 @@ use std::io::Write;
 use anyhow::Result;
 use quern::datafusion::arrow::record_batch::RecordBatch;
 use quern::datafusion::arrow::util::pretty::pretty_format_batches;
-use quern::{distinct_causes, Dag, RenderedTask, RunPlan, RunReport, TaskStatus};
+use std::collections::BTreeMap;
+
+use quern::{
+    distinct_causes, Dag, PipelineName, RenderedTask, RunPlan, RunReport, TaskId, TaskStatus,
+};
 
 pub(super) fn render(
     out: &mut impl Write,
@@ -32,10 +36,18 @@ pub(super) fn render(
 }
 
 pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
+    let scope = match &plan.pipeline {
+        Some(p) => format!("pipeline {p}"),
+        None => format!("project ({} pipeline(s))", plan.pipelines.len()),
+    };
+    // Tasks are named `task` in a plan of one pipeline, `pipeline/task` in the project's.
+    let name = |id: &quern::TaskId| match &plan.pipeline {
+        Some(p) => id.short(p.as_str()),
+        None => id.to_string(),
+    };
     writeln!(
         out,
-        "pipeline {} · env {} · ds {} · {} task(s)",
-        plan.pipeline,
+        "{scope} · env {} · ds {} · {} task(s)",
         plan.env,
         plan.ds,
         plan.tasks.iter().filter(|t| t.selected).count()
@@ -57,12 +69,12 @@ pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
         if !t.selected {
             how.push_str(", read by the selection");
         }
-        writeln!(out, "{}. {} ({how})", i + 1, t.task)?;
+        writeln!(out, "{}. {} ({how})", i + 1, name(&t.id()))?;
         if let Some(url) = &t.table_url {
             writeln!(out, "   -> {url}")?;
         }
         if !t.upstream.is_empty() {
-            let ups: Vec<&str> = t.upstream.iter().map(|u| u.as_str()).collect();
+            let ups: Vec<String> = t.upstream.iter().map(name).collect();
             writeln!(out, "   <- {}", ups.join(", "))?;
         }
         for field in t.schema.fields() {
@@ -77,7 +89,7 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     let width = report
         .tasks
         .iter()
-        .map(|t| t.task.as_str().len())
+        .map(|t| report.name_of(&t.pipeline, &t.task).len())
         .max()
         .unwrap_or(0);
     let (mut ok, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
@@ -86,7 +98,8 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     }
     for t in &report.tasks {
         let secs = t.elapsed.as_secs_f64();
-        let name = t.task.as_str();
+        let name = report.name_of(&t.pipeline, &t.task);
+        let name = name.as_str();
         let how = t.materialization.as_str();
         match &t.status {
             TaskStatus::Succeeded(Some(w)) => {
@@ -144,7 +157,7 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     writeln!(
         out,
         "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
-        report.pipeline,
+        report.pipelines_text(),
         report.env,
         report.ds,
         report.elapsed.as_secs_f64()
@@ -155,9 +168,13 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
 /// The lines after the tasks: metric values, alerts, and what could not be recorded.
 fn after_run(out: &mut impl Write, report: &RunReport) -> Result<()> {
     for m in &report.metrics {
+        let metric = match report.pipelines.len() {
+            1 => m.metric.clone(),
+            _ => format!("{}/{}", m.pipeline, m.metric),
+        };
         let name = match &m.group {
-            Some(g) => format!("{}[{g}]", m.metric),
-            None => m.metric.clone(),
+            Some(g) => format!("{metric}[{g}]"),
+            None => metric,
         };
         let value = m.value.map_or("NULL".to_string(), |v| v.to_string());
         let prev = m
@@ -205,38 +222,83 @@ fn after_run(out: &mut impl Write, report: &RunReport) -> Result<()> {
 
 pub(super) fn dag_text(out: &mut impl Write, dag: &Dag) -> Result<()> {
     for task in dag.order() {
-        let ups: Vec<&str> = dag.upstream_of(task).map(|t| t.as_str()).collect();
+        let ups: Vec<String> = dag.upstream_of(task).map(|t| dag.name_of(t)).collect();
+        let name = dag.name_of(task);
         if ups.is_empty() {
-            writeln!(out, "{task}")?;
+            writeln!(out, "{name}")?;
         } else {
-            writeln!(out, "{task} <- {}", ups.join(", "))?;
+            writeln!(out, "{name} <- {}", ups.join(", "))?;
         }
     }
     Ok(())
+}
+
+/// The tasks of the DAG by pipeline, each pipeline's in DAG order.
+fn by_pipeline(dag: &Dag) -> BTreeMap<&PipelineName, Vec<&TaskId>> {
+    let mut groups: BTreeMap<&PipelineName, Vec<&TaskId>> = BTreeMap::new();
+    for t in dag.order() {
+        groups.entry(&t.pipeline).or_default().push(t);
+    }
+    groups
+}
+
+/// Mermaid node ids are word characters: `task`, or `pipeline__task` in the project's
+/// DAG (labelled `task`, inside its pipeline's subgraph).
+fn mermaid_id(dag: &Dag, task: &TaskId) -> String {
+    match dag.pipeline() {
+        Some(_) => task.task.to_string(),
+        None => format!("{}__{}", task.pipeline, task.task),
+    }
 }
 
 pub(super) fn dag_mermaid(out: &mut impl Write, dag: &Dag) -> Result<()> {
     writeln!(out, "graph LR")?;
-    for task in dag.order() {
-        writeln!(out, "    {task}")?;
+    if dag.pipeline().is_some() {
+        for task in dag.order() {
+            writeln!(out, "    {}", task.task)?;
+        }
+    } else {
+        // The project's DAG: one subgraph per pipeline.
+        for (pipeline, tasks) in by_pipeline(dag) {
+            writeln!(out, "    subgraph {pipeline}")?;
+            for task in tasks {
+                writeln!(out, "        {}[{}]", mermaid_id(dag, task), task.task)?;
+            }
+            writeln!(out, "    end")?;
+        }
     }
     for task in dag.order() {
         for down in dag.downstream_of(task) {
-            writeln!(out, "    {task} --> {down}")?;
+            let (from, to) = (mermaid_id(dag, task), mermaid_id(dag, down));
+            writeln!(out, "    {from} --> {to}")?;
         }
     }
     Ok(())
 }
 
-pub(super) fn dag_dot(out: &mut impl Write, pipeline: &str, dag: &Dag) -> Result<()> {
-    writeln!(out, "digraph \"{pipeline}\" {{")?;
+pub(super) fn dag_dot(out: &mut impl Write, dag: &Dag) -> Result<()> {
+    let graph = dag.pipeline().map_or("project", |p| p.as_str());
+    writeln!(out, "digraph \"{graph}\" {{")?;
     writeln!(out, "    rankdir=LR;")?;
-    for task in dag.order() {
-        writeln!(out, "    \"{task}\";")?;
+    if dag.pipeline().is_some() {
+        for task in dag.order() {
+            writeln!(out, "    \"{}\";", task.task)?;
+        }
+    } else {
+        // The project's DAG: one cluster per pipeline.
+        for (pipeline, tasks) in by_pipeline(dag) {
+            writeln!(out, "    subgraph \"cluster_{pipeline}\" {{")?;
+            writeln!(out, "        label=\"{pipeline}\";")?;
+            for task in tasks {
+                writeln!(out, "        \"{task}\" [label=\"{}\"];", task.task)?;
+            }
+            writeln!(out, "    }}")?;
+        }
     }
     for task in dag.order() {
         for down in dag.downstream_of(task) {
-            writeln!(out, "    \"{task}\" -> \"{down}\";")?;
+            let (from, to) = (dag.name_of(task), dag.name_of(down));
+            writeln!(out, "    \"{from}\" -> \"{to}\";")?;
         }
     }
     writeln!(out, "}}")?;

@@ -67,6 +67,47 @@ name_type!(
     "task"
 );
 
+/// A task of the project: its pipeline and its name. Shown as `pipeline/task`, the
+/// form selectors and `render` take; its table is `pipeline.task`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// The pipeline.
+    pub pipeline: PipelineName,
+    /// The task.
+    pub task: TaskName,
+}
+
+impl TaskId {
+    /// The task `task` of `pipeline`.
+    pub fn new(pipeline: PipelineName, task: TaskName) -> Self {
+        TaskId { pipeline, task }
+    }
+
+    /// `task` when it is in `pipeline`, else `pipeline/task`: how a task is named among
+    /// the tasks of one pipeline.
+    pub fn short(&self, pipeline: &str) -> String {
+        if self.pipeline.as_str() == pipeline {
+            self.task.to_string()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pipeline, self.task)
+    }
+}
+
+/// Whether `tag` can be a tag: lower-case letters, digits, `_` and `-`.
+pub(crate) fn is_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')

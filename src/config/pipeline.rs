@@ -86,6 +86,9 @@ pub struct TaskConfig {
     /// A free-text description shown by `plan` and `dag`.
     #[serde(default)]
     pub description: Option<String>,
+    /// Tags for `--select tag:<name>` (besides the pipeline's own tags).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// The whole of `pipeline.toml`.
@@ -95,6 +98,9 @@ pub struct PipelineConfig {
     /// A free-text description of the pipeline.
     #[serde(default)]
     pub description: Option<String>,
+    /// Tags of every task of the pipeline, for `--select tag:<name>`.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Per-task settings; a task without an entry is a `table`.
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskConfig>,
@@ -139,8 +145,10 @@ impl PipelineConfig {
         }
         let text = super::read_file(path)?;
         let config: Self = super::parse_toml(file, &text)?;
+        check_tags(file, "tags", &config.tags)?;
         for (task, t) in &config.tasks {
             let key = |k: &str| format!("tasks.{task}.{k}");
+            check_tags(file, &key("tags"), &t.tags)?;
             match t.materialized {
                 Materialization::Partition if t.partition_by.is_empty() => {
                     return Err(Error::Config {
@@ -233,6 +241,20 @@ impl PipelineConfig {
     }
 }
 
+/// Tags are what `--select tag:<name>` matches: lower-case words.
+fn check_tags(file: &Path, key: &str, tags: &[String]) -> Result<()> {
+    match tags.iter().find(|t| !super::names::is_tag(t)) {
+        Some(bad) => Err(Error::Config {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            message: format!(
+                "tag `{bad}` must be lower-case letters, digits, `_` or `-` (it is selected with --select tag:{bad})"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +274,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.tasks["a"].materialized, Materialization::Partition);
         assert_eq!(c.tasks["b"].materialized, Materialization::View);
+        let c = load("tags = [\"daily\"]\n[tasks.a]\ntags = [\"core\", \"p-1\"]\n").unwrap();
+        assert_eq!(c.tags, ["daily"]);
+        assert_eq!(c.tasks["a"].tags, ["core", "p-1"]);
     }
 
     #[test]
@@ -265,5 +290,9 @@ mod tests {
             e.to_string().contains("unknown field `materialised`"),
             "{e}"
         );
+        let e = load("[tasks.a]\ntags = [\"Daily\"]\n").unwrap_err();
+        assert!(e.to_string().contains("tasks.a.tags"), "{e}");
+        let e = load("tags = \"daily\"\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(1), .. }), "{e:?}");
     }
 }

@@ -52,7 +52,7 @@ impl RunOptions {
         self
     }
 
-    /// Adds a task selector (`task`, `task+`, `+task`, `+task+`).
+    /// Adds a selector (`task`, `pipeline/task`, `pipeline`, `tag:name`, with `+`s).
     #[must_use]
     pub fn with_select(mut self, selector: Selector) -> Self {
         self.select.push(selector);
@@ -244,12 +244,12 @@ impl Engine {
             .map(|task| renderer.render(task))
             .collect::<Result<Vec<_>>>()?;
         // Upstream first when the refs form a DAG; a cycle is reported by plan and dag.
-        if let Ok(dag) = plan::dag_of(pipeline.name.as_str(), &rendered) {
+        if let Ok(dag) = plan::dag_of(Some(&pipeline.name), &rendered) {
             let position: std::collections::BTreeMap<_, _> = dag
                 .order()
                 .iter()
                 .enumerate()
-                .map(|(i, t)| (t.clone(), i))
+                .map(|(i, t)| (&t.task, i))
                 .collect();
             rendered.sort_by_key(|r| position.get(&r.task).copied());
         }
@@ -264,14 +264,39 @@ impl Engine {
     /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
     /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
     /// let dag = engine.dag("events", &options)?;
-    /// let order: Vec<&str> = dag.order().iter().map(|t| t.as_str()).collect();
+    /// let order: Vec<&str> = dag.order().iter().map(|t| t.task.as_str()).collect();
     /// assert_eq!(order.first(), Some(&"clean_events"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn dag(&self, pipeline: &str, options: &RunOptions) -> Result<Dag> {
-        let rendered = self.render(pipeline, options)?;
-        plan::dag_of(pipeline, &rendered)
+        let pipeline = self.project.pipeline(pipeline)?;
+        let rendered = self.render(pipeline.name.as_str(), options)?;
+        plan::dag_of(Some(&pipeline.name), &rendered)
+    }
+
+    /// The DAG of every task of the project: refs between pipelines are edges.
+    ///
+    /// ```
+    /// # fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let dag = engine.project_dag(&options)?;
+    /// assert!(dag.pipeline().is_none());
+    /// assert!(dag.order().iter().any(|t| t.to_string() == "events/clean_events"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn project_dag(&self, options: &RunOptions) -> Result<Dag> {
+        let renderer = self.renderer(options)?;
+        let mut rendered = Vec::new();
+        for pipeline in self.project.pipelines().values() {
+            for task in pipeline.tasks.values() {
+                rendered.push(renderer.render(task)?);
+            }
+        }
+        plan::dag_of(None, &rendered)
     }
 
     /// Renders, parses and plans the selected tasks of `pipeline`; writes nothing.
@@ -290,7 +315,28 @@ impl Engine {
     /// # }
     /// ```
     pub async fn plan(&self, pipeline: &str, options: &RunOptions) -> Result<RunPlan> {
-        plan::plan(self, pipeline, options).await
+        plan::plan(self, Some(pipeline), options).await
+    }
+
+    /// Renders, parses and plans the selected tasks of every pipeline as one DAG: a
+    /// task reading another pipeline's task is planned against that task's planned
+    /// output, so the whole project plans (and runs) from an empty warehouse. Selectors
+    /// are `pipeline/task`, `pipeline` or `tag:name`, with `+`s. Writes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let options = options.with_select("+events/daily_active_users".parse()?);
+    /// let plan = engine.plan_project(&options).await?;
+    /// assert_eq!(plan.pipelines.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn plan_project(&self, options: &RunOptions) -> Result<RunPlan> {
+        plan::plan(self, None, options).await
     }
 
     /// Plans then executes the selected tasks of `pipeline`. Nothing is written unless
@@ -311,6 +357,25 @@ impl Engine {
     /// ```
     pub async fn run(&self, pipeline: &str, options: &RunOptions) -> Result<RunReport> {
         let plan = self.plan(pipeline, options).await?;
+        Ok(self.execute(plan).await)
+    }
+
+    /// Plans then executes the selected tasks of the whole project (see
+    /// [`Engine::plan_project`]); one run in the run log, with a `runs` row per pipeline.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let report = engine.run_project(&options.with_select("tag:daily".parse()?)).await?;
+    /// println!("{} task(s) in {}", report.tasks.len(), report.pipelines_text());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn run_project(&self, options: &RunOptions) -> Result<RunReport> {
+        let plan = self.plan_project(options).await?;
         Ok(self.execute(plan).await)
     }
 

@@ -1,7 +1,8 @@
-//! Planning a run: render every task, parse it, cross-check its tables with its refs
-//! and sources, order the DAG, and plan each selected task with DataFusion against its
-//! upstream tasks' planned outputs, so even a first run plans completely. Nothing is
-//! written here.
+//! Planning a run of one pipeline or of the whole project: render every task, parse
+//! it, cross-check its tables with its refs and sources, order the DAG (in a run of the
+//! project, refs between pipelines are edges too), and plan each selected task with
+//! DataFusion against its upstream tasks' planned outputs, so even a first run plans
+//! completely. Nothing is written here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,16 +18,18 @@ use url::Url;
 use super::{Engine, RunOptions};
 use crate::catalog::{table_url, Catalog, Resolved, Warehouse, WriteGuard};
 use crate::checks::{CompiledExpectations, PlannedMetric};
-use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskName};
+use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskId, TaskName};
 use crate::error::{Error, PlanError, Result};
 use crate::models::ResolvedModel;
-use crate::pipeline::{extract_relations, Dag, ParsedTask, Pipeline, Selector};
+use crate::pipeline::{extract_relations, Dag, Metric, ParsedTask, Pipeline, Project, Selector};
 use crate::template::{RenderedTask, RunDate};
 
 /// One task of a run, planned.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PlannedTask {
+    /// The pipeline.
+    pub pipeline: PipelineName,
     /// The task.
     pub task: TaskName,
     /// The template file (relative to the project).
@@ -47,36 +50,50 @@ pub struct PlannedTask {
     /// them are not selected).
     pub selected: bool,
     /// The tasks of this run it reads.
-    pub upstream: Vec<TaskName>,
+    pub upstream: Vec<TaskId>,
     pub(crate) expectations: Option<Arc<CompiledExpectations>>,
     pub(crate) statement: Statement,
 }
 
-/// A planned run of one pipeline; execute it with [`Engine::execute`].
+impl PlannedTask {
+    /// The task's id in the project.
+    pub fn id(&self) -> TaskId {
+        TaskId::new(self.pipeline.clone(), self.task.clone())
+    }
+}
+
+/// A planned run of one pipeline or of the project; execute it with
+/// [`Engine::execute`].
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RunPlan {
-    /// The pipeline.
-    pub pipeline: PipelineName,
+    /// The pipeline run, or `None` for a run of the whole project.
+    pub pipeline: Option<PipelineName>,
+    /// The pipelines with selected tasks, by name.
+    pub pipelines: Vec<PipelineName>,
     /// The environment's name.
     pub env: String,
     /// The run date.
     pub ds: RunDate,
     /// The planned tasks in run order.
     pub tasks: Vec<PlannedTask>,
-    /// The pipeline's metrics, computed after the tasks succeed (full runs only).
+    /// The metrics of each pipeline whose every task is selected, computed after its
+    /// tasks succeed.
     pub metrics: Vec<PlannedMetric>,
     /// The model functions the run calls, resolved when it was planned.
     pub models: Vec<ResolvedModel>,
     pub(crate) ctx: SessionContext,
     /// The tables the plan was made against; execution writes and reads through it.
     pub(crate) catalog: Catalog,
+    /// Model function → the pipelines whose planned SQL calls it.
+    pub(crate) model_callers: BTreeMap<String, BTreeSet<PipelineName>>,
 }
 
 impl std::fmt::Debug for RunPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunPlan")
             .field("pipeline", &self.pipeline)
+            .field("pipelines", &self.pipelines)
             .field("env", &self.env)
             .field("ds", &self.ds)
             .field("tasks", &self.tasks)
@@ -85,77 +102,100 @@ impl std::fmt::Debug for RunPlan {
     }
 }
 
-pub(super) fn dag_of(pipeline: &str, rendered: &[RenderedTask]) -> Result<Dag> {
+/// The DAG of `rendered`: a ref to a task among them is an edge. `pipeline` names the
+/// one pipeline they are of, or is `None` for the project.
+pub(super) fn dag_of(pipeline: Option<&PipelineName>, rendered: &[RenderedTask]) -> Result<Dag> {
+    let nodes: BTreeSet<TaskId> = rendered
+        .iter()
+        .map(|r| TaskId::new(r.pipeline.clone(), r.task.clone()))
+        .collect();
     let upstream = rendered
         .iter()
         .map(|r| {
             let ups = r
                 .refs
                 .iter()
-                .filter(|(p, _)| p.as_str() == pipeline)
-                .map(|(_, t)| t.clone())
+                .map(|(p, t)| TaskId::new(p.clone(), t.clone()))
+                .filter(|id| nodes.contains(id))
                 .collect();
-            (r.task.clone(), ups)
+            (TaskId::new(r.pipeline.clone(), r.task.clone()), ups)
         })
         .collect();
-    Dag::new(pipeline, upstream)
+    Dag::new(pipeline.cloned(), upstream)
+}
+
+/// The pipelines a plan covers: `pipeline`, or every pipeline of the project.
+pub(super) fn scope<'p>(project: &'p Project, pipeline: Option<&str>) -> Result<Vec<&'p Pipeline>> {
+    Ok(match pipeline {
+        Some(name) => vec![project.pipeline(name)?],
+        None => project.pipelines().values().collect(),
+    })
 }
 
 pub(super) async fn plan(
     engine: &Engine,
-    pipeline_name: &str,
+    pipeline: Option<&str>,
     options: &RunOptions,
 ) -> Result<RunPlan> {
-    let pipeline = engine.project().pipeline(pipeline_name)?;
+    let project = engine.project();
+    let pipelines = scope(project, pipeline)?;
     // One renderer for the tasks and the metrics: making one compiles every template.
     let renderer = engine.renderer(options)?;
-    let rendered = engine.render_with(&renderer, pipeline_name)?;
+    let mut rendered = Vec::new();
+    for p in &pipelines {
+        for task in p.tasks.values() {
+            rendered.push(renderer.render(task)?);
+        }
+    }
     let parsed = parse_and_check(engine, &rendered)?;
-    let dag = dag_of(pipeline_name, &rendered)?;
-    let selection = Selection::new(&dag, pipeline, &options.select)?;
+    let scope_name = pipeline.map(|_| &pipelines[0].name);
+    let dag = dag_of(scope_name, &rendered)?;
+    let selection = Selection::new(&dag, project, &options.select)?;
     // Refuse writes outside the environment's roots before touching any storage, and
     // before any secret is needed.
-    guard_writes(engine, pipeline, &dag, &selection)?;
+    guard_writes(engine, &dag, &selection)?;
 
-    let mut planner = Planner::new(engine, pipeline, &selection, &parsed).await?;
-    let by_task: BTreeMap<&TaskName, &RenderedTask> =
-        rendered.iter().map(|r| (&r.task, r)).collect();
+    let mut planner = Planner::new(engine, &dag, &selection, &parsed).await?;
+    let by_task: BTreeMap<TaskId, &RenderedTask> = rendered
+        .iter()
+        .map(|r| (TaskId::new(r.pipeline.clone(), r.task.clone()), r))
+        .collect();
     let mut tasks = Vec::new();
-    for name in dag
+    for id in dag
         .order()
         .iter()
         .filter(|t| selection.to_plan.contains(*t))
     {
         let upstream = dag
-            .upstream_of(name)
+            .upstream_of(id)
             .filter(|u| selection.to_plan.contains(*u))
             .cloned()
             .collect();
         tasks.push(
             planner
-                .plan_task(by_task[name], &parsed[name], &selection, upstream)
+                .plan_task(by_task[id], &parsed[id], &selection, upstream)
                 .await?,
         );
     }
     // Metrics are planned with the run (against the tasks' planned outputs), so a
-    // broken metric fails the run before anything is written. They are computed after
-    // a full run of the pipeline, not after a selection.
+    // broken metric fails the run before anything is written. A pipeline's metrics
+    // are computed after a run of all its tasks, not after a part of them.
     let mut metrics = Vec::new();
-    if options.select.is_empty() {
-        for metric in pipeline.metrics.values() {
-            metrics.push(
-                planner
-                    .plan_metric(&renderer.render_metric(metric)?)
-                    .await?,
-            );
+    for p in pipelines.iter().filter(|p| selection.covers(p)) {
+        for metric in p.metrics.values() {
+            let r = renderer.render_metric(metric)?;
+            metrics.push(planner.plan_metric(metric, &r).await?);
         }
     }
+    let ran: BTreeSet<&PipelineName> = selection.selected.iter().map(|t| &t.pipeline).collect();
     Ok(RunPlan {
-        pipeline: pipeline.name.clone(),
+        pipeline: scope_name.cloned(),
+        pipelines: ran.into_iter().cloned().collect(),
         env: engine.environment().name.clone(),
         ds: options.ds,
         tasks,
         metrics,
+        model_callers: planner.callers(),
         models: planner.models,
         ctx: planner.ctx,
         catalog: planner.catalog,
@@ -166,14 +206,14 @@ pub(super) async fn plan(
 fn parse_and_check(
     engine: &Engine,
     rendered: &[RenderedTask],
-) -> Result<BTreeMap<TaskName, ParsedTask>> {
+) -> Result<BTreeMap<TaskId, ParsedTask>> {
     let mut parsed = BTreeMap::new();
     for r in rendered {
         let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
         for relation in &p.relations {
             check_relation(engine, r, relation)?;
         }
-        parsed.insert(r.task.clone(), p);
+        parsed.insert(TaskId::new(r.pipeline.clone(), r.task.clone()), p);
     }
     Ok(parsed)
 }
@@ -181,19 +221,34 @@ fn parse_and_check(
 /// The tasks a run executes, and the ones it plans.
 struct Selection {
     /// The selected tasks: the run executes them.
-    selected: BTreeSet<TaskName>,
+    selected: BTreeSet<TaskId>,
     /// The selected tasks and the views they read (planned to be inlined, not written).
-    to_plan: BTreeSet<TaskName>,
+    to_plan: BTreeSet<TaskId>,
 }
 
 impl Selection {
-    fn new(dag: &Dag, pipeline: &Pipeline, select: &[Selector]) -> Result<Self> {
-        let selected: BTreeSet<TaskName> = dag.select(select)?.into_iter().collect();
+    fn new(dag: &Dag, project: &Project, select: &[Selector]) -> Result<Self> {
+        let has_tag = |id: &TaskId, tag: &str| {
+            let pipeline = &project.pipelines()[&id.pipeline];
+            pipeline.tasks[&id.task].has_tag(&pipeline.tags, tag)
+        };
+        let selected: BTreeSet<TaskId> = match dag.select(select, has_tag) {
+            Ok(chosen) => chosen.into_iter().collect(),
+            Err(Error::UnknownTag { tag, .. }) => {
+                return Err(Error::UnknownTag {
+                    tag,
+                    known: project_tags(project),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let mut to_plan = selected.clone();
-        let mut stack: Vec<TaskName> = selected.iter().cloned().collect();
+        let mut stack: Vec<TaskId> = selected.iter().cloned().collect();
         while let Some(t) = stack.pop() {
             for up in dag.upstream_of(&t) {
-                let is_view = pipeline.tasks[up].config.materialized == Materialization::View;
+                let is_view = project
+                    .task(up)
+                    .is_some_and(|u| u.config.materialized == Materialization::View);
                 if is_view && to_plan.insert(up.clone()) {
                     stack.push(up.clone());
                 }
@@ -201,26 +256,44 @@ impl Selection {
         }
         Ok(Selection { selected, to_plan })
     }
+
+    /// Whether every task of `pipeline` is selected (its metrics are then computed).
+    fn covers(&self, pipeline: &Pipeline) -> bool {
+        pipeline
+            .tasks
+            .values()
+            .all(|t| self.selected.contains(&t.id()))
+    }
+}
+
+/// Every tag of the project's pipelines and tasks, sorted.
+fn project_tags(project: &Project) -> Vec<String> {
+    let mut tags = BTreeSet::new();
+    for p in project.pipelines().values() {
+        tags.extend(p.tags.iter().cloned());
+        for t in p.tasks.values() {
+            tags.extend(t.config.tags.iter().cloned());
+        }
+    }
+    tags.into_iter().collect()
 }
 
 /// Checks every selected task that writes against the environment's write roots.
-fn guard_writes(
-    engine: &Engine,
-    pipeline: &Pipeline,
-    dag: &Dag,
-    selection: &Selection,
-) -> Result<()> {
+fn guard_writes(engine: &Engine, dag: &Dag, selection: &Selection) -> Result<()> {
     let (project, env) = (engine.project(), engine.environment());
     let guard = WriteGuard::new(project, env)?;
     let root = Warehouse::root_url(project, env)?;
-    for name in dag
+    for id in dag
         .order()
         .iter()
         .filter(|t| selection.selected.contains(*t))
     {
-        if pipeline.tasks[name].config.materialized.writes() {
-            let url = table_url(&root, &pipeline.name, name.as_str());
-            guard.check(name.as_str(), &url)?;
+        let writes = project
+            .task(id)
+            .is_some_and(|t| t.config.materialized.writes());
+        if writes {
+            let url = table_url(&root, &id.pipeline, id.task.as_str());
+            guard.check(id.task.as_str(), &url)?;
         }
     }
     Ok(())
@@ -230,7 +303,7 @@ fn guard_writes(
 /// upstream tasks' planned outputs, every other table through the catalog.
 struct Planner<'a> {
     engine: &'a Engine,
-    pipeline: &'a Pipeline,
+    dag: &'a Dag,
     catalog: Catalog,
     ctx: SessionContext,
     /// Tables already registered (each is opened once per run).
@@ -238,19 +311,23 @@ struct Planner<'a> {
     /// Functions the planned SQL calls, and the models among them, resolved once.
     functions: BTreeSet<String>,
     models: Vec<ResolvedModel>,
-    in_run: BTreeSet<TaskName>,
+    in_run: BTreeSet<TaskId>,
+    /// Function → the pipelines whose planned SQL calls it.
+    called_by: BTreeMap<String, BTreeSet<PipelineName>>,
 }
 
 impl<'a> Planner<'a> {
     async fn new(
         engine: &'a Engine,
-        pipeline: &'a Pipeline,
+        dag: &'a Dag,
         selection: &Selection,
-        parsed: &BTreeMap<TaskName, ParsedTask>,
+        parsed: &BTreeMap<TaskId, ParsedTask>,
     ) -> Result<Planner<'a>> {
         let ctx = engine.session();
         let catalog = engine.catalog()?;
-        crate::catalog::ensure_schema(&ctx, pipeline.name.as_str());
+        for pipeline in dag.pipelines() {
+            crate::catalog::ensure_schema(&ctx, pipeline.as_str());
+        }
         // Model functions are resolved once per run (a registry alias names one version).
         let functions: BTreeSet<String> = selection
             .to_plan
@@ -260,14 +337,32 @@ impl<'a> Planner<'a> {
         let models = engine.register_models(&ctx, &functions).await?;
         Ok(Planner {
             engine,
-            pipeline,
+            dag,
             catalog,
             ctx,
             registered: BTreeSet::new(),
             functions,
             models,
             in_run: selection.to_plan.clone(),
+            called_by: BTreeMap::new(),
         })
+    }
+
+    /// Each resolved model function and the pipelines that call it.
+    fn callers(&self) -> BTreeMap<String, BTreeSet<PipelineName>> {
+        self.models
+            .iter()
+            .filter_map(|m| Some((m.function.clone(), self.called_by.get(&m.function)?.clone())))
+            .collect()
+    }
+
+    fn record_calls(&mut self, pipeline: &PipelineName, functions: &BTreeSet<String>) {
+        for f in functions {
+            self.called_by
+                .entry(f.clone())
+                .or_default()
+                .insert(pipeline.clone());
+        }
     }
 
     /// Plans one task and registers its planned output for the tasks downstream.
@@ -276,9 +371,12 @@ impl<'a> Planner<'a> {
         r: &RenderedTask,
         p: &ParsedTask,
         selection: &Selection,
-        upstream: Vec<TaskName>,
+        upstream: Vec<TaskId>,
     ) -> Result<PlannedTask> {
-        let config = &self.pipeline.tasks[&r.task].config;
+        let id = TaskId::new(r.pipeline.clone(), r.task.clone());
+        let engine = self.engine;
+        let config = &engine.project().pipelines()[&r.pipeline].tasks[&r.task].config;
+        self.record_calls(&r.pipeline, &p.functions);
         self.register_reads(r, &p.relations).await?;
         let plan: LogicalPlan = self
             .ctx
@@ -289,20 +387,21 @@ impl<'a> Planner<'a> {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         check_output(r, config, &schema)?;
         let expectations = self.compile_expectations(r, config, &schema)?;
-        let reference = TableReference::partial(self.pipeline.name.as_str(), r.task.as_str());
+        let reference = TableReference::partial(r.pipeline.as_str(), r.task.as_str());
         crate::catalog::register_planned(&self.ctx, reference, schema.clone())?;
         let table_url = config.materialized.writes().then(|| {
             self.catalog
                 .warehouse()
-                .table_url(&self.pipeline.name, r.task.as_str())
+                .table_url(&r.pipeline, r.task.as_str())
         });
-        let selected = selection.selected.contains(&r.task);
+        let selected = selection.selected.contains(&id);
         // Compare the output with the table it will be written to, before anything runs.
         let evolve_schema = match (&table_url, selected) {
             (Some(url), true) => self.schema_fits(r, config, url, &schema).await?,
             _ => false,
         };
         Ok(PlannedTask {
+            pipeline: r.pipeline.clone(),
             task: r.task.clone(),
             file: r.file.clone(),
             materialization: config.materialized,
@@ -367,11 +466,12 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans a metric against the tasks' planned outputs.
-    async fn plan_metric(&mut self, r: &RenderedTask) -> Result<PlannedMetric> {
+    async fn plan_metric(&mut self, metric: &Metric, r: &RenderedTask) -> Result<PlannedMetric> {
         let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
         for relation in &p.relations {
             check_relation(self.engine, r, relation)?;
         }
+        self.record_calls(&metric.pipeline, &p.functions);
         let new: BTreeSet<String> = p.functions.difference(&self.functions).cloned().collect();
         let more = self.engine.register_models(&self.ctx, &new).await?;
         self.models.extend(more);
@@ -385,8 +485,8 @@ impl<'a> Planner<'a> {
             .map_err(|source| plan_error(r, source))?;
         crate::checks::check_shape(plan.schema().as_arrow())
             .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
-        let metric = &self.pipeline.metrics[&r.task];
         Ok(PlannedMetric {
+            pipeline: metric.pipeline.clone(),
             name: metric.name.clone(),
             file: r.file.clone(),
             sql: r.sql.clone(),
@@ -403,26 +503,30 @@ impl<'a> Planner<'a> {
         r: &RenderedTask,
         relations: &[TableReference],
     ) -> Result<()> {
-        let pipeline = self.pipeline.name.as_str();
         for relation in relations {
             let (Some(schema), table) = (relation.schema(), relation.table()) else {
                 continue;
             };
             let reference = TableReference::partial(schema, table);
-            let in_run = schema == pipeline && self.in_run.contains(table);
+            let in_run = PipelineName::try_new(schema)
+                .ok()
+                .zip(TaskName::try_new(table).ok())
+                .is_some_and(|(p, t)| self.in_run.contains(&TaskId::new(p, t)));
             if in_run || !self.registered.insert(reference.clone()) {
                 continue;
             }
             if let Resolved::NotYetWritten(url) =
                 self.catalog.register(&self.ctx, &reference).await?
             {
-                let hint = if schema == pipeline {
-                    format!(
-                        "run it first, or select +{} to run it with its upstream tasks",
-                        r.task
-                    )
+                let reader = self
+                    .dag
+                    .name_of(&TaskId::new(r.pipeline.clone(), r.task.clone()));
+                let hint = if schema == r.pipeline.as_str() || self.dag.pipeline().is_none() {
+                    format!("run it first, or select +{reader} to run it with its upstream tasks")
                 } else {
-                    format!("run pipeline `{schema}` first")
+                    format!(
+                        "run pipeline `{schema}` first, or run the project (name no pipeline) to plan them together"
+                    )
                 };
                 let missing = PlanError::MissingTable {
                     table: format!("{schema}.{table}"),

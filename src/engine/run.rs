@@ -1,7 +1,9 @@
 //! Executing a planned run: tasks start as soon as their upstream tasks of the run
-//! have finished (up to `max_concurrent_tasks` at once); each written task is one
-//! Delta commit, after which downstream tasks read the committed table. Then the
-//! metrics are computed, the run is logged, and alerts are sent.
+//! have succeeded (up to `max_concurrent_tasks` at once, across pipelines in a run of
+//! the project); each written task is one Delta commit, after which downstream tasks
+//! read the committed table. A failed task's downstream tasks are skipped; the other
+//! branches go on. Then the metrics of each pipeline that ran completely are computed,
+//! the run is logged, and alerts are sent.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
 use crate::catalog::{register_provider, Catalog};
 use crate::checks::{MetricError, MetricValue, PlannedMetric};
-use crate::config::{PipelineName, TaskName};
+use crate::config::TaskId;
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
 use crate::report::{RunReport, TaskOutcome, TaskStatus};
@@ -27,12 +29,13 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     let started_at = chrono::Utc::now();
     let run_id = format!(
         "{}-{}-{}",
-        plan.pipeline,
+        plan.pipeline.as_ref().map_or("project", |p| p.as_str()),
         plan.ds.ds_nodash(),
         started_at.format("%Y%m%dT%H%M%S%.6fZ")
     );
     let RunPlan {
-        pipeline,
+        pipeline: _,
+        pipelines,
         env,
         ds,
         tasks,
@@ -40,13 +43,20 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         models,
         ctx,
         catalog,
+        model_callers,
     } = plan;
-    let outcomes = run_tasks(engine, &ctx, &catalog, &pipeline, &tasks).await;
-    let mut report = RunReport::new(pipeline, env, ds, run_id, outcomes);
+    let outcomes = run_tasks(engine, &ctx, &catalog, &tasks).await;
+    let mut report = RunReport::new(pipelines, env, ds, run_id, outcomes);
     report.models = models;
+    report.model_callers = model_callers;
     let log = RunLog::new(catalog);
     let log_ctx = engine.session();
-    if report.succeeded() && !metrics.is_empty() {
+    // A pipeline's metrics are computed when all its tasks succeeded.
+    let metrics: Vec<PlannedMetric> = metrics
+        .into_iter()
+        .filter(|m| report.pipeline_succeeded(&m.pipeline))
+        .collect();
+    if !metrics.is_empty() {
         compute_metrics(&ctx, &log_ctx, &log, &metrics, &mut report).await;
     }
     // The run log is written last; a failure to write it never undoes the run's data.
@@ -68,24 +78,35 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     report
 }
 
-/// Runs the planned tasks, each as soon as its upstream tasks of the run succeeded;
-/// after a failure no task starts, and the selected tasks not run are skipped.
+/// Runs the planned tasks, each as soon as its upstream tasks of the run succeeded.
+/// A task whose upstream task failed (or was skipped) is skipped; the others run.
 async fn run_tasks(
     engine: &Engine,
     ctx: &SessionContext,
     catalog: &Catalog,
-    pipeline: &PipelineName,
     tasks: &[PlannedTask],
 ) -> Vec<TaskOutcome> {
     let mut outcomes = Vec::new();
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
-    let mut done: BTreeSet<TaskName> = BTreeSet::new();
-    let mut failed = false;
+    let mut done: BTreeSet<TaskId> = BTreeSet::new();
+    // Failed or skipped: their downstream tasks are skipped.
+    let mut blocked: BTreeSet<TaskId> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
     let limit = engine.max_concurrent_tasks();
     loop {
+        // `waiting` is in DAG order, so a skip reaches every task downstream in one pass.
+        waiting.retain(|t| {
+            if !t.upstream.iter().any(|u| blocked.contains(u)) {
+                return true;
+            }
+            blocked.insert(t.id());
+            if t.selected {
+                outcomes.push(outcome(t, TaskStatus::Skipped, Duration::ZERO));
+            }
+            false
+        });
         let mut i = 0;
-        while !failed && i < waiting.len() && running.len() < limit {
+        while i < waiting.len() && running.len() < limit {
             if !waiting[i].upstream.iter().all(|u| done.contains(u)) {
                 i += 1;
                 continue;
@@ -93,7 +114,7 @@ async fn run_tasks(
             let task = waiting.remove(i);
             running.push(async move {
                 let start = Instant::now();
-                let status = run_task(ctx, catalog, pipeline, task).await;
+                let status = run_task(ctx, catalog, task).await;
                 (task, status, start.elapsed())
             });
         }
@@ -101,39 +122,38 @@ async fn run_tasks(
             break;
         };
         let status = match status {
-            Ok(outcome) => {
-                done.insert(task.task.clone());
-                TaskStatus::Succeeded(outcome)
+            Ok(written) => {
+                done.insert(task.id());
+                TaskStatus::Succeeded(written)
             }
             Err(e) => {
-                failed = true;
+                blocked.insert(task.id());
                 TaskStatus::Failed(e)
             }
         };
+        // A view read by the selection is reported only when it failed.
         if task.selected || matches!(status, TaskStatus::Failed(_)) {
-            outcomes.push(TaskOutcome {
-                task: task.task.clone(),
-                materialization: task.materialization,
-                status,
-                elapsed,
-                expectations: task
-                    .expectations
-                    .as_ref()
-                    .map(|e| e.outcomes())
-                    .unwrap_or_default(),
-            });
+            let mut o = outcome(task, status, elapsed);
+            o.expectations = task
+                .expectations
+                .as_ref()
+                .map(|e| e.outcomes())
+                .unwrap_or_default();
+            outcomes.push(o);
         }
     }
-    for task in waiting.into_iter().filter(|t| t.selected) {
-        outcomes.push(TaskOutcome {
-            task: task.task.clone(),
-            materialization: task.materialization,
-            status: TaskStatus::Skipped,
-            elapsed: Duration::ZERO,
-            expectations: Vec::new(),
-        });
-    }
     outcomes
+}
+
+fn outcome(task: &PlannedTask, status: TaskStatus, elapsed: Duration) -> TaskOutcome {
+    TaskOutcome {
+        pipeline: task.pipeline.clone(),
+        task: task.task.clone(),
+        materialization: task.materialization,
+        status,
+        elapsed,
+        expectations: Vec::new(),
+    }
 }
 
 /// Computes each metric on the committed tables and judges it against its thresholds
@@ -150,23 +170,30 @@ async fn compute_metrics(
         file: m.file.clone(),
         source,
     };
-    let previous = match log
-        .previous_metrics(log_ctx, report.pipeline.as_str())
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            // The metrics are judged without the previous values; why is reported.
-            report.metric_errors.push(e);
-            Default::default()
+    let mut previous = std::collections::BTreeMap::new();
+    for m in metrics {
+        if previous.contains_key(&m.pipeline) {
+            continue;
         }
-    };
+        let values = match log.previous_metrics(log_ctx, m.pipeline.as_str()).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The metrics are judged without the previous values; why is reported.
+                report.metric_errors.push(e);
+                Default::default()
+            }
+        };
+        previous.insert(m.pipeline.clone(), values);
+    }
     for m in metrics {
         match metric_values(ctx, m).await {
             Ok(values) => {
                 for (group, value) in values {
-                    let prev = previous.get(&(m.name.to_string(), group.clone())).copied();
+                    let prev = previous[&m.pipeline]
+                        .get(&(m.name.to_string(), group.clone()))
+                        .copied();
                     report.metrics.push(MetricValue {
+                        pipeline: m.pipeline.clone(),
                         metric: m.name.to_string(),
                         breach: crate::checks::judge(&m.config, value, prev),
                         group,
@@ -195,10 +222,9 @@ async fn metric_values(
 async fn run_task(
     ctx: &SessionContext,
     catalog: &Catalog,
-    pipeline: &PipelineName,
     task: &PlannedTask,
 ) -> Result<Option<WriteOutcome>> {
-    let reference = TableReference::partial(pipeline.as_str(), task.task.as_str());
+    let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
     let plan = ctx
         .state()
         .statement_to_plan(task.statement.clone())

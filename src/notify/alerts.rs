@@ -18,7 +18,8 @@ fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(
     for t in &report.tasks {
         if let TaskStatus::Failed(e) = &t.status {
             if wants(AlertEvent::Failure) {
-                lines.push(format!("task {} failed: {}", t.task, e.full_message()));
+                let name = report.name_of(&t.pipeline, &t.task);
+                lines.push(format!("task {name} failed: {}", e.full_message()));
             }
         }
         if wants(AlertEvent::Expectation) {
@@ -27,7 +28,7 @@ fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(
                     "expectation {} ({}) of task {}: {} violation(s)",
                     x.name,
                     x.severity.as_str(),
-                    t.task,
+                    report.name_of(&t.pipeline, &t.task),
                     x.violations
                 ));
             }
@@ -40,9 +41,13 @@ fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(
     }
     if wants(AlertEvent::Breach) {
         for m in report.breaches() {
+            let metric = match report.pipelines.len() {
+                1 => m.metric.clone(),
+                _ => format!("{}/{}", m.pipeline, m.metric),
+            };
             let name = match &m.group {
-                Some(g) => format!("{}[{g}]", m.metric),
-                None => m.metric.clone(),
+                Some(g) => format!("{metric}[{g}]"),
+                None => metric,
             };
             let value = m.value.map_or("NULL".into(), |v| v.to_string());
             let previous = m.previous.map_or("none".into(), |p| p.to_string());
@@ -60,7 +65,7 @@ fn message(env: &Environment, report: &RunReport, on: &[AlertEvent]) -> Option<(
     let subject = format!(
         "quern [{}] {} ds {}: run {status}{}",
         env.name,
-        report.pipeline,
+        report.pipelines_text(),
         report.ds,
         if report.breaches().next().is_some() {
             ", metric breach"

@@ -19,7 +19,13 @@ pub(crate) async fn log_run(
     let Some(client) = Client::for_env(env)? else {
         return Ok(None);
     };
-    let experiment_id = experiment_id(&client, &format!("quern/{}", report.pipeline)).await?;
+    // A run of one pipeline is logged to its experiment; a run of several pipelines to
+    // `quern/project`, its keys prefixed with their pipeline.
+    let experiment = match report.pipelines.as_slice() {
+        [one] => format!("quern/{one}"),
+        _ => "quern/project".to_string(),
+    };
+    let experiment_id = experiment_id(&client, &experiment).await?;
     let run = client
         .post(
             "runs/create",
@@ -28,7 +34,7 @@ pub(crate) async fn log_run(
                 "run_name": report.run_id,
                 "start_time": started_ms,
                 "tags": [
-                    { "key": "quern.pipeline", "value": report.pipeline.to_string() },
+                    { "key": "quern.pipeline", "value": report.pipelines_text() },
                     { "key": "quern.env", "value": report.env },
                     { "key": "quern.run_id", "value": report.run_id },
                 ],
@@ -97,20 +103,26 @@ fn metrics(report: &RunReport, now: i64) -> Vec<Value> {
     let mut push = |key: String, value: f64| {
         metrics.push(json!({ "key": sanitize(&key), "value": value, "timestamp": now, "step": 0 }));
     };
+    let several = report.pipelines.len() > 1;
     for m in &report.metrics {
         let Some(v) = m.value else { continue };
+        let metric = match several {
+            true => format!("{}.{}", m.pipeline, m.metric),
+            false => m.metric.clone(),
+        };
         match &m.group {
-            Some(g) => push(format!("{}.{g}", m.metric), v),
-            None => push(m.metric.clone(), v),
+            Some(g) => push(format!("{metric}.{g}"), v),
+            None => push(metric, v),
         }
     }
     for t in &report.tasks {
+        let task = report.name_of(&t.pipeline, &t.task).replace('/', ".");
         if let TaskStatus::Succeeded(Some(w)) = &t.status {
-            push(format!("rows.{}", t.task), w.rows as f64);
+            push(format!("rows.{task}"), w.rows as f64);
         }
         for e in &t.expectations {
             push(
-                format!("expectation.{}.{}", t.task, e.name),
+                format!("expectation.{task}.{}", e.name),
                 e.violations as f64,
             );
         }

@@ -5,6 +5,6 @@ mod dag;
 mod deps;
 mod project;
 
-pub use dag::{Dag, Selector};
+pub use dag::{Dag, Selector, SelectorTarget};
 pub(crate) use deps::{extract_relations, ParsedTask};
 pub use project::{Metric, Pipeline, Project, Task};

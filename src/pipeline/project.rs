@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    Environment, MetricConfig, PipelineConfig, PipelineName, TaskConfig, TaskName,
+    Environment, MetricConfig, PipelineConfig, PipelineName, TaskConfig, TaskId, TaskName,
 };
 use crate::error::{Error, Result};
 
@@ -34,6 +34,8 @@ pub struct Pipeline {
     pub dir: PathBuf,
     /// `pipeline.toml`'s description.
     pub description: Option<String>,
+    /// `pipeline.toml`'s tags (every task has them).
+    pub tags: Vec<String>,
     /// The tasks, by name.
     pub tasks: BTreeMap<TaskName, Task>,
     /// The metrics of `[metrics.<name>]`, by name.
@@ -53,6 +55,22 @@ pub struct Metric {
     pub file: PathBuf,
     /// Its query and thresholds.
     pub config: MetricConfig,
+}
+
+impl Task {
+    /// The task's id in the project.
+    pub fn id(&self) -> TaskId {
+        TaskId::new(self.pipeline.clone(), self.name.clone())
+    }
+
+    /// Whether the task, or its pipeline (`pipeline_tags`), is tagged `tag`.
+    pub(crate) fn has_tag(&self, pipeline_tags: &[String], tag: &str) -> bool {
+        self.config
+            .tags
+            .iter()
+            .chain(pipeline_tags)
+            .any(|t| t == tag)
+    }
 }
 
 impl Pipeline {
@@ -154,6 +172,11 @@ impl Project {
             })
     }
 
+    /// The task `id`, if the project has it.
+    pub fn task(&self, id: &TaskId) -> Option<&Task> {
+        self.pipelines.get(&id.pipeline)?.tasks.get(&id.task)
+    }
+
     /// The macro files of `sql/macros/`.
     pub(crate) fn macros(&self) -> &[MacroFile] {
         &self.macros
@@ -250,6 +273,7 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
         name,
         dir,
         description: config.description,
+        tags: config.tags,
         tasks,
         metrics,
     })

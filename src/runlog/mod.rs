@@ -101,7 +101,7 @@ pub(crate) struct RunLog {
 
 /// A run's rows for every log table.
 struct RunRows {
-    run: RunRow,
+    runs: Vec<RunRow>,
     tasks: Vec<TaskRow>,
     expectations: Vec<ExpectationRow>,
     metrics: Vec<MetricRow>,
@@ -109,10 +109,11 @@ struct RunRows {
 }
 
 impl RunRows {
+    /// The rows of `report`: one `runs` row per pipeline it ran (all with the run's id),
+    /// so each pipeline's history reads as before.
     fn of(report: &RunReport, started_at: DateTime<Utc>, metrics: &[MetricValue]) -> Self {
         let now = Utc::now();
         let run_id = || report.run_id.clone();
-        let pipeline = || report.pipeline.to_string();
         let mut tasks = Vec::new();
         let mut expectations = Vec::new();
         for t in &report.tasks {
@@ -123,7 +124,7 @@ impl RunRows {
             };
             tasks.push(TaskRow {
                 run_id: run_id(),
-                pipeline: pipeline(),
+                pipeline: t.pipeline.to_string(),
                 task: t.task.to_string(),
                 materialized: t.materialization.as_str(),
                 status,
@@ -134,37 +135,48 @@ impl RunRows {
             });
             expectations.extend(t.expectations.iter().map(|e| ExpectationRow {
                 run_id: run_id(),
-                pipeline: pipeline(),
+                pipeline: t.pipeline.to_string(),
                 task: t.task.to_string(),
                 expectation: e.name.clone(),
                 severity: e.severity.as_str(),
                 violations: e.violations as i64,
             }));
         }
-        let count = |s: &str| tasks.iter().filter(|t| t.status == s).count() as i64;
-        let run = RunRow {
-            run_id: run_id(),
-            pipeline: pipeline(),
-            env: report.env.clone(),
-            ds: report.ds.date(),
-            started_at,
-            finished_at: now,
-            status: if report.succeeded() {
-                RunStatus::Succeeded
-            } else {
-                RunStatus::Failed
-            }
-            .as_str(),
-            tasks_ok: count("succeeded"),
-            tasks_failed: count("failed"),
-            rows_written: tasks.iter().filter_map(|t| t.rows).sum(),
-            breaches: metrics.iter().filter(|m| m.breach.is_some()).count() as i64,
-        };
+        let runs = report
+            .pipelines
+            .iter()
+            .map(|p| {
+                let of_p = || tasks.iter().filter(|t| t.pipeline == p.as_str());
+                let count = |s: &str| of_p().filter(|t| t.status == s).count() as i64;
+                let ok = report.pipeline_succeeded(p) && report.metric_errors.is_empty();
+                RunRow {
+                    run_id: run_id(),
+                    pipeline: p.to_string(),
+                    env: report.env.clone(),
+                    ds: report.ds.date(),
+                    started_at,
+                    finished_at: now,
+                    status: if ok {
+                        RunStatus::Succeeded
+                    } else {
+                        RunStatus::Failed
+                    }
+                    .as_str(),
+                    tasks_ok: count("succeeded"),
+                    tasks_failed: count("failed"),
+                    rows_written: of_p().filter_map(|t| t.rows).sum(),
+                    breaches: metrics
+                        .iter()
+                        .filter(|m| &m.pipeline == p && m.breach.is_some())
+                        .count() as i64,
+                }
+            })
+            .collect();
         let metrics = metrics
             .iter()
             .map(|m| MetricRow {
                 run_id: run_id(),
-                pipeline: pipeline(),
+                pipeline: m.pipeline.to_string(),
                 ds: report.ds.date(),
                 recorded_at: now,
                 metric: m.metric.clone(),
@@ -174,12 +186,17 @@ impl RunRows {
                 breach: m.breach.clone(),
             })
             .collect();
+        // A model is recorded under each pipeline whose SQL called it.
         let models = report
             .models
             .iter()
-            .map(|m| ModelRow {
+            .flat_map(|m| {
+                let callers = report.model_callers.get(&m.function).into_iter().flatten();
+                callers.map(move |p| (p, m))
+            })
+            .map(|(p, m)| ModelRow {
                 run_id: run_id(),
-                pipeline: pipeline(),
+                pipeline: p.to_string(),
                 function: m.function.clone(),
                 uri: m.uri.clone(),
                 version: m.version.clone(),
@@ -187,7 +204,7 @@ impl RunRows {
             })
             .collect();
         RunRows {
-            run,
+            runs,
             tasks,
             expectations,
             metrics,
@@ -280,12 +297,12 @@ impl RunLog {
         metrics: &[MetricValue],
     ) -> Result<()> {
         let rows = RunRows::of(report, started_at, metrics);
-        self.append_rows(ctx, std::slice::from_ref(&rows.run))
-            .await?;
         self.append_rows(ctx, &rows.tasks).await?;
         self.append_rows(ctx, &rows.expectations).await?;
         self.append_rows(ctx, &rows.metrics).await?;
-        self.append_rows(ctx, &rows.models).await
+        self.append_rows(ctx, &rows.models).await?;
+        // The runs rows last: a run is in the log once they are, with all its details.
+        self.append_rows(ctx, &rows.runs).await
     }
 
     /// Appends `rows` to their table (nothing when there are none).

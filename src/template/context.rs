@@ -19,6 +19,11 @@ impl RunDate {
         NaiveDate::from_ymd_opt(year, month, day).map(RunDate)
     }
 
+    /// The run date of `date`.
+    pub(crate) fn from_date(date: NaiveDate) -> Self {
+        RunDate(date)
+    }
+
     /// Today in UTC: the default run date.
     pub fn today() -> Self {
         RunDate(chrono::Utc::now().date_naive())

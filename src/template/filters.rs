@@ -110,6 +110,10 @@ pub(super) fn formatter(
         }
         match value.kind() {
             ValueKind::Number | ValueKind::Bool => write(out, &value.to_string()),
+            // Only the missing `else` of an inline `if` (`{{ ',' if not loop.last }}`)
+            // gets here: minijinja's strict mode refuses a genuinely undefined name
+            // before the formatter sees it. Jinja2 prints it as nothing.
+            ValueKind::Undefined => Ok(()),
             ValueKind::None => write(out, "NULL"),
             ValueKind::String => {
                 let s = value.as_str().unwrap_or_default();

@@ -8,6 +8,7 @@
 //! written in the templates themselves, such as SQL fragments passed to macros, are
 //! trusted and pasted as they are.
 
+mod airflow;
 mod context;
 mod filters;
 
@@ -94,6 +95,7 @@ impl Renderer {
         jinja.add_function("ref", make_ref(tasks));
         jinja.add_function("source", make_source(env));
         jinja.add_function("var", make_var(env, vars));
+        jinja.add_function("ds_add", airflow::ds_add);
 
         let mut imports = String::new();
         for m in project.macros() {
@@ -176,11 +178,8 @@ impl Renderer {
             .map_err(|e| render_error(&self.root, task.file, e))?;
         let ctx = minijinja::context! {
             env => Value::from_safe_string(self.env_name.clone()),
-            ds => Value::from_safe_string(self.ds.ds()),
-            ds_nodash => Value::from_safe_string(self.ds.ds_nodash()),
-            prev_ds => Value::from_safe_string(self.ds.prev_ds()),
-            next_ds => Value::from_safe_string(self.ds.next_ds()),
             __quern_pipeline => task.pipeline.as_str(),
+            ..airflow::context(self.ds)
         };
         let captured = tmpl
             .render_captured(ctx)

@@ -125,3 +125,41 @@ fn macro_syntax_errors_name_the_macro_file() {
     .unwrap_err();
     assert!(err.to_string().starts_with("sql/macros/bad.sql:2"), "{err}");
 }
+
+#[test]
+fn airflow_variables_and_macros_have_airflows_values() {
+    let template = "SELECT '{{ ds }}|{{ ds_nodash }}|{{ ts }}|{{ ts_nodash }}|{{ logical_date }}|\
+{{ data_interval_start }}|{{ data_interval_end }}|{{ prev_ds }}|{{ next_ds }}|{{ yesterday_ds }}|\
+{{ tomorrow_ds }}|{{ macros.ds_add(ds, -7) }}|{{ ds_add(ds, 31) }}|\
+{{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }}' AS x";
+    let r = render(&[("sql/p/t.sql", template)], "t", &Vars::new()).unwrap();
+    assert_eq!(
+        r.sql,
+        "SELECT '2024-03-01|20240301|2024-03-01T00:00:00+00:00|20240301T000000|\
+2024-03-01T00:00:00+00:00|2024-03-01T00:00:00+00:00|2024-03-02T00:00:00+00:00|2024-02-29|\
+2024-03-02|2024-02-29|2024-03-02|2024-02-23|2024-04-01|01/03/2024' AS x"
+    );
+    let err = render(
+        &[("sql/p/t.sql", "SELECT '{{ ds_add('2024-02-30', 1) }}'")],
+        "t",
+        &Vars::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("ds_add"), "{err}");
+}
+
+#[test]
+fn an_inline_if_without_else_renders_nothing() {
+    let template =
+        "SELECT {% for c in ['a', 'b', 'c'] %}{{ c }}{{ ',' if not loop.last }} {% endfor %}";
+    let r = render(&[("sql/p/t.sql", template)], "t", &Vars::new()).unwrap();
+    assert_eq!(r.sql, "SELECT a, b, c");
+    // A name that is not defined is still an error, in an inline if too.
+    let err = render(
+        &[("sql/p/t.sql", "SELECT 1 {{ nope if true }}")],
+        "t",
+        &Vars::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("undefined"), "{err}");
+}

@@ -71,7 +71,9 @@ fn run_plan_dag_query_and_render() {
 fn exit_codes_distinguish_usage_from_pipeline_errors() {
     let project = TempProject::new();
     let usage = [
-        vec!["run"],
+        vec!["status"],
+        vec!["run", "--select", "tag:nope"],
+        vec!["run", "--select", "events/nope+"],
         vec!["run", "events", "--ds", "2024-13-01"],
         vec!["--env", "staging", "plan", "events"],
         vec!["plan", "nope"],

@@ -14,6 +14,7 @@ mod metrics;
 mod mlflow;
 mod models;
 mod pipeline_tests;
+mod project;
 mod render;
 mod s3;
 mod shape;
