@@ -90,7 +90,10 @@ pub use config::{
     OnSchemaChange, PipelineName, Severity, TaskConfig, TaskId, TaskName, DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
-pub use engine::{Engine, EngineBuilder, PlannedTask, RunOptions, RunPlan};
+pub use engine::{
+    BackfillOptions, BackfillReport, DayOutcome, DayStatus, Engine, EngineBuilder, PlannedTask,
+    RunOptions, RunPlan,
+};
 pub use error::{distinct_causes, Error, ErrorKind, ParseProblem, PlanError, Result};
 pub use mlflow::MlflowError;
 pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, SelectorTarget, Task};

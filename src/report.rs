@@ -55,6 +55,9 @@ pub struct RunReport {
     pub ds: RunDate,
     /// The run's id in the run log.
     pub run_id: String,
+    /// What the run was of, as the run log records it: `pipeline` or `*` (the whole
+    /// project), then ` --select …` for a selection.
+    pub selection: String,
     /// Each executed task, in the order they finished.
     pub tasks: Vec<TaskOutcome>,
     /// The metric values of each pipeline whose tasks all ran and succeeded, judged.
@@ -92,6 +95,7 @@ impl RunReport {
             env,
             ds,
             run_id,
+            selection: String::new(),
             tasks,
             metrics: Vec::new(),
             metric_errors: Vec::new(),

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 
 use quern::testing::TestRunner;
-use quern::{Engine, Project, RunDate, RunOptions, Selector};
+use quern::{BackfillOptions, Engine, Project, RunDate, RunOptions, Selector};
 
 /// quern: Jinja-templated SQL pipelines planned by DataFusion into Delta Lake tables.
 #[derive(Debug, Parser)]
@@ -69,6 +69,35 @@ enum Command {
         /// before for upstream, after for downstream (comma-separated, repeatable).
         #[arg(long, value_delimiter = ',')]
         select: Vec<String>,
+    },
+    /// Run a pipeline, or the whole project, for each day of a range in date order.
+    /// Days a run of the same selection already succeeded on are skipped, so running
+    /// the same backfill again resumes it.
+    Backfill {
+        /// The pipeline (default: every pipeline of the project, as one DAG).
+        pipeline: Option<String>,
+        /// The first day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// The last day (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// Override a var: --var name=value (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Tasks to run, as for `run`.
+        #[arg(long, value_delimiter = ',')]
+        select: Vec<String>,
+        /// Run up to N days at once (only when every selected task is a partition,
+        /// view or append).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        parallel: u16,
+        /// Run the days that already succeeded too.
+        #[arg(long)]
+        force: bool,
+        /// Go on after a failed day (default: stop, leaving the days after it).
+        #[arg(long = "continue")]
+        keep_going: bool,
     },
     /// Show the dependency graph of a pipeline, or of the project (pipelines as
     /// clusters).
@@ -138,6 +167,19 @@ fn options(date_vars: &DateVars, select: &[String]) -> Result<RunOptions> {
         options = options.with_select(s.parse::<Selector>()?);
     }
     Ok(options)
+}
+
+/// `text` as a date, or a usage error naming the argument `what`.
+fn date(text: &str, what: &'static str) -> Result<RunDate> {
+    text.parse::<RunDate>().map_err(|e| match e {
+        quern::Error::InvalidArgument { message, .. } => quern::Error::InvalidArgument {
+            what,
+            value: text.to_string(),
+            message,
+        }
+        .into(),
+        other => other.into(),
+    })
 }
 
 fn project(cli: &Cli) -> Result<Project> {
@@ -212,6 +254,37 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             };
             let report = engine.execute(plan).await;
             output::report(&mut out, &report)?;
+            if !report.succeeded() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            vars,
+            select,
+            parallel,
+            force,
+            keep_going,
+        } => {
+            let (first, last) = (date(from, "--from")?, date(to, "--to")?);
+            let date_vars = DateVars {
+                ds: Some(from.clone()),
+                vars: vars.clone(),
+            };
+            let options = options(&date_vars, select)?;
+            let days = BackfillOptions::new(first, last)
+                .with_parallel(usize::from(*parallel))
+                .with_force(*force)
+                .with_keep_going(*keep_going);
+            let report = engine
+                .backfill(pipeline.as_deref(), &options, &days, |day| {
+                    // A broken stdout shows in the summary's write below.
+                    let _ = output::day(&mut out, day);
+                })
+                .await?;
+            output::backfill(&mut out, &report, from, to)?;
             if !report.succeeded() {
                 return Ok(ExitCode::from(1));
             }

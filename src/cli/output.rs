@@ -8,7 +8,8 @@ use quern::datafusion::arrow::util::pretty::pretty_format_batches;
 use std::collections::BTreeMap;
 
 use quern::{
-    distinct_causes, Dag, PipelineName, RenderedTask, RunPlan, RunReport, TaskId, TaskStatus,
+    distinct_causes, BackfillReport, Dag, DayOutcome, DayStatus, PipelineName, RenderedTask,
+    RunPlan, RunReport, TaskId, TaskStatus,
 };
 
 pub(super) fn render(
@@ -102,6 +103,14 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
         let name = name.as_str();
         let how = t.materialization.as_str();
         match &t.status {
+            TaskStatus::Succeeded(Some(w)) if w.already_appended => {
+                ok += 1;
+                writeln!(
+                    out,
+                    "ok      {name:width$}  {how:9}  already appended for ds {}: nothing written  v{}",
+                    report.ds, w.version
+                )?;
+            }
             TaskStatus::Succeeded(Some(w)) => {
                 ok += 1;
                 rows += w.rows;
@@ -216,6 +225,94 @@ fn after_run(out: &mut impl Write, report: &RunReport) -> Result<()> {
             "warning: the run could not be recorded in the run log: {}",
             why.full_message()
         )?;
+    }
+    Ok(())
+}
+
+/// One day of a backfill, as it ends.
+pub(super) fn day(out: &mut impl Write, day: &DayOutcome) -> Result<()> {
+    let ds = day.ds;
+    match &day.status {
+        DayStatus::Succeeded(r) => {
+            let rows: u64 = r
+                .tasks
+                .iter()
+                .filter_map(|t| match &t.status {
+                    TaskStatus::Succeeded(Some(w)) => Some(w.rows),
+                    _ => None,
+                })
+                .sum();
+            writeln!(
+                out,
+                "day {ds}  ok       {} task(s), {rows} rows, {:.2}s",
+                r.tasks.len(),
+                r.elapsed.as_secs_f64()
+            )?;
+        }
+        DayStatus::Failed(r) => {
+            writeln!(out, "day {ds}  FAILED")?;
+            for t in &r.tasks {
+                if let TaskStatus::Failed(e) = &t.status {
+                    writeln!(
+                        out,
+                        "          task {}: {e}",
+                        r.name_of(&t.pipeline, &t.task)
+                    )?;
+                    for cause in distinct_causes(e) {
+                        writeln!(out, "            caused by: {cause}")?;
+                    }
+                }
+            }
+            for e in &r.metric_errors {
+                writeln!(out, "          {}", e.full_message())?;
+            }
+        }
+        DayStatus::NotPlanned(e) => {
+            writeln!(out, "day {ds}  FAILED   not planned: {}", e.full_message())?;
+        }
+        DayStatus::Skipped(run) => {
+            writeln!(out, "day {ds}  skipped  succeeded before (run {run})")?;
+        }
+        _ => writeln!(out, "day {ds}  left     (an earlier day failed)")?,
+    }
+    Ok(())
+}
+
+/// The summary of a backfill: how many days of each kind, and which.
+pub(super) fn backfill(
+    out: &mut impl Write,
+    report: &BackfillReport,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    let mut kinds: [(&str, Vec<String>); 4] = [
+        ("succeeded", vec![]),
+        ("failed", vec![]),
+        ("skipped", vec![]),
+        ("left", vec![]),
+    ];
+    for d in &report.days {
+        let i = match d.status {
+            DayStatus::Succeeded(_) => 0,
+            DayStatus::Failed(_) | DayStatus::NotPlanned(_) => 1,
+            DayStatus::Skipped(_) => 2,
+            _ => 3,
+        };
+        kinds[i].1.push(d.ds.to_string());
+    }
+    let counts: Vec<String> = kinds
+        .iter()
+        .map(|(k, days)| format!("{} {k}", days.len()))
+        .collect();
+    writeln!(
+        out,
+        "backfill {} {from}..{to}: {} · {:.2}s",
+        report.selection,
+        counts.join(", "),
+        report.elapsed.as_secs_f64()
+    )?;
+    for (kind, days) in kinds.iter().filter(|(_, d)| !d.is_empty()) {
+        writeln!(out, "  {kind}: {}", days.join(", "))?;
     }
     Ok(())
 }

@@ -14,7 +14,8 @@ use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder, 
 use datafusion::prelude::DataFrame;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::schema::cast::normalize_for_delta;
-use deltalake::kernel::StructType;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -41,6 +42,9 @@ pub struct WriteOutcome {
     pub files_added: u64,
     /// The data files the commit removed (replaced).
     pub files_removed: u64,
+    /// For an `append`: the table's log already held this task's transaction for the
+    /// run date (the day was appended before), so nothing was written.
+    pub already_appended: bool,
 }
 
 /// Opens the Delta table at `url`; `Ok(None)` when there is no table there yet.
@@ -167,6 +171,10 @@ pub(crate) struct TableWrite<'a> {
     pub evolve: bool,
     /// Expectations checked while the rows stream into the table.
     pub expectations: Option<Arc<CompiledExpectations>>,
+    /// For an `append` of a task's run: the Delta application transaction id
+    /// (`txn.appId`) that makes the day's append idempotent — committed with the rows,
+    /// and when the table's log already has it, the append writes nothing.
+    pub append_id: Option<String>,
 }
 
 /// Writes `plan` to the target table as its task's settings say, in one commit.
@@ -191,6 +199,15 @@ pub(crate) async fn write(
             commit(state, table, plan, &target, SaveMode::Overwrite, None).await
         }
         (Materialization::Append, table) => {
+            if let (Some(table), Some(id)) = (&table, &target.append_id) {
+                if appended_before(table, id, url).await? {
+                    let mut outcome = outcome_of(table, url).await?;
+                    (outcome.rows, outcome.files_added, outcome.files_removed) = (0, 0, 0);
+                    outcome.already_appended = true;
+                    let table = table.clone();
+                    return Ok(Written { outcome, table });
+                }
+            }
             let table = table_or_new(&target, table)?;
             commit(state, table, plan, &target, SaveMode::Append, None).await
         }
@@ -214,6 +231,18 @@ pub(crate) async fn write(
             )),
         }),
     }
+}
+
+/// Whether `table`'s log has the application transaction `id` (any version).
+async fn appended_before(table: &DeltaTable, id: &str, url: &Url) -> Result<bool> {
+    let state = table
+        .snapshot()
+        .map_err(|source| delta_err(url, "read the log of", source))?;
+    let version = state
+        .transaction_version(table.log_store().as_ref(), id)
+        .await
+        .map_err(|source| delta_err(url, "read the transactions of", source))?;
+    Ok(version.is_some())
 }
 
 /// The existing table, or a new (uncommitted) one at the target's URL.
@@ -257,6 +286,7 @@ async fn replace_partitions(
                 rows: 0,
                 files_added: 0,
                 files_removed: 0,
+                already_appended: false,
             };
             Ok(Written { outcome, table })
         }
@@ -308,6 +338,11 @@ async fn commit(
     }
     if target.evolve {
         builder = builder.with_schema_mode(SchemaMode::Merge);
+    }
+    if let (SaveMode::Append, Some(id)) = (save_mode, &target.append_id) {
+        let txn = Transaction::new(id, 1);
+        builder = builder
+            .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
     }
     let table = builder
         .await
@@ -397,6 +432,7 @@ async fn merge(
         rows: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
         files_added: metrics.num_target_files_added as u64,
         files_removed: metrics.num_target_files_removed as u64,
+        already_appended: false,
     };
     Ok(Written { outcome, table })
 }
@@ -409,6 +445,7 @@ async fn outcome_of(table: &DeltaTable, url: &Url) -> Result<WriteOutcome> {
         rows: 0,
         files_added: 0,
         files_removed: 0,
+        already_appended: false,
     };
     let history: Vec<_> = table
         .history(Some(1))

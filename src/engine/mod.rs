@@ -2,9 +2,11 @@
 //! the DataFusion session every caller uses (CLI, tests, embedders), with delta-rs'
 //! planner installed so plans can be written to Delta tables.
 
+mod backfill;
 mod plan;
 mod run;
 
+pub use backfill::{BackfillOptions, BackfillReport, DayOutcome, DayStatus};
 pub use plan::{PlannedTask, RunPlan};
 
 use std::sync::Arc;
@@ -377,6 +379,38 @@ impl Engine {
     pub async fn run_project(&self, options: &RunOptions) -> Result<RunReport> {
         let plan = self.plan_project(options).await?;
         Ok(self.execute(plan).await)
+    }
+
+    /// Runs `pipeline` (or, with `None`, the whole project) for each day of a range,
+    /// in date order: each day is planned, then executed and logged like a run. Days a
+    /// run of the same selection already succeeded on are skipped unless
+    /// `backfill.force`, so the same backfill run again resumes. `on_day` is told of
+    /// each day as it ends. The first day is planned before anything is written; an
+    /// error there (or `parallel` with a task whose result depends on the order of
+    /// days) is returned.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{BackfillOptions, Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// let days = BackfillOptions::new("2024-03-01".parse()?, "2024-03-07".parse()?);
+    /// let report = engine
+    ///     .backfill(Some("events"), &options, &days, |day| println!("{} done", day.ds))
+    ///     .await?;
+    /// assert!(report.succeeded());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn backfill(
+        &self,
+        pipeline: Option<&str>,
+        options: &RunOptions,
+        backfill: &BackfillOptions,
+        on_day: impl FnMut(&DayOutcome),
+    ) -> Result<BackfillReport> {
+        backfill::backfill(self, pipeline, options, backfill, on_day).await
     }
 
     /// Executes a plan made by [`Engine::plan`].

@@ -71,6 +71,8 @@ pub struct RunPlan {
     pub pipeline: Option<PipelineName>,
     /// The pipelines with selected tasks, by name.
     pub pipelines: Vec<PipelineName>,
+    /// What the plan is of: `pipeline` or `*` (the project), then ` --select …`.
+    pub selection: String,
     /// The environment's name.
     pub env: String,
     /// The run date.
@@ -122,6 +124,20 @@ pub(super) fn dag_of(pipeline: Option<&PipelineName>, rendered: &[RenderedTask])
         })
         .collect();
     Dag::new(pipeline.cloned(), upstream)
+}
+
+/// How the run log names what a run is of: `pipeline` or `*`, then the selectors,
+/// sorted, after ` --select `.
+pub(super) fn selection_key(pipeline: Option<&str>, select: &[Selector]) -> String {
+    let mut selectors: Vec<String> = select.iter().map(ToString::to_string).collect();
+    selectors.sort();
+    selectors.dedup();
+    let scope = pipeline.unwrap_or("*");
+    if selectors.is_empty() {
+        scope.to_string()
+    } else {
+        format!("{scope} --select {}", selectors.join(","))
+    }
 }
 
 /// The pipelines a plan covers: `pipeline`, or every pipeline of the project.
@@ -191,6 +207,7 @@ pub(super) async fn plan(
     Ok(RunPlan {
         pipeline: scope_name.cloned(),
         pipelines: ran.into_iter().cloned().collect(),
+        selection: selection_key(pipeline, &options.select),
         env: engine.environment().name.clone(),
         ds: options.ds,
         tasks,
@@ -607,6 +624,12 @@ fn check_output(r: &RenderedTask, config: &TaskConfig, schema: &SchemaRef) -> Re
     }
     if !materialization.writes() {
         return Ok(());
+    }
+    if !config.partition_by.is_empty() && config.partition_by.len() >= schema.fields().len() {
+        return Err(fail(format!(
+            "every column of the output is a partition column (partition_by in pipeline.toml); Delta needs at least one column that is not: {}",
+            config.partition_by.join(", ")
+        )));
     }
     let columns = config
         .partition_by

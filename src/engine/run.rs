@@ -18,11 +18,12 @@ use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
 use crate::catalog::{register_provider, Catalog};
 use crate::checks::{MetricError, MetricValue, PlannedMetric};
-use crate::config::TaskId;
+use crate::config::{Materialization, TaskId};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
 use crate::report::{RunReport, TaskOutcome, TaskStatus};
 use crate::runlog::RunLog;
+use crate::template::RunDate;
 
 pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     let started = Instant::now();
@@ -36,6 +37,7 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     let RunPlan {
         pipeline: _,
         pipelines,
+        selection,
         env,
         ds,
         tasks,
@@ -45,10 +47,11 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         catalog,
         model_callers,
     } = plan;
-    let outcomes = run_tasks(engine, &ctx, &catalog, &tasks).await;
+    let outcomes = run_tasks(engine, &ctx, &catalog, &tasks, ds).await;
     let mut report = RunReport::new(pipelines, env, ds, run_id, outcomes);
     report.models = models;
     report.model_callers = model_callers;
+    report.selection = selection;
     let log = RunLog::new(catalog);
     let log_ctx = engine.session();
     // A pipeline's metrics are computed when all its tasks succeeded.
@@ -85,6 +88,7 @@ async fn run_tasks(
     ctx: &SessionContext,
     catalog: &Catalog,
     tasks: &[PlannedTask],
+    ds: RunDate,
 ) -> Vec<TaskOutcome> {
     let mut outcomes = Vec::new();
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
@@ -114,7 +118,7 @@ async fn run_tasks(
             let task = waiting.remove(i);
             running.push(async move {
                 let start = Instant::now();
-                let status = run_task(ctx, catalog, task).await;
+                let status = run_task(ctx, catalog, task, ds).await;
                 (task, status, start.elapsed())
             });
         }
@@ -223,6 +227,7 @@ async fn run_task(
     ctx: &SessionContext,
     catalog: &Catalog,
     task: &PlannedTask,
+    ds: RunDate,
 ) -> Result<Option<WriteOutcome>> {
     let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
     let plan = ctx
@@ -235,6 +240,9 @@ async fn run_task(
         register_provider(ctx, reference, Arc::new(view))?;
         return Ok(None);
     };
+    // An append is idempotent per task and run date, through the table's own log.
+    let append_id = (task.materialization == Materialization::Append)
+        .then(|| format!("quern/{}/{}/{}", task.pipeline, task.task, ds));
     let target = crate::delta::TableWrite {
         url,
         storage: catalog.storage(),
@@ -242,6 +250,7 @@ async fn run_task(
         config: &task.config,
         evolve: task.evolve_schema,
         expectations: task.expectations.clone(),
+        append_id,
     };
     let written = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.

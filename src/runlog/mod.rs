@@ -169,6 +169,7 @@ impl RunRows {
                         .iter()
                         .filter(|m| &m.pipeline == p && m.breach.is_some())
                         .count() as i64,
+                    selection: report.selection.clone(),
                 }
             })
             .collect();
@@ -330,8 +331,10 @@ impl RunLog {
                 storage: self.catalog.storage(),
                 table_name: R::TABLE,
                 config: &append,
-                evolve: false,
+                // Log tables written by an older quern gain the newer columns.
+                evolve: true,
                 expectations: None,
+                append_id: None,
             };
             match crate::delta::write(&ctx.state(), plan.clone(), target).await {
                 Ok(_) => return Ok(()),
@@ -339,6 +342,41 @@ impl RunLog {
                 Err(e) => return Err(log_err(R::TABLE, "append", e)),
             }
         }
+    }
+
+    /// The days on which a run of `selection` succeeded (every pipeline of it), with
+    /// the run's id.
+    pub(crate) async fn succeeded_days(
+        &self,
+        ctx: &SessionContext,
+        selection: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut days = BTreeMap::new();
+        if !self.catalog.register_log_table(ctx, RunRow::TABLE).await? {
+            return Ok(days);
+        }
+        // A log written before runs recorded their selection has none to match.
+        let table = ctx
+            .table(RunRow::TABLE)
+            .await
+            .map_err(|e| log_err(RunRow::TABLE, "read", Error::session("reading runs", e)))?;
+        if !table.schema().has_column_with_unqualified_name("selection") {
+            return Ok(days);
+        }
+        let sql = format!(
+            "SELECT CAST(ds AS VARCHAR) AS day, run_id FROM runs WHERE selection = '{}' \
+             GROUP BY run_id, ds HAVING bool_and(status = 'succeeded') ORDER BY run_id",
+            selection.replace('\'', "''")
+        );
+        for batch in Self::query(ctx, RunRow::TABLE, &sql).await? {
+            let read = |i| rows::strings(&batch, i).map_err(|e| read_err(RunRow::TABLE, e));
+            for (day, run) in read(0)?.into_iter().zip(read(1)?) {
+                if let (Some(day), Some(run)) = (day, run) {
+                    days.insert(day, run);
+                }
+            }
+        }
+        Ok(days)
     }
 
     /// The latest `limit` runs of `pipeline` and their metric values.

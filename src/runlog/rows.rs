@@ -123,6 +123,10 @@ log_row!(
         tasks_failed: i64,
         rows_written: i64,
         breaches: i64,
+        /// What the run was of: `pipeline` or `*` (the project), then ` --select …`
+        /// when it was a selection; a backfill skips the days a run of the same
+        /// selection succeeded.
+        selection: String,
     }
 );
 

@@ -2,6 +2,7 @@
 //! real `quern` binary. One test binary, one module per area.
 
 mod alerts;
+mod backfill;
 mod cli;
 mod common;
 mod e2e;
