@@ -430,6 +430,18 @@ pub enum PlanError {
     },
 }
 
+/// Whether an object-store error in the causes of `e` is a transient one.
+fn source_is_transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = e.source();
+    while let Some(e) = next {
+        if let Some(store) = e.downcast_ref::<object_store::Error>() {
+            return matches!(store, object_store::Error::Generic { .. });
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
@@ -461,6 +473,56 @@ impl Error {
             | Error::RunLog { .. } => ErrorKind::Storage,
             Error::Model { .. } | Error::Mlflow(_) => ErrorKind::Service,
         }
+    }
+
+    /// Whether the failure may pass when the task runs again, so a task's `retries`
+    /// apply: the object store answered 5xx or timed out (after its own retries), a
+    /// connection broke, or a Delta commit lost to concurrent commits delta-rs could
+    /// not reconcile. Never a plan or project error, a failed expectation or an error
+    /// in the data (a division by zero), which would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        use std::io::ErrorKind as Io;
+        if !matches!(self.kind(), ErrorKind::Storage | ErrorKind::Data) {
+            return false;
+        }
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = next {
+            if let Some(store) = e.downcast_ref::<object_store::Error>() {
+                // 5xx and timeouts end as Generic; 403, 404, bad paths have their own.
+                return matches!(
+                    store,
+                    object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+                );
+            }
+            match e.downcast_ref::<DeltaTableError>() {
+                Some(DeltaTableError::VersionAlreadyExists(_)) => return true,
+                Some(DeltaTableError::Transaction { source }) => {
+                    return matches!(
+                        source,
+                        TransactionError::VersionAlreadyExists(_)
+                            | TransactionError::CommitConflict(_)
+                            | TransactionError::MaxCommitAttempts(_)
+                    ) || source_is_transient(source);
+                }
+                _ => {}
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if matches!(
+                    io.kind(),
+                    Io::TimedOut
+                        | Io::ConnectionReset
+                        | Io::ConnectionAborted
+                        | Io::ConnectionRefused
+                        | Io::BrokenPipe
+                        | Io::Interrupted
+                ) {
+                    return true;
+                }
+            }
+            next = e.source();
+        }
+        false
     }
 
     /// Whether this error is a usage error (exit code 2 in the CLI) rather than a
@@ -543,4 +605,51 @@ pub fn distinct_causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
         source = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(source: DeltaTableError) -> Error {
+        Error::Delta {
+            uri: "s3://b/t/".into(),
+            action: "write",
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_on_a_rerun_are_transient() {
+        let store = |source: object_store::Error| delta(DeltaTableError::ObjectStore { source });
+        let unavailable = object_store::Error::Generic {
+            store: "S3",
+            source: "HTTP 503 after 0 retries".into(),
+        };
+        assert!(store(unavailable).is_transient());
+        let denied = object_store::Error::PermissionDenied {
+            path: "t".into(),
+            source: "403".into(),
+        };
+        assert!(!store(denied).is_transient());
+        let divide = Error::Execute {
+            task: "t".into(),
+            uri: "file:///t/".into(),
+            source: Box::new(DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::DivideByZero),
+                None,
+            )),
+        };
+        assert!(!divide.is_transient());
+        let plan = Error::plan("t", "t.sql", DataFusionError::Plan("no column".into()));
+        assert!(!plan.is_transient());
+        let broken = Error::Execute {
+            task: "t".into(),
+            uri: "file:///t/".into(),
+            source: Box::new(DataFusionError::IoError(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+        };
+        assert!(broken.is_transient());
+    }
 }

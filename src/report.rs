@@ -40,6 +40,9 @@ pub struct TaskOutcome {
     pub elapsed: Duration,
     /// How the task's expectations fared (also when a `fail` expectation failed it).
     pub expectations: Vec<ExpectationOutcome>,
+    /// The transient failures of the attempts before the last, which were retried
+    /// (`retries` in `pipeline.toml`).
+    pub retried: Vec<Error>,
 }
 
 /// The result of executing a run.

@@ -29,6 +29,8 @@ impl Warehouse {
             let full_key = format!("storage.{key}");
             stores::check_option(key).map_err(|source| storage_err(env, &full_key, source))?;
             let value = resolve_env_vars(value, &env.file, &full_key)?;
+            stores::check_value(key, &value)
+                .map_err(|source| storage_err(env, &full_key, source))?;
             storage.insert(key.clone(), value);
         }
         Ok(Warehouse { root, storage })

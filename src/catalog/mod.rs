@@ -8,7 +8,8 @@
 //!   at `<warehouse>/<pipeline>/<task>/` as it is;
 //! - a task **planned in this run** is a placeholder of its planned output schema,
 //!   replaced by its committed table (or its view) once it has run;
-//! - a **run-log table** (`_quern/<table>`) reads the environment's log;
+//! - a **run-log table** (`_quern/<table>`) reads the environment's log, also as
+//!   `_quern.<table>` in ad-hoc queries;
 //! - a **test fixture** is an in-memory table of the test's rows.
 //!
 //! It also owns where tables live ([`Warehouse`], the [`WriteGuard`]) and the one way
@@ -47,6 +48,9 @@ pub(crate) enum Resolved {
     Unknown,
 }
 
+/// The SQL schema the run log's tables are read under (`_quern.tasks`).
+pub(crate) const LOG_SCHEMA: &str = "_quern";
+
 /// The tables of one environment of a project.
 #[derive(Debug, Clone)]
 pub(crate) struct Catalog {
@@ -84,6 +88,14 @@ impl Catalog {
             return Ok(Resolved::Unknown);
         };
         let reference = TableReference::partial(schema, table);
+        // The run log reads as `_quern.runs`, `_quern.tasks`, … in ad-hoc queries.
+        if schema == LOG_SCHEMA && crate::config::is_identifier(table) {
+            let url = self.warehouse.log_table_url(table);
+            return Ok(match self.register_delta(ctx, reference, &url).await? {
+                true => Resolved::Registered,
+                false => Resolved::Unknown,
+            });
+        }
         if let Some(spec) = self.env.source(schema, table) {
             let provider = sources::provider(
                 ctx,

@@ -144,6 +144,14 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
                 )?;
             }
         }
+        for (i, e) in t.retried.iter().enumerate() {
+            writeln!(
+                out,
+                "          attempt {} failed, retried: {}",
+                i + 1,
+                e.full_message()
+            )?;
+        }
         for e in &t.expectations {
             let what = match (e.severity, e.violations) {
                 (_, 0) => "met".to_string(),

@@ -15,7 +15,7 @@ pub(crate) use environment::{SourceFormat, SourceTable};
 pub(crate) use expectations::ExpectationConfig;
 pub use expectations::Severity;
 pub use model_uri::{ModelUri, ModelUriError};
-pub(crate) use names::is_tag;
+pub(crate) use names::{is_identifier, is_tag};
 pub use names::{InvalidName, PipelineName, TaskId, TaskName};
 pub(crate) use pipeline::PipelineConfig;
 pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, TaskConfig};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -89,6 +90,37 @@ pub struct TaskConfig {
     /// Tags for `--select tag:<name>` (besides the pipeline's own tags).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// How many times a transient failure is retried (default: the pipeline's, else 0).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// The wait before the first retry, doubled for each next one, with jitter
+    /// (default: the pipeline's, else 10s).
+    #[serde(default, deserialize_with = "duration")]
+    pub retry_delay: Option<Duration>,
+}
+
+impl TaskConfig {
+    /// The retries of a transient failure.
+    pub fn retries(&self) -> u32 {
+        self.retries.unwrap_or(0)
+    }
+
+    /// The wait before the first retry.
+    pub fn retry_delay(&self) -> Duration {
+        self.retry_delay.unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// A duration written as humantime reads it: `"10s"`, `"2m"`, `"1h 30m"`.
+fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. \"10s\", \"2m\" or \"1h 30m\""
+        ))
+    })
 }
 
 /// The whole of `pipeline.toml`.
@@ -101,6 +133,12 @@ pub struct PipelineConfig {
     /// Tags of every task of the pipeline, for `--select tag:<name>`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The retries of its tasks that set none.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// The retry delay of its tasks that set none.
+    #[serde(default, deserialize_with = "duration")]
+    pub retry_delay: Option<Duration>,
     /// Per-task settings; a task without an entry is a `table`.
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskConfig>,
@@ -274,7 +312,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.tasks["a"].materialized, Materialization::Partition);
         assert_eq!(c.tasks["b"].materialized, Materialization::View);
-        let c = load("tags = [\"daily\"]\n[tasks.a]\ntags = [\"core\", \"p-1\"]\n").unwrap();
+        let c = load(
+            "tags = [\"daily\"]\nretries = 2\n[tasks.a]\ntags = [\"core\", \"p-1\"]\nretry_delay = \"1m 30s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.retries, Some(2));
+        assert_eq!(c.tasks["a"].retry_delay(), Duration::from_secs(90));
+        assert_eq!(
+            c.tasks["a"].retries(),
+            0,
+            "filled from the pipeline when loaded"
+        );
         assert_eq!(c.tags, ["daily"]);
         assert_eq!(c.tasks["a"].tags, ["core", "p-1"]);
     }
@@ -292,6 +340,12 @@ mod tests {
         );
         let e = load("[tasks.a]\ntags = [\"Daily\"]\n").unwrap_err();
         assert!(e.to_string().contains("tasks.a.tags"), "{e}");
+        let e = load("[tasks.a]\nretries = \"three\"\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
+        let e = load("[tasks.a]\nretries = -1\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
+        let e = load("retry_delay = \"ten seconds\"\n").unwrap_err();
+        assert!(e.to_string().contains("is not a duration"), "{e}");
         let e = load("tags = \"daily\"\n").unwrap_err();
         assert!(matches!(e, Error::Toml { line: Some(1), .. }), "{e:?}");
     }

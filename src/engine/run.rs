@@ -118,11 +118,11 @@ async fn run_tasks(
             let task = waiting.remove(i);
             running.push(async move {
                 let start = Instant::now();
-                let status = run_task(ctx, catalog, task, ds).await;
-                (task, status, start.elapsed())
+                let (status, retried) = run_with_retries(ctx, catalog, task, ds).await;
+                (task, status, retried, start.elapsed())
             });
         }
-        let Some((task, status, elapsed)) = running.next().await else {
+        let Some((task, status, retried, elapsed)) = running.next().await else {
             break;
         };
         let status = match status {
@@ -138,6 +138,7 @@ async fn run_tasks(
         // A view read by the selection is reported only when it failed.
         if task.selected || matches!(status, TaskStatus::Failed(_)) {
             let mut o = outcome(task, status, elapsed);
+            o.retried = retried;
             o.expectations = task
                 .expectations
                 .as_ref()
@@ -157,7 +158,43 @@ fn outcome(task: &PlannedTask, status: TaskStatus, elapsed: Duration) -> TaskOut
         status,
         elapsed,
         expectations: Vec::new(),
+        retried: Vec::new(),
     }
+}
+
+/// Runs `task`, and again after a transient failure as long as its `retries` allow,
+/// waiting `retry_delay` doubled for each retry, with jitter. Returns the last result
+/// and the errors of the attempts that were retried.
+async fn run_with_retries(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    task: &PlannedTask,
+    ds: RunDate,
+) -> (Result<Option<WriteOutcome>>, Vec<Error>) {
+    let mut retried = Vec::new();
+    loop {
+        match run_task(ctx, catalog, task, ds).await {
+            Err(e) if e.is_transient() && retried.len() < task.config.retries() as usize => {
+                let wait = backoff(task.config.retry_delay(), retried.len() as u32);
+                retried.push(e);
+                tokio::time::sleep(wait).await;
+            }
+            last => return (last, retried),
+        }
+    }
+}
+
+/// The wait before retry `n` (0 for the first): `base` × 2ⁿ × a random factor in
+/// [0.5, 1.5), so tasks failing together do not retry together; at most an hour.
+fn backoff(base: Duration, n: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh RandomState is randomly keyed: hashing nothing gives a random u64.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+    let factor = 2f64.powi(n.min(30) as i32) * (0.5 + unit);
+    base.mul_f64(factor).min(Duration::from_secs(3600))
 }
 
 /// Computes each metric on the committed tables and judges it against its thresholds

@@ -227,7 +227,10 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
             source,
         })?;
         let template = crate::config::read_file(&file)?;
-        let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
+        let mut task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
+        // A task without its own retry policy takes the pipeline's.
+        task_config.retries = task_config.retries.or(config.retries);
+        task_config.retry_delay = task_config.retry_delay.or(config.retry_delay);
         tasks.insert(
             task_name.clone(),
             Task {

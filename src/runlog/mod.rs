@@ -117,9 +117,24 @@ impl RunRows {
         let mut tasks = Vec::new();
         let mut expectations = Vec::new();
         for t in &report.tasks {
+            // Each retried attempt has its own row, with its error.
+            for (i, e) in t.retried.iter().enumerate() {
+                tasks.push(TaskRow {
+                    run_id: run_id(),
+                    pipeline: t.pipeline.to_string(),
+                    task: t.task.to_string(),
+                    materialized: t.materialization.as_str(),
+                    status: "retried",
+                    rows: None,
+                    version: None,
+                    seconds: 0.0,
+                    error: Some(e.full_message()),
+                    attempt: i as i64 + 1,
+                });
+            }
             let (status, written, error) = match &t.status {
                 TaskStatus::Succeeded(w) => ("succeeded", *w, None),
-                TaskStatus::Failed(e) => ("failed", None, Some(e.to_string())),
+                TaskStatus::Failed(e) => ("failed", None, Some(e.full_message())),
                 TaskStatus::Skipped => ("skipped", None, None),
             };
             tasks.push(TaskRow {
@@ -132,6 +147,7 @@ impl RunRows {
                 version: written.map(|w| w.version as i64),
                 seconds: t.elapsed.as_secs_f64(),
                 error,
+                attempt: t.retried.len() as i64 + 1,
             });
             expectations.extend(t.expectations.iter().map(|e| ExpectationRow {
                 run_id: run_id(),

@@ -143,6 +143,8 @@ log_row!(
         version: Option<i64>,
         seconds: f64,
         error: Option<String>,
+        /// 1 for the first attempt; a retried attempt's row has status `retried`.
+        attempt: i64,
     }
 );
 

@@ -142,7 +142,9 @@ fn a_failed_day_stops_the_backfill_unless_continue() {
     let toml = project.read("sql/events/pipeline.toml");
     project.write(
         "sql/events/pipeline.toml",
-        &format!("{toml}\n[tasks.fragile]\nmaterialized = \"partition\"\npartition_by = [\"day\"]\n"),
+        &format!(
+            "{toml}\n[tasks.fragile]\nmaterialized = \"partition\"\npartition_by = [\"day\"]\n"
+        ),
     );
     let args = [
         "backfill",

@@ -131,6 +131,30 @@ impl FaultProxy {
     /// Answers `status` to every `every`-th request (and to all when `every` is 1); with
     /// status 0, lets every `every`-th GET stall without an answer instead.
     pub fn start(upstream: u16, status: u16, every: usize) -> Self {
+        Self::with_rule(
+            upstream,
+            Rule {
+                status,
+                every,
+                only: None,
+            },
+        )
+    }
+
+    /// Answers `status` to the first `times` requests whose request line contains
+    /// `only` (e.g. a table's `_delta_log/`), and forwards every other request.
+    pub fn failing(upstream: u16, status: u16, only: &'static str, times: usize) -> Self {
+        Self::with_rule(
+            upstream,
+            Rule {
+                status,
+                every: times,
+                only: Some(only),
+            },
+        )
+    }
+
+    fn with_rule(upstream: u16, rule: Rule) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let faults_served = Arc::new(AtomicUsize::new(0));
@@ -140,9 +164,7 @@ impl FaultProxy {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (faults, seen, count) = (faults.clone(), seen.clone(), count.clone());
-                std::thread::spawn(move || {
-                    serve(conn, upstream, status, every, &count, &faults, &seen)
-                });
+                std::thread::spawn(move || serve(conn, upstream, rule, &count, &faults, &seen));
             }
         });
         FaultProxy {
@@ -153,11 +175,19 @@ impl FaultProxy {
     }
 }
 
+/// Which requests the proxy answers itself: every `every`-th, or (with `only`) the
+/// first `every` whose request line contains `only`.
+#[derive(Clone, Copy)]
+struct Rule {
+    status: u16,
+    every: usize,
+    only: Option<&'static str>,
+}
+
 fn serve(
     mut client: TcpStream,
     upstream: u16,
-    status: u16,
-    every: usize,
+    rule: Rule,
     count: &AtomicUsize,
     faults: &AtomicUsize,
     seen: &Mutex<Vec<String>>,
@@ -169,14 +199,23 @@ fn serve(
         };
         let line = head.lines().next().unwrap_or_default().to_string();
         seen.lock().unwrap().push(line.clone());
+        let Rule {
+            status,
+            every,
+            only,
+        } = rule;
         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        if status == 0 && line.starts_with("GET ") && n.is_multiple_of(every) {
+        let inject = match only {
+            Some(part) => line.contains(part) && faults.load(Ordering::SeqCst) < every,
+            None => n.is_multiple_of(every),
+        };
+        if status == 0 && line.starts_with("GET ") && inject {
             // A stalled read: no answer until the client's timeout has passed.
             faults.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(3));
             return;
         }
-        if status != 0 && n.is_multiple_of(every) {
+        if status != 0 && inject {
             faults.fetch_add(1, Ordering::SeqCst);
             let reason = if status == 403 {
                 "Forbidden"
@@ -450,6 +489,69 @@ fn transient_errors_are_retried() {
         query_s3(&project, "SELECT count(*) AS n FROM events.events_by_day"),
         "n\n18\n"
     );
+}
+
+#[test]
+fn a_task_failing_transiently_is_retried_and_each_attempt_is_logged() {
+    let moto = Moto::start();
+    upload_seeds(&moto);
+    moto.create_bucket("quern-wh");
+    // The first two commits of events_by_day get a 503, and the store itself does not
+    // retry (max_retries = 0): the task fails twice, then its third attempt commits.
+    let proxy = FaultProxy::failing(
+        moto.port,
+        503,
+        "PUT /quern-wh/warehouse/events/events_by_day/_delta_log/",
+        2,
+    );
+    let project = s3_project(proxy.port, "quern-wh");
+    let env = project.read("environments/s3.toml");
+    project.write(
+        "environments/s3.toml",
+        &env.replace("[storage]\n", "[storage]\nmax_retries = \"0\"\n"),
+    );
+    let toml = project.read("sql/events/pipeline.toml").replace(
+        "[tasks.events_by_day]\n",
+        "[tasks.events_by_day]\nretries = 3\nretry_delay = \"50ms\"\n",
+    );
+    project.write("sql/events/pipeline.toml", &toml);
+    let out = quern_s3(&project, &["run", "events", "--ds", "2024-03-01"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("attempt 1 failed, retried: ") && text.contains("attempt 2 failed"),
+        "{text}"
+    );
+    assert!(text.contains("503"), "{text}");
+    assert_eq!(proxy.faults_served.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        query_s3(
+            &project,
+            "SELECT attempt, status, error IS NOT NULL AS has_error FROM _quern.tasks WHERE task = 'events_by_day' ORDER BY attempt"
+        ),
+        "attempt,status,has_error\n1,retried,true\n2,retried,true\n3,succeeded,false\n"
+    );
+    assert_eq!(
+        query_s3(&project, "SELECT count(*) AS n FROM events.events_by_day"),
+        "n\n18\n"
+    );
+
+    // A task without retries fails at the first transient error.
+    let proxy = FaultProxy::failing(
+        moto.port,
+        503,
+        "PUT /quern-wh-2/warehouse/events/events_by_day/_delta_log/",
+        1,
+    );
+    let project = s3_project(proxy.port, "quern-wh-2");
+    moto.create_bucket("quern-wh-2");
+    let project_env = project.read("environments/s3.toml");
+    project.write(
+        "environments/s3.toml",
+        &project_env.replace("[storage]\n", "[storage]\nmax_retries = \"0\"\n"),
+    );
+    let out = quern_s3(&project, &["run", "events", "--ds", "2024-03-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 }
 
 #[test]
