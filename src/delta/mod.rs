@@ -344,11 +344,21 @@ async fn commit(
         builder = builder
             .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
     }
-    let table = builder
-        .await
-        .map_err(|source| delta_err(url, "write", source))?;
+    let table = builder.await.map_err(|source| write_err(target, source))?;
     let outcome = outcome_of(&table, url).await?;
     Ok(Written { outcome, table })
+}
+
+/// A failed write: an Arrow error while the rows were computed (a division by zero,
+/// an overflow, a bad cast) is the task's own failure, reported as such rather than as
+/// delta-rs words it ("Failed to convert into Arrow schema").
+fn write_err(target: &TableWrite<'_>, source: DeltaTableError) -> Error {
+    match source {
+        DeltaTableError::Arrow { source } => {
+            execute_err(target, DataFusionError::ArrowError(Box::new(source), None))
+        }
+        other => delta_err(target.url, "write", other),
+    }
 }
 
 fn execute_err(target: &TableWrite<'_>, source: DataFusionError) -> Error {
@@ -426,7 +436,10 @@ async fn merge(
             i
         })
         .map_err(merge_err)?;
-    let (table, metrics) = builder.await.map_err(merge_err)?;
+    let (table, metrics) = builder.await.map_err(|e| match e {
+        e @ DeltaTableError::Arrow { .. } => write_err(target, e),
+        e => merge_err(e),
+    })?;
     let outcome = WriteOutcome {
         version: table.version().unwrap_or_default(),
         rows: (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,

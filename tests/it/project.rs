@@ -257,7 +257,18 @@ async fn a_failed_task_skips_only_its_downstream_tasks() {
     let engine = project.engine("local");
     let report = engine.run("events", &options()).await.unwrap();
     let status = |t: &str| &report.task(t).expect(t).status;
-    assert!(matches!(status("broken"), TaskStatus::Failed(_)));
+    match status("broken") {
+        // Named plainly: the task, and the cause.
+        TaskStatus::Failed(e) => {
+            let text = e.full_message();
+            assert!(
+                text.starts_with("task `broken` failed while running"),
+                "{text}"
+            );
+            assert!(text.contains("Divide by zero"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(status("after_broken"), TaskStatus::Skipped));
     // daily_active_users reads only events_by_day, which succeeded.
     assert!(matches!(
