@@ -525,6 +525,39 @@ impl Error {
         false
     }
 
+    /// The file the error is in (a template, SQL, TOML or environment file,
+    /// relative to the project), when it has one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path: file, .. }
+            | Error::Toml { file, .. }
+            | Error::Config { file, .. }
+            | Error::Storage { file, .. }
+            | Error::Name { file, .. }
+            | Error::UnknownEnvironment { file, .. }
+            | Error::Render { file, .. }
+            | Error::Parse { file, .. }
+            | Error::UndeclaredTable { file, .. }
+            | Error::Plan { file, .. }
+            | Error::Source { file, .. }
+            | Error::TestFile { file, .. }
+            | Error::Model { file, .. }
+            | Error::Metric { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The line of [`Error::file`] the error is on, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Error::Toml { line, .. }
+            | Error::Render { line, .. }
+            | Error::Parse { line, .. }
+            | Error::Plan { line, .. } => *line,
+            _ => None,
+        }
+    }
+
     /// Whether this error is a usage error (exit code 2 in the CLI) rather than a
     /// pipeline or data error (exit code 1).
     pub fn is_usage(&self) -> bool {

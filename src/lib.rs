@@ -92,7 +92,7 @@ pub use config::{
 pub use delta::WriteOutcome;
 pub use engine::{
     BackfillOptions, BackfillReport, DayOutcome, DayStatus, Engine, EngineBuilder, PlannedTask,
-    RunOptions, RunPlan,
+    RowCount, RunEvent, RunObserver, RunOptions, RunPlan,
 };
 pub use error::{distinct_causes, Error, ErrorKind, ParseProblem, PlanError, Result};
 pub use mlflow::MlflowError;

@@ -9,6 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let json = args.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +32,11 @@ fn main() -> ExitCode {
                 .chain()
                 .find_map(|e| e.downcast_ref::<quern::Error>())
                 .is_some_and(|e| e.kind() == quern::ErrorKind::Usage);
-            ExitCode::from(if usage { 2 } else { 1 })
+            let code = if usage { 2 } else { 1 };
+            if json {
+                cli::emit_failure(&err, code);
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -20,8 +20,11 @@ pub enum TaskStatus {
     Succeeded(Option<WriteOutcome>),
     /// Failed; its table is at its previous version.
     Failed(Error),
-    /// Not started because an upstream task failed.
+    /// Not started because an upstream task failed (or, with `fail_fast`, any task).
     Skipped,
+    /// Stopped before its commit because another task failed (`fail_fast`); its table
+    /// is at its previous version.
+    Cancelled,
 }
 
 /// One task's result in a [`RunReport`].

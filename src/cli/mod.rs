@@ -1,6 +1,8 @@
 //! The command-line arguments (clap) and how each command's result is printed.
 
+mod json;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,13 @@ pub struct Cli {
     /// that environment's tests and golden files (default: all).
     #[arg(long = "env", global = true, env = "QUERN_ENV")]
     env: Option<String>,
+    /// Newline-delimited JSON on stdout, one object per event (plan, run, backfill,
+    /// test, status, dag); the schema is in the README.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How run and backfill show progress: auto (live on a terminal) or plain.
+    #[arg(long, global = true, value_enum, default_value_t = progress::Progress::Auto)]
+    progress: progress::Progress,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,36 +78,15 @@ enum Command {
         /// before for upstream, after for downstream (comma-separated, repeatable).
         #[arg(long, value_delimiter = ',')]
         select: Vec<String>,
+        /// Stop at the first failed task: start no other, and stop the running ones
+        /// before they commit.
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Run a pipeline, or the whole project, for each day of a range in date order.
     /// Days a run of the same selection already succeeded on are skipped, so running
     /// the same backfill again resumes it.
-    Backfill {
-        /// The pipeline (default: every pipeline of the project, as one DAG).
-        pipeline: Option<String>,
-        /// The first day, YYYY-MM-DD.
-        #[arg(long)]
-        from: String,
-        /// The last day (inclusive), YYYY-MM-DD.
-        #[arg(long)]
-        to: String,
-        /// Override a var: --var name=value (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// Tasks to run, as for `run`.
-        #[arg(long, value_delimiter = ',')]
-        select: Vec<String>,
-        /// Run up to N days at once (only when every selected task is a partition,
-        /// view or append).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        parallel: u16,
-        /// Run the days that already succeeded too.
-        #[arg(long)]
-        force: bool,
-        /// Go on after a failed day (default: stop, leaving the days after it).
-        #[arg(long = "continue")]
-        keep_going: bool,
-    },
+    Backfill(BackfillArgs),
     /// Show the dependency graph of a pipeline, or of the project (pipelines as
     /// clusters).
     Dag {
@@ -138,6 +126,38 @@ enum Command {
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
+}
+
+/// `quern backfill`'s arguments.
+#[derive(Debug, clap::Args)]
+struct BackfillArgs {
+    /// The pipeline (default: every pipeline of the project, as one DAG).
+    pipeline: Option<String>,
+    /// The first day, YYYY-MM-DD.
+    #[arg(long)]
+    from: String,
+    /// The last day (inclusive), YYYY-MM-DD.
+    #[arg(long)]
+    to: String,
+    /// Override a var: --var name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Tasks to run, as for `run`.
+    #[arg(long, value_delimiter = ',')]
+    select: Vec<String>,
+    /// Run up to N days at once (only when every selected task is a partition,
+    /// view or append).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
+    /// Run the days that already succeeded too.
+    #[arg(long)]
+    force: bool,
+    /// Go on after a failed day (default: stop, leaving the days after it).
+    #[arg(long = "continue")]
+    keep_going: bool,
+    /// Within a day, stop at the first failed task (as `run --fail-fast`).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,24 +216,69 @@ fn engine(cli: &Cli) -> Result<Engine> {
     Ok(builder.build()?)
 }
 
+/// `quern backfill`: a run per day, a line per day, then the summary.
+async fn backfill(cli: &Cli, engine: &Engine, args: &BackfillArgs) -> Result<ExitCode> {
+    let (from, to) = (&args.from, &args.to);
+    let (first, last) = (date(from, "--from")?, date(to, "--to")?);
+    let date_vars = DateVars {
+        ds: Some(from.clone()),
+        vars: args.vars.clone(),
+    };
+    let options = options(&date_vars, &args.select)?.with_fail_fast(args.fail_fast);
+    let days = BackfillOptions::new(first, last)
+        .with_parallel(usize::from(args.parallel))
+        .with_force(args.force)
+        .with_keep_going(args.keep_going);
+    let count = (last.date() - first.date()).num_days().max(0) as u64 + 1;
+    let display = progress::Display::new(cli.json, cli.progress, Some(count));
+    let report = engine
+        .backfill(args.pipeline.as_deref(), &options, &days, &display)
+        .await;
+    display.finish();
+    let report = report?;
+    if cli.json {
+        json::emit(&json::backfill(&report, from, to));
+    } else {
+        output::backfill(&mut std::io::stdout(), &report, from, to)?;
+    }
+    Ok(match report.succeeded() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// `quern test`: the pipeline tests, in process.
+async fn test(cli: &Cli, target: Option<&str>, update: bool) -> Result<ExitCode> {
+    let mut runner = TestRunner::new(project(cli)?).with_update(update);
+    if let Some(t) = target {
+        runner = runner.with_filter(t);
+    }
+    if let Some(env) = &cli.env {
+        runner = runner.with_env(env.clone());
+    }
+    let report = runner.run().await?;
+    if cli.json {
+        json::test(&report);
+    } else {
+        writeln!(std::io::stdout(), "{report}")?;
+    }
+    Ok(if report.failed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// With `--json`: the `error` event of a command that failed.
+pub fn emit_failure(err: &anyhow::Error, exit_code: u8) {
+    json::emit(&json::failure(err, exit_code));
+}
+
 /// Runs the command; `Ok` carries the exit code of a command that ran to its end.
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     if let Command::Test { target, update } = &cli.command {
-        let mut runner = TestRunner::new(project(&cli)?).with_update(*update);
-        if let Some(t) = target {
-            runner = runner.with_filter(t);
-        }
-        if let Some(env) = &cli.env {
-            runner = runner.with_env(env.clone());
-        }
-        let report = runner.run().await?;
-        writeln!(out, "{report}")?;
-        return Ok(if report.failed() > 0 {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        });
+        return test(&cli, target.as_deref(), *update).await;
     }
     let engine = engine(&cli)?;
     match &cli.command {
@@ -240,55 +305,34 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 Some(p) => engine.plan(p, &options).await?,
                 None => engine.plan_project(&options).await?,
             };
-            output::plan(&mut out, &plan)?;
+            if cli.json {
+                json::emit(&json::plan(&plan));
+            } else {
+                output::plan(&mut out, &plan)?;
+            }
         }
         Command::Run {
             pipeline,
             date_vars,
             select,
+            fail_fast,
         } => {
-            let options = options(date_vars, select)?;
+            let options = options(date_vars, select)?.with_fail_fast(*fail_fast);
             let plan = match pipeline {
                 Some(p) => engine.plan(p, &options).await?,
                 None => engine.plan_project(&options).await?,
             };
-            let report = engine.execute(plan).await;
-            output::report(&mut out, &report)?;
+            let display = progress::Display::new(cli.json, cli.progress, None);
+            let report = engine.execute_observed(plan, &display).await;
+            display.finish();
+            if !cli.json {
+                output::report(&mut out, &report)?;
+            }
             if !report.succeeded() {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Backfill {
-            pipeline,
-            from,
-            to,
-            vars,
-            select,
-            parallel,
-            force,
-            keep_going,
-        } => {
-            let (first, last) = (date(from, "--from")?, date(to, "--to")?);
-            let date_vars = DateVars {
-                ds: Some(from.clone()),
-                vars: vars.clone(),
-            };
-            let options = options(&date_vars, select)?;
-            let days = BackfillOptions::new(first, last)
-                .with_parallel(usize::from(*parallel))
-                .with_force(*force)
-                .with_keep_going(*keep_going);
-            let report = engine
-                .backfill(pipeline.as_deref(), &options, &days, |day| {
-                    // A broken stdout shows in the summary's write below.
-                    let _ = output::day(&mut out, day);
-                })
-                .await?;
-            output::backfill(&mut out, &report, from, to)?;
-            if !report.succeeded() {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        Command::Backfill(args) => return backfill(&cli, &engine, args).await,
         Command::Dag {
             pipeline,
             format,
@@ -300,6 +344,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 None => engine.project_dag(&options)?,
             };
             match format {
+                _ if cli.json => json::emit(&json::dag(&dag)),
                 DagFormat::Text => output::dag_text(&mut out, &dag)?,
                 DagFormat::Mermaid => output::dag_mermaid(&mut out, &dag)?,
                 DagFormat::Dot => output::dag_dot(&mut out, &dag)?,
@@ -307,7 +352,11 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { pipeline, limit } => {
             let history = engine.status(pipeline, *limit).await?;
-            output::status(&mut out, pipeline, &history)?;
+            if cli.json {
+                json::emit(&json::status(pipeline, &history));
+            } else {
+                output::status(&mut out, pipeline, &history)?;
+            }
         }
         Command::Models => {
             let models = engine.models().await?;

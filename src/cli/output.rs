@@ -135,7 +135,13 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
                     writeln!(out, "          caused by: {cause}")?;
                 }
             }
-            // Skipped, the one other status today.
+            TaskStatus::Cancelled => {
+                skipped += 1;
+                writeln!(
+                    out,
+                    "cancel  {name:width$}  {how:9}  (stopped before its commit: another task failed, --fail-fast)"
+                )?;
+            }
             _ => {
                 skipped += 1;
                 writeln!(

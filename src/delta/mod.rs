@@ -27,6 +27,20 @@ use crate::config::{Materialization, TaskConfig};
 use crate::error::{Error, PlanError, Result};
 use datafusion::datasource::provider_as_source;
 
+mod progress;
+
+/// Whether `e` is a write stopped because the run was cancelled (`fail_fast`).
+pub(crate) fn is_cancelled(e: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = next {
+        if e.is::<progress::Cancelled>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Storage options (object_store / delta-rs keys) applied to a table URI.
 pub(crate) type StorageOptions = HashMap<String, String>;
 
@@ -175,6 +189,10 @@ pub(crate) struct TableWrite<'a> {
     /// (`txn.appId`) that makes the day's append idempotent — committed with the rows,
     /// and when the table's log already has it, the append writes nothing.
     pub append_id: Option<String>,
+    /// Counts the rows as they are written, for a progress display.
+    pub rows: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Set when the run is cancelled: the write stops before its commit.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Writes `plan` to the target table as its task's settings say, in one commit.
@@ -311,6 +329,10 @@ async fn commit(
     // Expectations are checked in the same pass that writes (after the partition
     // values were read, so they are not counted twice).
     let plan = with_expectations(plan, target.expectations.clone())?;
+    let rows = target.rows.clone().unwrap_or_default();
+    let query_error = progress::QueryError::default();
+    let cancel = target.cancel.clone().unwrap_or_default();
+    let plan = progress::counted(plan, rows, query_error.clone(), cancel)?;
     // Hash-partition the rows by the partition columns so each partition value is
     // written by one writer: a few large files per partition rather than one per
     // thread per partition.
@@ -344,7 +366,13 @@ async fn commit(
         builder = builder
             .with_commit_properties(CommitProperties::default().with_application_transaction(txn));
     }
-    let table = builder.await.map_err(|source| write_err(target, source))?;
+    let table = builder.await.map_err(|source| {
+        let kept = query_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match kept {
+            Some(e) => execute_err(target, e),
+            None => write_err(target, source),
+        }
+    })?;
     let outcome = outcome_of(&table, url).await?;
     Ok(Written { outcome, table })
 }

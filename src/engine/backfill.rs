@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::events::{RunEvent, RunObserver};
 use super::{Engine, RunOptions};
 use crate::config::Materialization;
 use crate::error::{Error, Result};
@@ -172,8 +173,9 @@ pub(super) async fn backfill(
     pipeline: Option<&str>,
     options: &RunOptions,
     backfill: &BackfillOptions,
-    mut on_day: impl FnMut(&DayOutcome),
+    observer: &dyn RunObserver,
 ) -> Result<BackfillReport> {
+    let on_day = |day: &DayOutcome| observer.on_event(&RunEvent::DayFinished { day });
     let started = Instant::now();
     let days = days(backfill)?;
     let selection = super::plan::selection_key(pipeline, &options.select);
@@ -218,6 +220,7 @@ pub(super) async fn backfill(
         check_parallel(plan, backfill.parallel)?;
     }
     let run_day = |ds: RunDate, planned: Option<super::RunPlan>| async move {
+        observer.on_event(&RunEvent::DayStarted { ds });
         let plan = match planned {
             Some(p) => Ok(p),
             None => plan_day(ds).await,
@@ -225,7 +228,7 @@ pub(super) async fn backfill(
         let status = match plan {
             Err(e) => DayStatus::NotPlanned(e),
             Ok(plan) => {
-                let report = engine.execute(plan).await;
+                let report = engine.execute_observed(plan, observer).await;
                 if report.succeeded() {
                     DayStatus::Succeeded(report)
                 } else {

@@ -3,10 +3,12 @@
 //! planner installed so plans can be written to Delta tables.
 
 mod backfill;
+mod events;
 mod plan;
 mod run;
 
 pub use backfill::{BackfillOptions, BackfillReport, DayOutcome, DayStatus};
+pub use events::{RowCount, RunEvent, RunObserver};
 pub use plan::{PlannedTask, RunPlan};
 
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct RunOptions {
     pub vars: Vars,
     /// Which tasks to run; all when empty.
     pub select: Vec<Selector>,
+    /// Stop the run at the first failed task: start no other task, and cancel the
+    /// running ones before they commit.
+    pub fail_fast: bool,
 }
 
 impl RunOptions {
@@ -44,6 +49,7 @@ impl RunOptions {
             ds,
             vars: Vars::new(),
             select: Vec::new(),
+            fail_fast: false,
         }
     }
 
@@ -51,6 +57,13 @@ impl RunOptions {
     #[must_use]
     pub fn with_var(mut self, name: impl Into<String>, value: impl Into<toml::Value>) -> Self {
         self.vars = self.vars.with(name, value);
+        self
+    }
+
+    /// Stops at the first failed task (`--fail-fast`).
+    #[must_use]
+    pub fn with_fail_fast(mut self, fail_fast: bool) -> Self {
+        self.fail_fast = fail_fast;
         self
     }
 
@@ -384,8 +397,8 @@ impl Engine {
     /// Runs `pipeline` (or, with `None`, the whole project) for each day of a range,
     /// in date order: each day is planned, then executed and logged like a run. Days a
     /// run of the same selection already succeeded on are skipped unless
-    /// `backfill.force`, so the same backfill run again resumes. `on_day` is told of
-    /// each day as it ends. The first day is planned before anything is written; an
+    /// `backfill.force`, so the same backfill run again resumes. `observer` is told of
+    /// each day as it starts and ends, and of each day's tasks. The first day is planned before anything is written; an
     /// error there (or `parallel` with a task whose result depends on the order of
     /// days) is returned.
     ///
@@ -397,7 +410,7 @@ impl Engine {
     /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
     /// let days = BackfillOptions::new("2024-03-01".parse()?, "2024-03-07".parse()?);
     /// let report = engine
-    ///     .backfill(Some("events"), &options, &days, |day| println!("{} done", day.ds))
+    ///     .backfill(Some("events"), &options, &days, &|_: &quern::RunEvent<'_>| {})
     ///     .await?;
     /// assert!(report.succeeded());
     /// # Ok(())
@@ -408,9 +421,9 @@ impl Engine {
         pipeline: Option<&str>,
         options: &RunOptions,
         backfill: &BackfillOptions,
-        on_day: impl FnMut(&DayOutcome),
+        observer: &dyn RunObserver,
     ) -> Result<BackfillReport> {
-        backfill::backfill(self, pipeline, options, backfill, on_day).await
+        backfill::backfill(self, pipeline, options, backfill, observer).await
     }
 
     /// Executes a plan made by [`Engine::plan`].
@@ -429,7 +442,32 @@ impl Engine {
     /// # }
     /// ```
     pub async fn execute(&self, plan: RunPlan) -> RunReport {
-        run::execute(self, plan).await
+        run::execute(self, plan, &events::Silent).await
+    }
+
+    /// [`Engine::execute`], telling `observer` of each task as it starts and ends (for
+    /// a progress display, or a stream of events).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, Project, RunDate, RunOptions};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// # let options = RunOptions::new("2024-03-01".parse::<RunDate>()?);
+    /// use quern::RunEvent;
+    /// let plan = engine.plan("events", &options).await?;
+    /// let report = engine
+    ///     .execute_observed(plan, &|event: &RunEvent<'_>| {
+    ///         if let RunEvent::TaskFinished { outcome, .. } = event {
+    ///             eprintln!("{} done", outcome.task);
+    ///         }
+    ///     })
+    ///     .await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_observed(&self, plan: RunPlan, observer: &dyn RunObserver) -> RunReport {
+        run::execute(self, plan, observer).await
     }
 
     /// Resolves every model function of the environment (registry aliases to versions,

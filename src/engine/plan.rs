@@ -89,6 +89,8 @@ pub struct RunPlan {
     pub(crate) catalog: Catalog,
     /// Model function → the pipelines whose planned SQL calls it.
     pub(crate) model_callers: BTreeMap<String, BTreeSet<PipelineName>>,
+    /// Stop at the first failed task (`RunOptions::fail_fast`).
+    pub(crate) fail_fast: bool,
 }
 
 impl std::fmt::Debug for RunPlan {
@@ -213,6 +215,7 @@ pub(super) async fn plan(
         tasks,
         metrics,
         model_callers: planner.callers(),
+        fail_fast: options.fail_fast,
         models: planner.models,
         ctx: planner.ctx,
         catalog: planner.catalog,

@@ -6,6 +6,7 @@
 //! the run is logged, and alerts are sent.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::events::{RowCount, RunEvent, RunObserver};
 use super::plan::{PlannedTask, RunPlan};
 use super::Engine;
 use crate::catalog::{register_provider, Catalog};
@@ -25,7 +27,11 @@ use crate::report::{RunReport, TaskOutcome, TaskStatus};
 use crate::runlog::RunLog;
 use crate::template::RunDate;
 
-pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
+pub(super) async fn execute(
+    engine: &Engine,
+    plan: RunPlan,
+    observer: &dyn RunObserver,
+) -> RunReport {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let run_id = format!(
@@ -34,6 +40,10 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         plan.ds.ds_nodash(),
         started_at.format("%Y%m%dT%H%M%S%.6fZ")
     );
+    observer.on_event(&RunEvent::RunStarted {
+        run_id: &run_id,
+        plan: &plan,
+    });
     let RunPlan {
         pipeline: _,
         pipelines,
@@ -46,8 +56,18 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
         ctx,
         catalog,
         model_callers,
+        fail_fast,
     } = plan;
-    let outcomes = run_tasks(engine, &ctx, &catalog, &tasks, ds).await;
+    let run = Run {
+        ctx: &ctx,
+        catalog: &catalog,
+        ds,
+        run_id: &run_id,
+        observer,
+        fail_fast,
+        cancel: Default::default(),
+    };
+    let outcomes = run_tasks(engine, &run, &tasks).await;
     let mut report = RunReport::new(pipelines, env, ds, run_id, outcomes);
     report.models = models;
     report.model_callers = model_callers;
@@ -78,18 +98,36 @@ pub(super) async fn execute(engine: &Engine, plan: RunPlan) -> RunReport {
     // Alerts last: the data is committed and logged whatever their delivery does.
     report.alerts = crate::notify::send_alerts(engine.environment(), &report).await;
     report.elapsed = started.elapsed();
+    observer.on_event(&RunEvent::RunFinished { report: &report });
     report
+}
+
+/// What every task of one run shares.
+struct Run<'a> {
+    ctx: &'a SessionContext,
+    catalog: &'a Catalog,
+    ds: RunDate,
+    run_id: &'a str,
+    observer: &'a dyn RunObserver,
+    /// Stop at the first failure, cancelling running writes (`fail_fast`).
+    fail_fast: bool,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Run<'_> {
+    /// Records `outcome` and tells the observer.
+    fn finished(&self, outcomes: &mut Vec<TaskOutcome>, outcome: TaskOutcome) {
+        self.observer.on_event(&RunEvent::TaskFinished {
+            run_id: self.run_id,
+            outcome: &outcome,
+        });
+        outcomes.push(outcome);
+    }
 }
 
 /// Runs the planned tasks, each as soon as its upstream tasks of the run succeeded.
 /// A task whose upstream task failed (or was skipped) is skipped; the others run.
-async fn run_tasks(
-    engine: &Engine,
-    ctx: &SessionContext,
-    catalog: &Catalog,
-    tasks: &[PlannedTask],
-    ds: RunDate,
-) -> Vec<TaskOutcome> {
+async fn run_tasks(engine: &Engine, run: &Run<'_>, tasks: &[PlannedTask]) -> Vec<TaskOutcome> {
     let mut outcomes = Vec::new();
     let mut waiting: Vec<&PlannedTask> = tasks.iter().collect();
     let mut done: BTreeSet<TaskId> = BTreeSet::new();
@@ -105,12 +143,16 @@ async fn run_tasks(
             }
             blocked.insert(t.id());
             if t.selected {
-                outcomes.push(outcome(t, TaskStatus::Skipped, Duration::ZERO));
+                run.finished(
+                    &mut outcomes,
+                    outcome(t, TaskStatus::Skipped, Duration::ZERO),
+                );
             }
             false
         });
         let mut i = 0;
-        while i < waiting.len() && running.len() < limit {
+        let stopping = run.cancel.load(Ordering::Relaxed);
+        while !stopping && i < waiting.len() && running.len() < limit {
             if !waiting[i].upstream.iter().all(|u| done.contains(u)) {
                 i += 1;
                 continue;
@@ -118,7 +160,7 @@ async fn run_tasks(
             let task = waiting.remove(i);
             running.push(async move {
                 let start = Instant::now();
-                let (status, retried) = run_with_retries(ctx, catalog, task, ds).await;
+                let (status, retried) = run_with_retries(run, task).await;
                 (task, status, retried, start.elapsed())
             });
         }
@@ -130,8 +172,16 @@ async fn run_tasks(
                 done.insert(task.id());
                 TaskStatus::Succeeded(written)
             }
+            Err(e) if run.fail_fast && crate::delta::is_cancelled(&e) => {
+                blocked.insert(task.id());
+                TaskStatus::Cancelled
+            }
             Err(e) => {
                 blocked.insert(task.id());
+                if run.fail_fast {
+                    // Start nothing more; running writes stop before their commit.
+                    run.cancel.store(true, Ordering::Relaxed);
+                }
                 TaskStatus::Failed(e)
             }
         };
@@ -144,8 +194,15 @@ async fn run_tasks(
                 .as_ref()
                 .map(|e| e.outcomes())
                 .unwrap_or_default();
-            outcomes.push(o);
+            run.finished(&mut outcomes, o);
         }
+    }
+    // With fail_fast, the tasks not started after a failure are skipped.
+    for t in waiting.into_iter().filter(|t| t.selected) {
+        run.finished(
+            &mut outcomes,
+            outcome(t, TaskStatus::Skipped, Duration::ZERO),
+        );
     }
     outcomes
 }
@@ -166,16 +223,29 @@ fn outcome(task: &PlannedTask, status: TaskStatus, elapsed: Duration) -> TaskOut
 /// waiting `retry_delay` doubled for each retry, with jitter. Returns the last result
 /// and the errors of the attempts that were retried.
 async fn run_with_retries(
-    ctx: &SessionContext,
-    catalog: &Catalog,
+    run: &Run<'_>,
     task: &PlannedTask,
-    ds: RunDate,
 ) -> (Result<Option<WriteOutcome>>, Vec<Error>) {
     let mut retried = Vec::new();
     loop {
-        match run_task(ctx, catalog, task, ds).await {
+        let attempt = retried.len() as u32 + 1;
+        let rows = RowCount::default();
+        run.observer.on_event(&RunEvent::TaskStarted {
+            run_id: run.run_id,
+            task,
+            attempt,
+            rows: &rows,
+        });
+        match run_task(run, task, &rows).await {
             Err(e) if e.is_transient() && retried.len() < task.config.retries() as usize => {
                 let wait = backoff(task.config.retry_delay(), retried.len() as u32);
+                run.observer.on_event(&RunEvent::TaskRetrying {
+                    run_id: run.run_id,
+                    task,
+                    attempt,
+                    error: &e,
+                    wait,
+                });
                 retried.push(e);
                 tokio::time::sleep(wait).await;
             }
@@ -261,11 +331,11 @@ async fn metric_values(
 /// Plans `task` again against the tables as they are now (upstream tasks of the run
 /// committed), then writes it; a view is registered for its downstream tasks instead.
 async fn run_task(
-    ctx: &SessionContext,
-    catalog: &Catalog,
+    run: &Run<'_>,
     task: &PlannedTask,
-    ds: RunDate,
+    rows: &RowCount,
 ) -> Result<Option<WriteOutcome>> {
+    let (ctx, catalog, ds) = (run.ctx, run.catalog, run.ds);
     let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
     let plan = ctx
         .state()
@@ -288,6 +358,8 @@ async fn run_task(
         evolve: task.evolve_schema,
         expectations: task.expectations.clone(),
         append_id,
+        rows: Some(rows.counter()),
+        cancel: Some(run.cancel.clone()),
     };
     let written = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.

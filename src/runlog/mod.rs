@@ -114,50 +114,7 @@ impl RunRows {
     fn of(report: &RunReport, started_at: DateTime<Utc>, metrics: &[MetricValue]) -> Self {
         let now = Utc::now();
         let run_id = || report.run_id.clone();
-        let mut tasks = Vec::new();
-        let mut expectations = Vec::new();
-        for t in &report.tasks {
-            // Each retried attempt has its own row, with its error.
-            for (i, e) in t.retried.iter().enumerate() {
-                tasks.push(TaskRow {
-                    run_id: run_id(),
-                    pipeline: t.pipeline.to_string(),
-                    task: t.task.to_string(),
-                    materialized: t.materialization.as_str(),
-                    status: "retried",
-                    rows: None,
-                    version: None,
-                    seconds: 0.0,
-                    error: Some(e.full_message()),
-                    attempt: i as i64 + 1,
-                });
-            }
-            let (status, written, error) = match &t.status {
-                TaskStatus::Succeeded(w) => ("succeeded", *w, None),
-                TaskStatus::Failed(e) => ("failed", None, Some(e.full_message())),
-                TaskStatus::Skipped => ("skipped", None, None),
-            };
-            tasks.push(TaskRow {
-                run_id: run_id(),
-                pipeline: t.pipeline.to_string(),
-                task: t.task.to_string(),
-                materialized: t.materialization.as_str(),
-                status,
-                rows: written.map(|w| w.rows as i64),
-                version: written.map(|w| w.version as i64),
-                seconds: t.elapsed.as_secs_f64(),
-                error,
-                attempt: t.retried.len() as i64 + 1,
-            });
-            expectations.extend(t.expectations.iter().map(|e| ExpectationRow {
-                run_id: run_id(),
-                pipeline: t.pipeline.to_string(),
-                task: t.task.to_string(),
-                expectation: e.name.clone(),
-                severity: e.severity.as_str(),
-                violations: e.violations as i64,
-            }));
-        }
+        let (tasks, expectations) = task_rows(report);
         let runs = report
             .pipelines
             .iter()
@@ -228,6 +185,57 @@ impl RunRows {
             models,
         }
     }
+}
+
+/// The `tasks` rows of a run (a row per attempt) and its `expectations` rows.
+fn task_rows(report: &RunReport) -> (Vec<TaskRow>, Vec<ExpectationRow>) {
+    let run_id = || report.run_id.clone();
+    let mut tasks = Vec::new();
+    let mut expectations = Vec::new();
+    for t in &report.tasks {
+        // Each retried attempt has its own row, with its error.
+        for (i, e) in t.retried.iter().enumerate() {
+            tasks.push(TaskRow {
+                run_id: run_id(),
+                pipeline: t.pipeline.to_string(),
+                task: t.task.to_string(),
+                materialized: t.materialization.as_str(),
+                status: "retried",
+                rows: None,
+                version: None,
+                seconds: 0.0,
+                error: Some(e.full_message()),
+                attempt: i as i64 + 1,
+            });
+        }
+        let (status, written, error) = match &t.status {
+            TaskStatus::Succeeded(w) => ("succeeded", *w, None),
+            TaskStatus::Failed(e) => ("failed", None, Some(e.full_message())),
+            TaskStatus::Skipped => ("skipped", None, None),
+            TaskStatus::Cancelled => ("cancelled", None, None),
+        };
+        tasks.push(TaskRow {
+            run_id: run_id(),
+            pipeline: t.pipeline.to_string(),
+            task: t.task.to_string(),
+            materialized: t.materialization.as_str(),
+            status,
+            rows: written.map(|w| w.rows as i64),
+            version: written.map(|w| w.version as i64),
+            seconds: t.elapsed.as_secs_f64(),
+            error,
+            attempt: t.retried.len() as i64 + 1,
+        });
+        expectations.extend(t.expectations.iter().map(|e| ExpectationRow {
+            run_id: run_id(),
+            pipeline: t.pipeline.to_string(),
+            task: t.task.to_string(),
+            expectation: e.name.clone(),
+            severity: e.severity.as_str(),
+            violations: e.violations as i64,
+        }));
+    }
+    (tasks, expectations)
 }
 
 fn log_err(table: &'static str, action: &'static str, source: Error) -> Error {
@@ -351,6 +359,8 @@ impl RunLog {
                 evolve: true,
                 expectations: None,
                 append_id: None,
+                rows: None,
+                cancel: None,
             };
             match crate::delta::write(&ctx.state(), plan.clone(), target).await {
                 Ok(_) => return Ok(()),

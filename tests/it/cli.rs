@@ -94,3 +94,120 @@ fn exit_codes_distinguish_usage_from_pipeline_errors() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(project.warehouse_state().is_empty());
 }
+
+/// Every line of `out`'s stdout, parsed as JSON.
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn events(lines: &[serde_json::Value]) -> Vec<&str> {
+    lines.iter().map(|v| v["event"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn json_output_is_one_parseable_event_per_line() {
+    let project = TempProject::new();
+    let out = project.quern(&["run", "events", "--ds", "2024-03-01", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let names = events(&lines);
+    assert_eq!(names.first(), Some(&"run_started"));
+    assert_eq!(names.last(), Some(&"run_finished"));
+    assert_eq!(names.iter().filter(|e| **e == "task_started").count(), 3);
+    let dau = lines
+        .iter()
+        .find(|v| v["event"] == "task_finished" && v["task"] == "daily_active_users")
+        .unwrap();
+    assert_eq!(dau["status"], "succeeded");
+    assert_eq!(dau["rows"], 4);
+    assert_eq!(dau["pipeline"], "events");
+    assert!(dau["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(dau["expectations"].as_array().unwrap().len(), 2);
+    let done = lines.last().unwrap();
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["tasks_ok"], 3);
+    assert_eq!(done["metrics"][0]["metric"], "active_users");
+
+    for (args, event) in [
+        (vec!["plan", "events", "--ds", "2024-03-01"], "plan"),
+        (
+            vec![
+                "plan",
+                "--ds",
+                "2024-03-01",
+                "--select",
+                "+scoring/churn_scores",
+            ],
+            "plan",
+        ),
+        (vec!["dag"], "dag"),
+        (vec!["status", "events"], "status"),
+        (vec!["test", "events"], "tests_finished"),
+        (
+            vec![
+                "backfill",
+                "events",
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-03-02",
+            ],
+            "backfill_finished",
+        ),
+    ] {
+        let out = project.quern(&[&args[..], &["--json"]].concat());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let lines = json_lines(&out);
+        assert_eq!(events(&lines).last(), Some(&event), "{args:?}");
+    }
+    let out = project.quern(&["plan", "--json", "--select", "+scoring/churn_scores"]);
+    let plan = &json_lines(&out)[0];
+    assert!(plan["pipeline"].is_null());
+    assert!(plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["pipeline"] == "scoring"));
+    let out = project.quern(&[
+        "backfill",
+        "events",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+        "--json",
+    ]);
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines.last().unwrap()["skipped"],
+        serde_json::json!(["2024-03-01", "2024-03-02"])
+    );
+
+    // Errors are events too, with the file and line, and the usual exit codes.
+    let out = project.quern(&["plan", "nope", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = &json_lines(&out)[0];
+    assert_eq!(
+        (error["event"].as_str(), error["exit_code"].as_i64()),
+        (Some("error"), Some(2))
+    );
+    project.write(
+        "sql/events/daily_active_users.sql",
+        "SELECT event_date,\n  no_such_column\nFROM {{ ref('events_by_day') }}",
+    );
+    let out = project.quern(&["run", "events", "--ds", "2024-03-01", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = json_lines(&out).pop().unwrap();
+    assert_eq!(error["file"], "sql/events/daily_active_users.sql");
+    assert_eq!(error["line"], 2);
+    assert!(
+        error["causes"][0]
+            .as_str()
+            .unwrap()
+            .contains("no_such_column"),
+        "{error}"
+    );
+}

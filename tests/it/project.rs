@@ -304,3 +304,38 @@ async fn the_example_project_runs_as_one_dag() {
         assert_eq!(history.runs.len(), 1, "{p}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_fast_stops_the_run_and_cancels_running_writes_before_their_commit() {
+    let project = TempProject::new();
+    project.write(
+        "sql/events/broken.sql",
+        "SELECT n / (n - n) AS ratio FROM (VALUES (1), (2)) AS t(n)",
+    );
+    // Long enough to still be writing when `broken` fails.
+    project.write(
+        "sql/events/slow.sql",
+        "SELECT value AS n, value * 2 AS m FROM range(0, 300000000)",
+    );
+    let engine = Engine::builder(Project::load(project.path()).unwrap())
+        .with_environment("local")
+        .with_max_concurrent_tasks(8)
+        .build()
+        .unwrap();
+    let report = engine
+        .run("events", &options().with_fail_fast(true))
+        .await
+        .unwrap();
+    let status = |t: &str| &report.task(t).expect(t).status;
+    assert!(matches!(status("broken"), TaskStatus::Failed(_)));
+    assert!(
+        matches!(status("slow"), TaskStatus::Cancelled),
+        "{:?}",
+        status("slow")
+    );
+    assert!(!report.succeeded());
+    // Nothing of the cancelled write was committed.
+    let log = project.path().join("warehouse/events/slow/_delta_log");
+    let commits = std::fs::read_dir(&log).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(commits, 0, "{}", log.display());
+}
