@@ -150,31 +150,7 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
                 )?;
             }
         }
-        for (i, e) in t.retried.iter().enumerate() {
-            writeln!(
-                out,
-                "          attempt {} failed, retried: {}",
-                i + 1,
-                e.full_message()
-            )?;
-        }
-        for e in &t.expectations {
-            let what = match (e.severity, e.violations) {
-                (_, 0) => "met".to_string(),
-                (quern::Severity::Warn, _) if e.is_row_count => {
-                    "row count out of bounds (written)".to_string()
-                }
-                (quern::Severity::Drop, n) => format!("{n} row(s) dropped"),
-                (quern::Severity::Warn, n) => format!("{n} row(s) violate it (written)"),
-                (quern::Severity::Fail, n) => format!("{n} violation(s): task failed"),
-            };
-            writeln!(
-                out,
-                "          expect {} ({}): {what}",
-                e.name,
-                e.severity.as_str()
-            )?;
-        }
+        attempts_and_expectations(out, t)?;
     }
     after_run(out, report)?;
     writeln!(
@@ -185,6 +161,36 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
         report.ds,
         report.elapsed.as_secs_f64()
     )?;
+    Ok(())
+}
+
+/// Under a task: its retried attempts, and how its expectations fared.
+fn attempts_and_expectations(out: &mut impl Write, t: &quern::TaskOutcome) -> Result<()> {
+    for (i, e) in t.retried.iter().enumerate() {
+        writeln!(
+            out,
+            "          attempt {} failed, retried: {}",
+            i + 1,
+            e.full_message()
+        )?;
+    }
+    for e in &t.expectations {
+        let what = match (e.severity, e.violations) {
+            (_, 0) => "met".to_string(),
+            (quern::Severity::Warn, _) if e.is_row_count => {
+                "row count out of bounds (written)".to_string()
+            }
+            (quern::Severity::Drop, n) => format!("{n} row(s) dropped"),
+            (quern::Severity::Warn, n) => format!("{n} row(s) violate it (written)"),
+            (quern::Severity::Fail, n) => format!("{n} violation(s): task failed"),
+        };
+        writeln!(
+            out,
+            "          expect {} ({}): {what}",
+            e.name,
+            e.severity.as_str()
+        )?;
+    }
     Ok(())
 }
 

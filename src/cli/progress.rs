@@ -149,7 +149,7 @@ impl Live {
                 let _ = output::day(&mut line, day);
                 let _ = self
                     .multi
-                    .println(String::from_utf8_lossy(&line).trim_end().to_string());
+                    .println(String::from_utf8_lossy(&line).trim_end());
                 if let Some(days) = &self.days {
                     days.inc(1);
                 }
