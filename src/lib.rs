@@ -99,7 +99,7 @@ pub use mlflow::MlflowError;
 pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, SelectorTarget, Task};
 pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};
 pub use runlog::{MetricPoint, RunHistory, RunRecord, RunStatus};
-pub use template::{RenderedTask, Renderer, RunDate, Vars};
+pub use template::{DataInterval, RenderedTask, Renderer, RunDate, Vars};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

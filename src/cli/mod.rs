@@ -44,6 +44,13 @@ struct DateVars {
     /// Override a var: --var name=value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     vars: Vec<String>,
+    /// The data interval's start, when it is not the day of --ds (an RFC 3339
+    /// timestamp on that day, as Airflow's data_interval_start).
+    #[arg(long, value_name = "TIMESTAMP", requires = "data_interval_end")]
+    data_interval_start: Option<String>,
+    /// The data interval's end (exclusive).
+    #[arg(long, value_name = "TIMESTAMP", requires = "data_interval_start")]
+    data_interval_end: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +193,10 @@ fn options(date_vars: &DateVars, select: &[String]) -> Result<RunOptions> {
     for s in select {
         options = options.with_select(s.parse::<Selector>()?);
     }
+    if let (Some(start), Some(end)) = (&date_vars.data_interval_start, &date_vars.data_interval_end)
+    {
+        options.data_interval = Some(quern::DataInterval::parse(start, end, ds)?);
+    }
     Ok(options)
 }
 
@@ -223,6 +234,8 @@ async fn backfill(cli: &Cli, engine: &Engine, args: &BackfillArgs) -> Result<Exi
     let date_vars = DateVars {
         ds: Some(from.clone()),
         vars: args.vars.clone(),
+        data_interval_start: None,
+        data_interval_end: None,
     };
     let options = options(&date_vars, &args.select)?.with_fail_fast(args.fail_fast);
     let days = BackfillOptions::new(first, last)

@@ -25,7 +25,7 @@ use crate::models::ResolvedModel;
 use crate::pipeline::{Dag, Project, Selector};
 use crate::report::RunReport;
 use crate::runlog::{RunHistory, RunLog};
-use crate::template::{RenderedTask, Renderer, RunDate, Vars};
+use crate::template::{DataInterval, RenderedTask, Renderer, RunDate, Vars};
 
 /// What a render, plan or run is for: the run date, var overrides and a task selection.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct RunOptions {
     /// Stop the run at the first failed task: start no other task, and cancel the
     /// running ones before they commit.
     pub fail_fast: bool,
+    /// The data interval, when a scheduler gives one other than the day of `ds`.
+    pub data_interval: Option<DataInterval>,
 }
 
 impl RunOptions {
@@ -50,6 +52,7 @@ impl RunOptions {
             vars: Vars::new(),
             select: Vec::new(),
             fail_fast: false,
+            data_interval: None,
         }
     }
 
@@ -244,6 +247,7 @@ impl Engine {
     /// A renderer of the project's templates for the options' ds and vars.
     pub(crate) fn renderer(&self, options: &RunOptions) -> Result<Renderer> {
         Renderer::new(&self.project, &self.env, options.ds, &options.vars)
+            .map(|r| r.with_data_interval(options.data_interval))
     }
 
     /// Renders every task of `pipeline` with `renderer`, upstream first.

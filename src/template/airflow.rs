@@ -5,28 +5,86 @@
 //! `yesterday_ds`, `tomorrow_ds`, and `macros.ds_add` / `macros.ds_format` (also
 //! `ds_add` on its own).
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use minijinja::value::Value;
 use minijinja::{Error, ErrorKind};
 
 use super::RunDate;
 
-/// The variables a run on `ds` renders with.
-pub(super) fn context(ds: RunDate) -> Value {
+/// A run's data interval other than its day, as a scheduler gives it (Airflow's
+/// `data_interval_start`, `data_interval_end`), in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataInterval {
+    /// The start (inclusive): also `ts` and `logical_date`.
+    pub start: DateTime<Utc>,
+    /// The end (exclusive).
+    pub end: DateTime<Utc>,
+}
+
+impl DataInterval {
+    /// The interval from `start` to `end`, RFC 3339 timestamps
+    /// (`2024-03-01T06:00:00Z`, `2024-03-01T06:00:00+00:00`); the start must be
+    /// before the end, and on `ds` (the run date is the interval's first day).
+    pub fn parse(start: &str, end: &str, ds: RunDate) -> crate::Result<Self> {
+        let ts = |what: &'static str, text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| crate::Error::InvalidArgument {
+                    what,
+                    value: text.to_string(),
+                    message: format!(
+                        "expected an RFC 3339 timestamp such as 2024-03-01T06:00:00Z ({e})"
+                    ),
+                })
+        };
+        let (start, end) = (
+            ts("--data-interval-start", start)?,
+            ts("--data-interval-end", end)?,
+        );
+        let invalid = |message: String| crate::Error::InvalidArgument {
+            what: "--data-interval-start",
+            value: start.to_rfc3339(),
+            message,
+        };
+        if start >= end {
+            return Err(invalid(format!(
+                "the interval ends at {end}, not after it starts"
+            )));
+        }
+        if start.date_naive() != ds.date() {
+            return Err(invalid(format!(
+                "the interval starts on another day than --ds {ds}; give --ds {}",
+                start.date_naive()
+            )));
+        }
+        Ok(DataInterval { start, end })
+    }
+}
+
+/// Airflow's form of a timestamp: ISO 8601 in UTC with the offset.
+fn airflow_ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// The variables a run on `ds` renders with; `interval` replaces the day `[ds, next_ds)`.
+pub(super) fn context(ds: RunDate, interval: Option<&DataInterval>) -> Value {
     let day = ds.date();
     let next = RunDate::from_date(day.checked_add_days(Days::new(1)).unwrap_or(day));
     let prev = RunDate::from_date(day.checked_sub_days(Days::new(1)).unwrap_or(day));
     let safe = Value::from_safe_string;
-    // Airflow renders timestamps as ISO 8601 in UTC with the offset: 2024-03-01T00:00:00+00:00.
-    let ts = |d: RunDate| format!("{}T00:00:00+00:00", d.ds());
+    let midnight = |d: RunDate| d.date().and_time(chrono::NaiveTime::MIN).and_utc();
+    let (start, end) = match interval {
+        Some(i) => (i.start, i.end),
+        None => (midnight(ds), midnight(next)),
+    };
     minijinja::context! {
         ds => safe(ds.ds()),
         ds_nodash => safe(ds.ds_nodash()),
-        ts => safe(ts(ds)),
-        ts_nodash => safe(format!("{}T000000", ds.ds_nodash())),
-        logical_date => safe(ts(ds)),
-        data_interval_start => safe(ts(ds)),
-        data_interval_end => safe(ts(next)),
+        ts => safe(airflow_ts(start)),
+        ts_nodash => safe(start.format("%Y%m%dT%H%M%S").to_string()),
+        logical_date => safe(airflow_ts(start)),
+        data_interval_start => safe(airflow_ts(start)),
+        data_interval_end => safe(airflow_ts(end)),
         prev_ds => safe(prev.ds()),
         next_ds => safe(next.ds()),
         yesterday_ds => safe(prev.ds()),
@@ -85,6 +143,26 @@ fn parse(ds: &str, format: &str, function: &str) -> Result<NaiveDate, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_interval_replaces_the_day() {
+        let ds: RunDate = "2024-03-01".parse().unwrap();
+        let i =
+            DataInterval::parse("2024-03-01T06:00:00Z", "2024-03-01T07:00:00+00:00", ds).unwrap();
+        let ctx = context(ds, Some(&i));
+        let get = |k: &str| ctx.get_attr(k).unwrap().to_string();
+        assert_eq!(get("data_interval_start"), "2024-03-01T06:00:00+00:00");
+        assert_eq!(get("data_interval_end"), "2024-03-01T07:00:00+00:00");
+        assert_eq!(get("ts_nodash"), "20240301T060000");
+        assert_eq!(get("ds"), "2024-03-01");
+        assert!(DataInterval::parse("2024-03-01T07:00:00Z", "2024-03-01T06:00:00Z", ds).is_err());
+        assert!(DataInterval::parse("2024-03-02T06:00:00Z", "2024-03-02T07:00:00Z", ds).is_err());
+        let err = DataInterval::parse("yesterday", "2024-03-01T07:00:00Z", ds).unwrap_err();
+        assert!(
+            err.is_usage() && err.to_string().contains("RFC 3339"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn macros_match_airflow() {

@@ -10,6 +10,8 @@
 
 mod airflow;
 mod context;
+
+pub use airflow::DataInterval;
 mod filters;
 
 pub use context::{RunDate, Vars};
@@ -60,6 +62,7 @@ pub struct Renderer {
     jinja: Jinja<'static>,
     root: PathBuf,
     ds: RunDate,
+    interval: Option<DataInterval>,
     env_name: String,
 }
 
@@ -141,8 +144,18 @@ impl Renderer {
             jinja,
             root: project.root().to_path_buf(),
             ds,
+            interval: None,
             env_name: env.name.clone(),
         })
+    }
+
+    /// Renders with `interval` as the run's data interval (Airflow's
+    /// `data_interval_start`/`_end`, and `ts`, `logical_date` at its start) instead of
+    /// the day `[ds, next_ds)`.
+    #[must_use]
+    pub fn with_data_interval(mut self, interval: Option<DataInterval>) -> Self {
+        self.interval = interval;
+        self
     }
 
     /// The run date.
@@ -179,7 +192,7 @@ impl Renderer {
         let ctx = minijinja::context! {
             env => Value::from_safe_string(self.env_name.clone()),
             __quern_pipeline => task.pipeline.as_str(),
-            ..airflow::context(self.ds)
+            ..airflow::context(self.ds, self.interval.as_ref())
         };
         let captured = tmpl
             .render_captured(ctx)
