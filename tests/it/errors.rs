@@ -34,6 +34,8 @@ fn project_with_tables() -> TempProject {
 #[case::malformed_pipeline_toml("sql/events/pipeline.toml", "[tasks.events_by_day]\nmaterialized = \"partitioned\"\n", &[], 1, "pipeline.toml:2: unknown variant `partitioned`")]
 #[case::partition_column_missing("sql/events/pipeline.toml", "[tasks.events_by_day]\nmaterialized = \"partition\"\npartition_by = [\"day\"]\n", &[], 1, "partition column `day` (partition_by in pipeline.toml) is not in the output")]
 #[case::partition_by_every_column(DAU, "SELECT DISTINCT event_date FROM {{ ref('events_by_day') }}", &[], 1, "every column of the output is a partition column")]
+#[case::retries_not_a_number("sql/events/pipeline.toml", "[tasks.events_by_day]\nmaterialized = \"partition\"\npartition_by = [\"event_date\"]\nretries = \"three\"\n", &[], 1, "sql/events/pipeline.toml:4")]
+#[case::bad_retry_delay("sql/events/pipeline.toml", "retry_delay = \"soon\"\n", &[], 1, "`soon` is not a duration")]
 #[case::bad_tag("sql/events/pipeline.toml", "tags = [\"Daily\"]\n", &[], 1, "sql/events/pipeline.toml: key `tags`: tag `Daily` must be lower-case")]
 #[case::unknown_environment("", "", &["--env", "staging"], 2, "unknown environment `staging`")]
 #[case::bad_ds("", "", &["--ds", "2024-02-30"], 2, "invalid --ds `2024-02-30`: expected a date written YYYY-MM-DD")]

@@ -339,3 +339,39 @@ async fn fail_fast_stops_the_run_and_cancels_running_writes_before_their_commit(
     let commits = std::fs::read_dir(&log).map(|d| d.count()).unwrap_or(0);
     assert_eq!(commits, 0, "{}", log.display());
 }
+
+#[test]
+fn on_a_terminal_run_and_backfill_show_a_live_display() {
+    let project = TempProject::new();
+    // `script` gives the command a terminal (util-linux, on every Debian machine).
+    let quern = env!("CARGO_BIN_EXE_quern");
+    let command = format!(
+        "{quern} --project {} backfill events --from 2024-03-01 --to 2024-03-02",
+        project.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("QUERN_ENV")
+        .output()
+        .expect("script runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let screen = stdout(&out);
+    // The bar of days, a line per finished task, and the summary after.
+    assert!(screen.contains("days "), "{screen}");
+    assert!(screen.contains("events/events_by_day  ok"), "{screen}");
+    assert!(screen.contains("2 succeeded, 0 failed"), "{screen}");
+    // Not on a terminal: the plain lines only.
+    let out = project.quern(&[
+        "backfill",
+        "events",
+        "--from",
+        "2024-03-03",
+        "--to",
+        "2024-03-03",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        !text.contains("days ") && text.contains("day 2024-03-03  ok"),
+        "{text}"
+    );
+}
