@@ -430,18 +430,6 @@ pub enum PlanError {
     },
 }
 
-/// Whether an object-store error in the causes of `e` is a transient one.
-fn source_is_transient(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = e.source();
-    while let Some(e) = next {
-        if let Some(store) = e.downcast_ref::<object_store::Error>() {
-            return matches!(store, object_store::Error::Generic { .. });
-        }
-        next = e.source();
-    }
-    false
-}
-
 impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
@@ -495,17 +483,19 @@ impl Error {
                     object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
                 );
             }
-            match e.downcast_ref::<DeltaTableError>() {
-                Some(DeltaTableError::VersionAlreadyExists(_)) => return true,
-                Some(DeltaTableError::Transaction { source }) => {
-                    return matches!(
-                        source,
-                        TransactionError::VersionAlreadyExists(_)
+            // A lost commit; any other transaction error is judged by its causes (an
+            // object-store error among them), further down the chain.
+            let lost_commit = matches!(
+                e.downcast_ref::<DeltaTableError>(),
+                Some(DeltaTableError::VersionAlreadyExists(_))
+                    | Some(DeltaTableError::Transaction {
+                        source: TransactionError::VersionAlreadyExists(_)
                             | TransactionError::CommitConflict(_)
                             | TransactionError::MaxCommitAttempts(_)
-                    ) || source_is_transient(source);
-                }
-                _ => {}
+                    })
+            );
+            if lost_commit {
+                return true;
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 if matches!(

@@ -142,6 +142,17 @@ impl RunReport {
             .join(", ")
     }
 
+    /// The rows the run's tasks wrote.
+    pub fn rows_written(&self) -> u64 {
+        self.tasks
+            .iter()
+            .filter_map(|t| match &t.status {
+                TaskStatus::Succeeded(Some(w)) => Some(w.rows),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// How a task of the run is named in messages: `task`, or `pipeline/task` when
     /// the run had tasks of several pipelines.
     pub fn name_of(&self, pipeline: &PipelineName, task: &TaskName) -> String {

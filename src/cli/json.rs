@@ -142,14 +142,6 @@ fn outcome(run_id: &str, o: &TaskOutcome) -> Value {
 
 fn run_finished(r: &RunReport) -> Value {
     let count = |f: fn(&TaskStatus) -> bool| r.tasks.iter().filter(|t| f(&t.status)).count();
-    let rows: u64 = r
-        .tasks
-        .iter()
-        .filter_map(|t| match &t.status {
-            TaskStatus::Succeeded(Some(w)) => Some(w.rows),
-            _ => None,
-        })
-        .sum();
     json!({
         "event": "run_finished",
         "run_id": r.run_id,
@@ -162,7 +154,7 @@ fn run_finished(r: &RunReport) -> Value {
         "tasks_failed": count(|s| matches!(s, TaskStatus::Failed(_))),
         "tasks_skipped": count(|s| matches!(s, TaskStatus::Skipped)),
         "tasks_cancelled": count(|s| matches!(s, TaskStatus::Cancelled)),
-        "rows": rows,
+        "rows": r.rows_written(),
         "seconds": r.elapsed.as_secs_f64(),
         "metrics": r.metrics.iter().map(|m| json!({
             "pipeline": m.pipeline.as_str(), "metric": m.metric, "group": m.group,
@@ -180,13 +172,12 @@ fn run_finished(r: &RunReport) -> Value {
 }
 
 fn day(d: &DayOutcome) -> Value {
-    let (status, run_id) = match &d.status {
-        DayStatus::Succeeded(r) => ("succeeded", Some(r.run_id.as_str())),
-        DayStatus::Failed(r) => ("failed", Some(r.run_id.as_str())),
-        DayStatus::NotPlanned(_) => ("failed", None),
-        DayStatus::Skipped(run) => ("skipped", Some(run.as_str())),
-        _ => ("left", None),
+    let run_id = match &d.status {
+        DayStatus::Succeeded(r) | DayStatus::Failed(r) => Some(r.run_id.as_str()),
+        DayStatus::Skipped(run) => Some(run.as_str()),
+        _ => None,
     };
+    let status = d.status.as_str();
     let error = match &d.status {
         DayStatus::NotPlanned(e) => Some(error(e)),
         _ => None,
@@ -199,7 +190,7 @@ pub(super) fn backfill(report: &BackfillReport, from: &str, to: &str) -> Value {
         report
             .days
             .iter()
-            .filter(|d| day(d)["status"] == want)
+            .filter(|d| d.status.as_str() == want)
             .map(|d| d.ds.ds())
             .collect()
     };

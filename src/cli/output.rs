@@ -93,7 +93,7 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
         .map(|t| report.name_of(&t.pipeline, &t.task).len())
         .max()
         .unwrap_or(0);
-    let (mut ok, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
+    let (mut ok, mut failed, mut skipped) = (0, 0, 0);
     for m in &report.models {
         writeln!(out, "model   {}", m.summary())?;
     }
@@ -113,7 +113,6 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
             }
             TaskStatus::Succeeded(Some(w)) => {
                 ok += 1;
-                rows += w.rows;
                 writeln!(
                     out,
                     "ok      {name:width$}  {how:9}  {:>10} rows  v{:<4}  {secs:.2}s",
@@ -155,10 +154,11 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
     after_run(out, report)?;
     writeln!(
         out,
-        "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {rows} rows · {:.2}s",
+        "run {} · env {} · ds {}: {ok} ok, {failed} failed, {skipped} skipped · {} rows · {:.2}s",
         report.pipelines_text(),
         report.env,
         report.ds,
+        report.rows_written(),
         report.elapsed.as_secs_f64()
     )?;
     Ok(())
@@ -254,18 +254,11 @@ pub(super) fn day(out: &mut impl Write, day: &DayOutcome) -> Result<()> {
     let ds = day.ds;
     match &day.status {
         DayStatus::Succeeded(r) => {
-            let rows: u64 = r
-                .tasks
-                .iter()
-                .filter_map(|t| match &t.status {
-                    TaskStatus::Succeeded(Some(w)) => Some(w.rows),
-                    _ => None,
-                })
-                .sum();
             writeln!(
                 out,
-                "day {ds}  ok       {} task(s), {rows} rows, {:.2}s",
+                "day {ds}  ok       {} task(s), {} rows, {:.2}s",
                 r.tasks.len(),
+                r.rows_written(),
                 r.elapsed.as_secs_f64()
             )?;
         }
@@ -312,13 +305,9 @@ pub(super) fn backfill(
         ("left", vec![]),
     ];
     for d in &report.days {
-        let i = match d.status {
-            DayStatus::Succeeded(_) => 0,
-            DayStatus::Failed(_) | DayStatus::NotPlanned(_) => 1,
-            DayStatus::Skipped(_) => 2,
-            _ => 3,
-        };
-        kinds[i].1.push(d.ds.to_string());
+        if let Some((_, days)) = kinds.iter_mut().find(|(k, _)| *k == d.status.as_str()) {
+            days.push(d.ds.to_string());
+        }
     }
     let counts: Vec<String> = kinds
         .iter()

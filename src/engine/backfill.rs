@@ -82,6 +82,18 @@ pub enum DayStatus {
     Left,
 }
 
+impl DayStatus {
+    /// `succeeded`, `failed` (its run or its plan), `skipped` or `left`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DayStatus::Succeeded(_) => "succeeded",
+            DayStatus::Failed(_) | DayStatus::NotPlanned(_) => "failed",
+            DayStatus::Skipped(_) => "skipped",
+            DayStatus::Left => "left",
+        }
+    }
+}
+
 /// One day of a backfill.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -308,13 +308,8 @@ impl Engine {
     /// # }
     /// ```
     pub fn project_dag(&self, options: &RunOptions) -> Result<Dag> {
-        let renderer = self.renderer(options)?;
-        let mut rendered = Vec::new();
-        for pipeline in self.project.pipelines().values() {
-            for task in pipeline.tasks.values() {
-                rendered.push(renderer.render(task)?);
-            }
-        }
+        let pipelines = plan::scope(&self.project, None)?;
+        let rendered = plan::render_tasks(&self.renderer(options)?, &pipelines)?;
         plan::dag_of(None, &rendered)
     }
 

@@ -142,6 +142,18 @@ pub(super) fn selection_key(pipeline: Option<&str>, select: &[Selector]) -> Stri
     }
 }
 
+/// Every task of `pipelines`, rendered.
+pub(super) fn render_tasks(
+    renderer: &crate::template::Renderer,
+    pipelines: &[&Pipeline],
+) -> Result<Vec<RenderedTask>> {
+    pipelines
+        .iter()
+        .flat_map(|p| p.tasks.values())
+        .map(|task| renderer.render(task))
+        .collect()
+}
+
 /// The pipelines a plan covers: `pipeline`, or every pipeline of the project.
 pub(super) fn scope<'p>(project: &'p Project, pipeline: Option<&str>) -> Result<Vec<&'p Pipeline>> {
     Ok(match pipeline {
@@ -159,12 +171,7 @@ pub(super) async fn plan(
     let pipelines = scope(project, pipeline)?;
     // One renderer for the tasks and the metrics: making one compiles every template.
     let renderer = engine.renderer(options)?;
-    let mut rendered = Vec::new();
-    for p in &pipelines {
-        for task in p.tasks.values() {
-            rendered.push(renderer.render(task)?);
-        }
-    }
+    let rendered = render_tasks(&renderer, &pipelines)?;
     let parsed = parse_and_check(engine, &rendered)?;
     let scope_name = pipeline.map(|_| &pipelines[0].name);
     let dag = dag_of(scope_name, &rendered)?;
