@@ -362,6 +362,35 @@ pub enum Error {
     #[error(transparent)]
     Mlflow(#[from] crate::mlflow::MlflowError),
 
+    /// A command task failed: its program could not start, exited non-zero, ran past
+    /// its timeout, or did not do what `pipeline.toml` says it does.
+    #[error("command task `{task}` ({}): {source}{}", file.display(),
+        if tail.is_empty() { String::new() } else { format!("\n  its output ended with:\n    {}", tail.replace('\n', "\n    ")) })]
+    Command {
+        /// The task, as `pipeline/task`.
+        task: String,
+        /// Its script, or the `pipeline.toml` that gives its command.
+        file: PathBuf,
+        /// The last lines the program printed.
+        tail: String,
+        /// Whether a failed exit may be retried (`retry_on_exit`).
+        retry: bool,
+        /// What went wrong.
+        #[source]
+        source: crate::engine::CommandError,
+    },
+
+    /// A model the run's SQL calls does not resolve, and a command task of the run
+    /// registers it.
+    #[error("{source}; task `{task}` registers this model in this run, but the model must resolve when the run is planned: run `{task}` alone first (select it: --select {task})")]
+    ModelRegisteredInRun {
+        /// The command task.
+        task: String,
+        /// The resolution error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The run log under `<warehouse>/_quern/` could not be read or appended to.
     #[error("run log table {table}: {action} failed")]
     RunLog {
@@ -459,18 +488,29 @@ impl Error {
             | Error::Read { .. }
             | Error::Source { .. }
             | Error::RunLog { .. } => ErrorKind::Storage,
-            Error::Model { .. } | Error::Mlflow(_) => ErrorKind::Service,
+            Error::Model { .. } | Error::Mlflow(_) | Error::ModelRegisteredInRun { .. } => {
+                ErrorKind::Service
+            }
+            Error::Command { .. } => ErrorKind::Data,
         }
     }
 
     /// Whether the failure may pass when the task runs again, so a task's `retries`
-    /// apply: the object store answered 5xx or timed out (after its own retries), a
+    /// apply: a command task's failed exit or timeout with `retry_on_exit`, the object store answered 5xx or timed out (after its own retries), a
     /// connection broke, or a Delta commit lost to concurrent commits delta-rs could
     /// not reconcile. Never a plan or project error, a failed expectation or an error
     /// in the data (a division by zero), which would fail the same way again.
     pub fn is_transient(&self) -> bool {
         use deltalake::kernel::transaction::TransactionError;
         use std::io::ErrorKind as Io;
+        if let Error::Command { retry, source, .. } = self {
+            use crate::engine::CommandError;
+            return *retry
+                && matches!(
+                    source,
+                    CommandError::Exit { .. } | CommandError::Timeout { .. }
+                );
+        }
         if !matches!(self.kind(), ErrorKind::Storage | ErrorKind::Data) {
             return false;
         }
@@ -532,6 +572,7 @@ impl Error {
             | Error::Source { file, .. }
             | Error::TestFile { file, .. }
             | Error::Model { file, .. }
+            | Error::Command { file, .. }
             | Error::Metric { file, .. } => Some(file),
             _ => None,
         }

@@ -49,7 +49,7 @@
 //! before it (`tests/it/shape.rs` checks it). `error` is the one exception: every
 //! stage uses it, and it names every stage's own error type.
 //!
-//! Layers, each importing only those before it: `error` → `config` → `pipeline` → `template` → `functions` → `http` → `mlflow` → `models` → `checks` → `delta` → `catalog` → `report` → `runlog` → `notify` → `engine` → `testing`
+//! Layers, each importing only those before it: `error` → `config` → `pipeline` → `template` → `functions` → `http` → `mlflow` → `models` → `checks` → `delta` → `catalog` → `report` → `runlog` → `notify` → `engine` → `airflow` → `testing`
 //!
 //! - `config`: environments and `pipeline.toml` read into typed structs;
 //! - `pipeline`: the project on disk, dependency extraction from SQL, the DAG;
@@ -62,10 +62,12 @@
 //! - `catalog`: where every table lives and how a query's tables are registered;
 //! - `report`: what a run reports;
 //! - `runlog`, `notify`: recording a run, alerts and MLflow tracking;
-//! - `engine`: the one session builder, planning and running;
+//! - `engine`: the one session builder, planning and running (SQL and command tasks);
+//! - `airflow`: Airflow DAG files generated from quern's DAG;
 //! - `testing`: pipeline tests.
 #![deny(missing_docs)]
 
+mod airflow;
 mod catalog;
 mod checks;
 mod config;
@@ -83,20 +85,22 @@ mod runlog;
 mod template;
 pub mod testing;
 
+pub use airflow::{AirflowOptions, DagFile, Granularity};
 pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
     Environment, InvalidName, Materialization, MetricConfig, ModelUri, ModelUriError,
-    OnSchemaChange, PipelineName, Severity, TaskConfig, TaskId, TaskName, DEFAULT_ENVIRONMENT,
+    OnSchemaChange, PipelineName, Produces, Severity, TaskConfig, TaskId, TaskName,
+    DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
 pub use engine::{
-    BackfillOptions, BackfillReport, DayOutcome, DayStatus, Engine, EngineBuilder, PlannedTask,
-    RowCount, RunEvent, RunObserver, RunOptions, RunPlan,
+    BackfillOptions, BackfillReport, CommandError, DayOutcome, DayStatus, Engine, EngineBuilder,
+    PlannedTask, RowCount, RunEvent, RunObserver, RunOptions, RunPlan,
 };
 pub use error::{distinct_causes, Error, ErrorKind, ParseProblem, PlanError, Result};
 pub use mlflow::MlflowError;
-pub use pipeline::{Dag, Metric, Pipeline, Project, Selector, SelectorTarget, Task};
+pub use pipeline::{Command, Dag, Metric, Pipeline, Project, Selector, SelectorTarget, Task};
 pub use report::{AlertDelivery, AlertError, RunReport, TaskOutcome, TaskStatus};
 pub use runlog::{MetricPoint, RunHistory, RunRecord, RunStatus};
 pub use template::{DataInterval, RenderedTask, Renderer, RunDate, Vars};

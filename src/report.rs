@@ -46,6 +46,8 @@ pub struct TaskOutcome {
     /// The transient failures of the attempts before the last, which were retried
     /// (`retries` in `pipeline.toml`).
     pub retried: Vec<Error>,
+    /// A command task's last lines of output (stdout and stderr, as printed).
+    pub output: Option<String>,
 }
 
 /// The result of executing a run.

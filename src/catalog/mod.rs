@@ -15,10 +15,12 @@
 //! It also owns where tables live ([`Warehouse`], the [`WriteGuard`]) and the one way
 //! object stores are made from `[storage]` options.
 
+mod columns;
 mod location;
 mod sources;
 mod stores;
 
+pub(crate) use columns::{declared_schema, parse_columns, Declared};
 pub(crate) use location::{table_url, Warehouse, WriteGuard};
 pub use stores::StorageError;
 

@@ -89,6 +89,10 @@ enum Command {
         /// before they commit.
         #[arg(long)]
         fail_fast: bool,
+        /// Do not retry failed tasks (their `retries`): for a scheduler that retries
+        /// the task itself, as the DAGs of `quern airflow` do.
+        #[arg(long)]
+        no_retries: bool,
     },
     /// Run a pipeline, or the whole project, for each day of a range in date order.
     /// Days a run of the same selection already succeeded on are skipped, so running
@@ -122,6 +126,10 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// Write the Airflow DAG file of a pipeline, or of the whole project: a
+    /// BashOperator per task running `quern run` for the Airflow run's {{ ds }}, with
+    /// quern's dependencies, retries and retry delays.
+    Airflow(AirflowArgs),
     /// List the environment's model functions: where each resolved to (registry
     /// version), its inputs, what it returns and how it is evaluated.
     Models,
@@ -165,6 +173,45 @@ struct BackfillArgs {
     /// Within a day, stop at the first failed task (as `run --fail-fast`).
     #[arg(long)]
     fail_fast: bool,
+}
+
+/// `quern airflow`'s arguments.
+#[derive(Debug, clap::Args)]
+struct AirflowArgs {
+    /// The pipeline (default: every pipeline of the project, in one DAG).
+    pipeline: Option<String>,
+    /// The DAG's schedule: a preset such as @daily or @hourly, or a cron expression.
+    #[arg(long, default_value = "@daily")]
+    schedule: String,
+    /// An Airflow task per quern task, or per pipeline.
+    #[arg(long, value_enum, default_value_t = AirflowGranularity::Task)]
+    granularity: AirflowGranularity,
+    /// Write <dag_id>.py into this folder (Airflow's dags folder) instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The DAG's start_date, YYYY-MM-DD.
+    #[arg(long, default_value = "2024-01-01")]
+    start_date: String,
+    /// Let Airflow run the days since start_date that have not run (catchup=True).
+    #[arg(long)]
+    catchup: bool,
+    /// How many runs of the DAG may be active at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    max_active_runs: u32,
+    /// The quern program on the Airflow workers.
+    #[arg(long, default_value = "quern")]
+    quern: String,
+    /// The DAG's id (default: quern_<pipeline>, or quern_<project folder>).
+    #[arg(long)]
+    dag_id: Option<String>,
+    #[command(flatten)]
+    date_vars: DateVars,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AirflowGranularity {
+    Task,
+    Pipeline,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -329,8 +376,11 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             date_vars,
             select,
             fail_fast,
+            no_retries,
         } => {
-            let options = options(date_vars, select)?.with_fail_fast(*fail_fast);
+            let options = options(date_vars, select)?
+                .with_fail_fast(*fail_fast)
+                .with_retries(!*no_retries);
             let plan = match pipeline {
                 Some(p) => engine.plan(p, &options).await?,
                 None => engine.plan_project(&options).await?,
@@ -369,6 +419,38 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 json::emit(&json::status(pipeline, &history));
             } else {
                 output::status(&mut out, pipeline, &history)?;
+            }
+        }
+        Command::Airflow(args) => {
+            let run = options(&args.date_vars, &[])?;
+            let mut airflow = quern::AirflowOptions::new(date(&args.start_date, "--start-date")?);
+            airflow.schedule = args.schedule.clone();
+            airflow.granularity = match args.granularity {
+                AirflowGranularity::Task => quern::Granularity::Task,
+                AirflowGranularity::Pipeline => quern::Granularity::Pipeline,
+            };
+            airflow.catchup = args.catchup;
+            airflow.max_active_runs = args.max_active_runs;
+            airflow.quern = args.quern.clone();
+            airflow.dag_id = args.dag_id.clone();
+            let file = engine.airflow_dag(args.pipeline.as_deref(), &run, &airflow)?;
+            match &args.out {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    let path = dir.join(&file.file_name);
+                    std::fs::write(&path, &file.text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    if cli.json {
+                        json::emit(&serde_json::json!({
+                            "event": "airflow_dag", "dag_id": file.dag_id,
+                            "file": path.display().to_string(),
+                        }));
+                    } else {
+                        writeln!(out, "wrote {} (DAG {})", path.display(), file.dag_id)?;
+                    }
+                }
+                None => write!(out, "{}", file.text)?,
             }
         }
         Command::Models => {

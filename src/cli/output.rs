@@ -71,6 +71,9 @@ pub(super) fn plan(out: &mut impl Write, plan: &RunPlan) -> Result<()> {
             how.push_str(", read by the selection");
         }
         writeln!(out, "{}. {} ({how})", i + 1, name(&t.id()))?;
+        if let Some(argv) = &t.command {
+            writeln!(out, "   $ {}", argv.join(" "))?;
+        }
         if let Some(url) = &t.table_url {
             writeln!(out, "   -> {url}")?;
         }

@@ -1,6 +1,7 @@
 //! How `run` and `backfill` show their progress: a live display on a terminal
 //! (indicatif: a line per running task with its rows so far and elapsed time, a bar of
-//! days for a backfill), plain lines otherwise, or JSON events with `--json`.
+//! days for a backfill), plain lines otherwise, or JSON events with `--json`. What a
+//! command task prints goes to stderr, each line after the task's name and ` | `.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -60,11 +61,15 @@ impl RunObserver for Display {
                     json::emit(&v);
                 }
             }
-            Display::Plain => {
-                if let RunEvent::DayFinished { day } = event {
+            Display::Plain => match event {
+                RunEvent::DayFinished { day } => {
                     let _ = output::day(&mut std::io::stdout(), day);
                 }
-            }
+                RunEvent::TaskOutput { task, line, .. } => {
+                    eprintln!("{} | {line}", task.id());
+                }
+                _ => {}
+            },
             Display::Live(live) => live.on_event(event),
         }
     }
@@ -138,6 +143,9 @@ impl Live {
                 };
                 let secs = outcome.elapsed.as_secs_f64();
                 let _ = self.multi.println(format!("{id}  {what}  {secs:.2}s"));
+            }
+            RunEvent::TaskOutput { task, line, .. } => {
+                let _ = self.multi.println(format!("{} | {line}", task.id()));
             }
             RunEvent::DayStarted { ds } => {
                 if let Some(days) = &self.days {

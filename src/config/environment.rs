@@ -105,6 +105,28 @@ pub struct MlflowSettings {
     pub token: Option<String>,
 }
 
+/// `[python]`: how `.py` command tasks are run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSettings {
+    /// The interpreter: a program on `PATH` (default `python3`) or a path, relative to
+    /// the project folder when it is not absolute (e.g. a virtualenv's `bin/python`).
+    #[serde(default = "default_interpreter")]
+    pub interpreter: String,
+}
+
+fn default_interpreter() -> String {
+    "python3".into()
+}
+
+impl Default for PythonSettings {
+    fn default() -> Self {
+        PythonSettings {
+            interpreter: default_interpreter(),
+        }
+    }
+}
+
 /// `[engine]`: DataFusion and scheduling settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +159,8 @@ struct EnvironmentFile {
     #[serde(default)]
     engine: EngineSettings,
     #[serde(default)]
+    python: PythonSettings,
+    #[serde(default)]
     alerts: Vec<super::AlertConfig>,
 }
 
@@ -162,6 +186,8 @@ pub struct Environment {
     pub(crate) mlflow: Option<MlflowSettings>,
     /// `[engine]`.
     pub(crate) engine: EngineSettings,
+    /// `[python]`.
+    pub(crate) python: PythonSettings,
     /// `[[alerts]]`: where failures, breaches and violated expectations are told.
     pub(crate) alerts: Vec<super::AlertConfig>,
 }
@@ -251,6 +277,12 @@ impl Environment {
                 return Err(config_err(format!("models.{name}"), e.to_string()));
             }
         }
+        if parsed.python.interpreter.trim().is_empty() {
+            return Err(config_err(
+                "python.interpreter".into(),
+                "is empty; name a program such as \"python3\" or a path to one".into(),
+            ));
+        }
         for (i, alert) in parsed.alerts.iter().enumerate() {
             alert
                 .validate()
@@ -266,6 +298,7 @@ impl Environment {
             models: parsed.models,
             mlflow: parsed.mlflow,
             engine: parsed.engine,
+            python: parsed.python,
             alerts: parsed.alerts,
         })
     }

@@ -18,7 +18,7 @@ pub use model_uri::{ModelUri, ModelUriError};
 pub(crate) use names::{is_identifier, is_tag};
 pub use names::{InvalidName, PipelineName, TaskId, TaskName};
 pub(crate) use pipeline::PipelineConfig;
-pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, TaskConfig};
+pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, Produces, TaskConfig};
 
 use std::path::Path;
 

@@ -25,6 +25,10 @@ pub enum Materialization {
     Merge,
     /// Not written; downstream tasks read the task's query inline.
     View,
+    /// A command task: a program, which writes its own table if it produces one. Not
+    /// written in `pipeline.toml`: a `.py` file or `command` makes a task one.
+    #[serde(skip)]
+    Command,
 }
 
 /// What a write does when the task's output has columns the table lacks (or lacks
@@ -50,12 +54,13 @@ impl Materialization {
             Materialization::Partition => "partition",
             Materialization::Merge => "merge",
             Materialization::View => "view",
+            Materialization::Command => "command",
         }
     }
 
-    /// Whether the task writes a Delta table.
+    /// Whether quern writes the task's Delta table (a command task writes its own).
     pub fn writes(self) -> bool {
-        self != Materialization::View
+        !matches!(self, Materialization::View | Materialization::Command)
     }
 }
 
@@ -97,9 +102,134 @@ pub struct TaskConfig {
     /// (default: the pipeline's, else 10s).
     #[serde(default, deserialize_with = "duration")]
     pub retry_delay: Option<Duration>,
+    /// The environments the task runs in (default: all). On the others it is not part
+    /// of the DAG; a task reading its table reads the table as it is.
+    #[serde(default)]
+    pub envs: Vec<String>,
+    /// A command task: the program and its arguments, run from the project folder.
+    /// (`sql/<pipeline>/<task>.py` is a command task too, run with `[python]`.)
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// A command task's upstream tasks, `task` or `pipeline/task`: it runs after they
+    /// committed and is given their tables' URIs.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// What a command task writes: `"table"` (the task's own Delta table, at
+    /// `QUERN_OUTPUT_URI`, with `columns`).
+    #[serde(default)]
+    pub produces: Option<Produces>,
+    /// The columns of a command task's table, as SQL types: `["id BIGINT", "p DOUBLE"]`.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// The registered model a command task registers a new version of in MLflow.
+    #[serde(default)]
+    pub registers: Option<String>,
+    /// A command task is killed (with its process group) after this long.
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Whether a command task's non-zero exit is retried (with `retries`).
+    #[serde(default)]
+    pub retry_on_exit: bool,
+}
+
+/// What a command task produces besides its side effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Produces {
+    /// The task's own Delta table.
+    Table,
+}
+
+/// The keys of `[tasks.<name>]` that only a command task takes, with whether `config`
+/// sets each.
+fn command_keys(config: &TaskConfig) -> [(&'static str, bool); 7] {
+    [
+        ("command", config.command.is_some()),
+        ("depends_on", !config.depends_on.is_empty()),
+        ("produces", config.produces.is_some()),
+        ("columns", !config.columns.is_empty()),
+        ("registers", config.registers.is_some()),
+        ("timeout", config.timeout.is_some()),
+        ("retry_on_exit", config.retry_on_exit),
+    ]
+}
+
+/// The keys of `[tasks.<name>]` that only an SQL task takes, with whether `config`
+/// sets each.
+fn sql_keys(config: &TaskConfig) -> [(&'static str, bool); 6] {
+    [
+        (
+            "materialized",
+            config.materialized != Materialization::Table,
+        ),
+        ("partition_by", !config.partition_by.is_empty()),
+        ("unique_key", !config.unique_key.is_empty()),
+        ("delete_when", config.delete_when.is_some()),
+        (
+            "on_schema_change",
+            config.on_schema_change != OnSchemaChange::Fail,
+        ),
+        ("expect", !config.expect.is_empty()),
+    ]
 }
 
 impl TaskConfig {
+    /// Checks the keys of a command task (`command` true) or an SQL task against what
+    /// each takes; `Err((key, message))`.
+    pub(crate) fn check_kind(&self, command: bool) -> std::result::Result<(), (String, String)> {
+        if command {
+            if let Some((key, _)) = sql_keys(self).into_iter().find(|(_, set)| *set) {
+                let message = if key == "expect" {
+                    "a command task's table is checked against `columns`; put expectations on an SQL task that reads it".to_string()
+                } else {
+                    format!("`{key}` applies to SQL tasks; a command task writes its own table (produces = \"table\")")
+                };
+                return Err((key.to_string(), message));
+            }
+            if self
+                .command
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c[0].trim().is_empty())
+            {
+                return Err((
+                    "command".into(),
+                    "names no program: write command = [\"program\", \"arg\", …]".into(),
+                ));
+            }
+            match (self.produces, self.columns.is_empty()) {
+                (Some(Produces::Table), true) => {
+                    return Err(("columns".into(), "produces = \"table\" needs columns = [\"name TYPE\", …], so that downstream SQL plans before the program runs".into()))
+                }
+                (None, false) => {
+                    return Err(("columns".into(), "`columns` declares a produced table: add produces = \"table\"".into()))
+                }
+                _ => {}
+            }
+            if self.registers.as_ref().is_some_and(|r| r.trim().is_empty()) {
+                return Err(("registers".into(), "names no registered model".into()));
+            }
+            if self.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(("timeout".into(), "must be longer than zero".into()));
+            }
+        } else if let Some((key, _)) = command_keys(self).into_iter().find(|(_, set)| *set) {
+            let hint = if key == "depends_on" {
+                "; an SQL task's dependencies are its ref() calls"
+            } else {
+                ""
+            };
+            return Err((
+                key.to_string(),
+                format!("`{key}` applies to command tasks (a .py file or `command`){hint}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the task runs in environment `env`.
+    pub fn runs_in(&self, env: &str) -> bool {
+        self.envs.is_empty() || self.envs.iter().any(|e| e == env)
+    }
+
     /// The retries of a transient failure.
     pub fn retries(&self) -> u32 {
         self.retries.unwrap_or(0)

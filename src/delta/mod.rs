@@ -241,11 +241,11 @@ pub(crate) async fn write(
             let table = table_or_new(&target, None)?;
             commit(state, table, plan, &target, SaveMode::Append, None).await
         }
-        (Materialization::View, _) => Err(Error::Execute {
+        (Materialization::View | Materialization::Command, _) => Err(Error::Execute {
             task: target.table_name.to_string(),
             uri: url.to_string(),
             source: Box::new(DataFusionError::Internal(
-                "a view is not written to a table".into(),
+                "views and command tasks are not written by quern".into(),
             )),
         }),
     }

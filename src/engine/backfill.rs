@@ -154,7 +154,8 @@ fn days(options: &BackfillOptions) -> Result<Vec<RunDate>> {
 }
 
 /// Refuses `parallel` days when a selected task's result depends on the order days
-/// run in: a `table` (the last day wins) or a `merge` (updates in day order).
+/// run in: a `table` (the last day wins), a `merge` (updates in day order), or a
+/// command task (quern cannot tell what its program does).
 fn check_parallel(plan: &super::RunPlan, parallel: usize) -> Result<()> {
     if parallel <= 1 {
         return Ok(());
@@ -163,7 +164,7 @@ fn check_parallel(plan: &super::RunPlan, parallel: usize) -> Result<()> {
         t.selected
             && matches!(
                 t.materialization,
-                Materialization::Table | Materialization::Merge
+                Materialization::Table | Materialization::Merge | Materialization::Command
             )
     });
     match unsafe_task {
@@ -171,9 +172,12 @@ fn check_parallel(plan: &super::RunPlan, parallel: usize) -> Result<()> {
             what: "--parallel",
             value: parallel.to_string(),
             message: format!(
-                "task {} is materialized = \"{}\", whose result depends on the order days run in; backfill without --parallel, or select only partition, view and append tasks",
+                "task {} {}, whose result depends on the order days run in; backfill without --parallel, or select only partition, view and append tasks",
                 t.id(),
-                t.materialization.as_str()
+                match t.materialization {
+                    Materialization::Command => "is a command task".to_string(),
+                    m => format!("is materialized = \"{}\"", m.as_str()),
+                }
             ),
         }),
         None => Ok(()),

@@ -33,6 +33,17 @@ pub enum RunEvent<'a> {
         /// The rows it has written so far, counted as they stream into its table.
         rows: &'a RowCount,
     },
+    /// A line a command task's program printed.
+    TaskOutput {
+        /// The run.
+        run_id: &'a str,
+        /// The task.
+        task: &'a PlannedTask,
+        /// Whether it was printed on stderr (else stdout).
+        stderr: bool,
+        /// The line, without its newline.
+        line: &'a str,
+    },
     /// An attempt failed transiently; the task runs again after `wait`.
     TaskRetrying {
         /// The run.

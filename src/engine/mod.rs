@@ -3,11 +3,13 @@
 //! planner installed so plans can be written to Delta tables.
 
 mod backfill;
+mod command;
 mod events;
 mod plan;
 mod run;
 
 pub use backfill::{BackfillOptions, BackfillReport, DayOutcome, DayStatus};
+pub use command::CommandError;
 pub use events::{RowCount, RunEvent, RunObserver};
 pub use plan::{PlannedTask, RunPlan};
 
@@ -42,6 +44,9 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// The data interval, when a scheduler gives one other than the day of `ds`.
     pub data_interval: Option<DataInterval>,
+    /// Whether tasks' `retries` apply (`--no-retries` turns them off when a scheduler,
+    /// such as the Airflow DAGs `quern airflow` writes, retries the task itself).
+    pub retries: bool,
 }
 
 impl RunOptions {
@@ -53,7 +58,15 @@ impl RunOptions {
             select: Vec::new(),
             fail_fast: false,
             data_interval: None,
+            retries: true,
         }
+    }
+
+    /// Whether tasks' `retries` apply (default true).
+    #[must_use]
+    pub fn with_retries(mut self, retries: bool) -> Self {
+        self.retries = retries;
+        self
     }
 
     /// Overrides the var `name`.
@@ -257,13 +270,11 @@ impl Engine {
         pipeline: &str,
     ) -> Result<Vec<RenderedTask>> {
         let pipeline = self.project.pipeline(pipeline)?;
-        let mut rendered = pipeline
-            .tasks
-            .values()
-            .map(|task| renderer.render(task))
-            .collect::<Result<Vec<_>>>()?;
+        let mut rendered = plan::render_tasks(renderer, &[pipeline], &self.env.name)?;
+        let commands = plan::command_tasks(&[pipeline], &self.env.name);
+        let calls = plan::calls_of(&rendered);
         // Upstream first when the refs form a DAG; a cycle is reported by plan and dag.
-        if let Ok(dag) = plan::dag_of(Some(&pipeline.name), &rendered) {
+        if let Ok(dag) = plan::dag_of(self, Some(&pipeline.name), &rendered, &commands, &calls) {
             let position: std::collections::BTreeMap<_, _> = dag
                 .order()
                 .iter()
@@ -290,8 +301,26 @@ impl Engine {
     /// ```
     pub fn dag(&self, pipeline: &str, options: &RunOptions) -> Result<Dag> {
         let pipeline = self.project.pipeline(pipeline)?;
-        let rendered = self.render(pipeline.name.as_str(), options)?;
-        plan::dag_of(Some(&pipeline.name), &rendered)
+        self.dag_of(Some(pipeline), options)
+    }
+
+    /// The DAG of `pipeline`'s tasks, or of the project's, in this environment.
+    fn dag_of(
+        &self,
+        pipeline: Option<&crate::pipeline::Pipeline>,
+        options: &RunOptions,
+    ) -> Result<Dag> {
+        let pipelines = plan::scope(&self.project, pipeline.map(|p| p.name.as_str()))?;
+        let rendered = plan::render_tasks(&self.renderer(options)?, &pipelines, &self.env.name)?;
+        let commands = plan::command_tasks(&pipelines, &self.env.name);
+        let calls = plan::calls_of(&rendered);
+        plan::dag_of(
+            self,
+            pipeline.map(|p| &p.name),
+            &rendered,
+            &commands,
+            &calls,
+        )
     }
 
     /// The DAG of every task of the project: refs between pipelines are edges.
@@ -308,9 +337,7 @@ impl Engine {
     /// # }
     /// ```
     pub fn project_dag(&self, options: &RunOptions) -> Result<Dag> {
-        let pipelines = plan::scope(&self.project, None)?;
-        let rendered = plan::render_tasks(&self.renderer(options)?, &pipelines)?;
-        plan::dag_of(None, &rendered)
+        self.dag_of(None, options)
     }
 
     /// Renders, parses and plans the selected tasks of `pipeline`; writes nothing.
@@ -513,7 +540,17 @@ impl Engine {
                 source: Box::new(crate::models::ModelError::ShadowsBuiltin),
             });
         }
-        let resolved = crate::models::resolve(self.project.root(), &self.env, Some(&used)).await?;
+        self.load_models(ctx, &used).await
+    }
+
+    /// Resolves the model functions `used` and registers them in `ctx`, replacing any
+    /// registered before (a command task registered a new version).
+    pub(crate) async fn load_models(
+        &self,
+        ctx: &SessionContext,
+        used: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<ResolvedModel>> {
+        let resolved = crate::models::resolve(self.project.root(), &self.env, Some(used)).await?;
         for m in &resolved {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
                 crate::models::ModelFunction::new(&m.function, m.model.clone()),

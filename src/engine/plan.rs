@@ -21,7 +21,9 @@ use crate::checks::{CompiledExpectations, PlannedMetric};
 use crate::config::{Materialization, OnSchemaChange, PipelineName, TaskConfig, TaskId, TaskName};
 use crate::error::{Error, PlanError, Result};
 use crate::models::ResolvedModel;
-use crate::pipeline::{extract_relations, Dag, Metric, ParsedTask, Pipeline, Project, Selector};
+use crate::pipeline::{
+    extract_relations, Dag, Metric, ParsedTask, Pipeline, Project, Selector, Task,
+};
 use crate::template::{RenderedTask, RunDate};
 
 /// One task of a run, planned.
@@ -40,9 +42,11 @@ pub struct PlannedTask {
     pub config: TaskConfig,
     /// Whether the write changes the table's columns (`on_schema_change`).
     pub evolve_schema: bool,
-    /// The rendered SQL.
+    /// The rendered SQL (empty for a command task).
     pub sql: String,
-    /// The output schema.
+    /// A command task's program and arguments, as they will run.
+    pub command: Option<Vec<String>>,
+    /// The output schema (a command task's declared `columns`).
     pub schema: SchemaRef,
     /// Where it is written (`None` for a view).
     pub table_url: Option<Url>,
@@ -52,7 +56,16 @@ pub struct PlannedTask {
     /// The tasks of this run it reads.
     pub upstream: Vec<TaskId>,
     pub(crate) expectations: Option<Arc<CompiledExpectations>>,
-    pub(crate) statement: Statement,
+    pub(crate) work: Work,
+}
+
+/// What running a planned task does.
+#[derive(Debug, Clone)]
+pub(crate) enum Work {
+    /// Plan the query again on the committed upstream tables and write it.
+    Sql(Statement),
+    /// Run the program.
+    Command(Arc<super::command::PlannedCommand>),
 }
 
 impl PlannedTask {
@@ -91,6 +104,8 @@ pub struct RunPlan {
     pub(crate) model_callers: BTreeMap<String, BTreeSet<PipelineName>>,
     /// Stop at the first failed task (`RunOptions::fail_fast`).
     pub(crate) fail_fast: bool,
+    /// Whether tasks' `retries` apply (`RunOptions::retries`).
+    pub(crate) retries: bool,
 }
 
 impl std::fmt::Debug for RunPlan {
@@ -106,14 +121,24 @@ impl std::fmt::Debug for RunPlan {
     }
 }
 
-/// The DAG of `rendered`: a ref to a task among them is an edge. `pipeline` names the
-/// one pipeline they are of, or is `None` for the project.
-pub(super) fn dag_of(pipeline: Option<&PipelineName>, rendered: &[RenderedTask]) -> Result<Dag> {
+/// The DAG of `rendered` SQL tasks and `commands`: a ref to a task among them is an
+/// edge, so is a command task's `depends_on`, and so is a command task that registers
+/// a model (`registers`) to each task calling a model function of that registered
+/// model (`calls`: each SQL task's called functions). `pipeline` names the one
+/// pipeline they are of, or is `None` for the project.
+pub(super) fn dag_of(
+    engine: &Engine,
+    pipeline: Option<&PipelineName>,
+    rendered: &[RenderedTask],
+    commands: &[&Task],
+    calls: &BTreeMap<TaskId, BTreeSet<String>>,
+) -> Result<Dag> {
     let nodes: BTreeSet<TaskId> = rendered
         .iter()
         .map(|r| TaskId::new(r.pipeline.clone(), r.task.clone()))
+        .chain(commands.iter().map(|c| c.id()))
         .collect();
-    let upstream = rendered
+    let mut upstream: BTreeMap<TaskId, BTreeSet<TaskId>> = rendered
         .iter()
         .map(|r| {
             let ups = r
@@ -125,7 +150,37 @@ pub(super) fn dag_of(pipeline: Option<&PipelineName>, rendered: &[RenderedTask])
             (TaskId::new(r.pipeline.clone(), r.task.clone()), ups)
         })
         .collect();
+    for c in commands {
+        let ups = c.depends_on.iter().filter(|id| nodes.contains(id)).cloned();
+        upstream.insert(c.id(), ups.collect());
+    }
+    let env = engine.environment();
+    for c in commands {
+        let Some(model) = &c.config.registers else {
+            continue;
+        };
+        let functions = super::command::functions_of_model(env, model);
+        for (task, called) in calls {
+            if task != &c.id() && called.iter().any(|f| functions.contains(f)) {
+                upstream.entry(task.clone()).or_default().insert(c.id());
+            }
+        }
+    }
     Dag::new(pipeline.cloned(), upstream)
+}
+
+/// The functions each rendered task calls (a task that does not parse calls none:
+/// planning reports it).
+pub(super) fn calls_of(rendered: &[RenderedTask]) -> BTreeMap<TaskId, BTreeSet<String>> {
+    rendered
+        .iter()
+        .map(|r| {
+            let functions = extract_relations(r.task.as_str(), &r.file, &r.sql)
+                .map(|p| p.functions)
+                .unwrap_or_default();
+            (TaskId::new(r.pipeline.clone(), r.task.clone()), functions)
+        })
+        .collect()
 }
 
 /// How the run log names what a run is of: `pipeline` or `*`, then the selectors,
@@ -142,15 +197,26 @@ pub(super) fn selection_key(pipeline: Option<&str>, select: &[Selector]) -> Stri
     }
 }
 
-/// Every task of `pipelines`, rendered.
+/// Every SQL task of `pipelines` that runs in environment `env`, rendered.
 pub(super) fn render_tasks(
     renderer: &crate::template::Renderer,
     pipelines: &[&Pipeline],
+    env: &str,
 ) -> Result<Vec<RenderedTask>> {
     pipelines
         .iter()
         .flat_map(|p| p.tasks.values())
+        .filter(|t| !t.is_command() && t.config.runs_in(env))
         .map(|task| renderer.render(task))
+        .collect()
+}
+
+/// Every command task of `pipelines` that runs in environment `env`.
+pub(super) fn command_tasks<'p>(pipelines: &[&'p Pipeline], env: &str) -> Vec<&'p Task> {
+    pipelines
+        .iter()
+        .flat_map(|p| p.tasks.values())
+        .filter(|t| t.is_command() && t.config.runs_in(env))
         .collect()
 }
 
@@ -171,16 +237,23 @@ pub(super) async fn plan(
     let pipelines = scope(project, pipeline)?;
     // One renderer for the tasks and the metrics: making one compiles every template.
     let renderer = engine.renderer(options)?;
-    let rendered = render_tasks(&renderer, &pipelines)?;
+    let env = &engine.environment().name;
+    let rendered = render_tasks(&renderer, &pipelines, env)?;
+    let commands = command_tasks(&pipelines, env);
     let parsed = parse_and_check(engine, &rendered)?;
     let scope_name = pipeline.map(|_| &pipelines[0].name);
-    let dag = dag_of(scope_name, &rendered)?;
-    let selection = Selection::new(&dag, project, &options.select)?;
+    let calls = parsed
+        .iter()
+        .map(|(id, p)| (id.clone(), p.functions.clone()))
+        .collect();
+    let dag = dag_of(engine, scope_name, &rendered, &commands, &calls)?;
+    let selection = Selection::new(&dag, project, &options.select, env)?;
     // Refuse writes outside the environment's roots before touching any storage, and
     // before any secret is needed.
     guard_writes(engine, &dag, &selection)?;
 
-    let mut planner = Planner::new(engine, &dag, &selection, &parsed).await?;
+    let dates = super::command::date_vars(options.ds, options.data_interval.as_ref());
+    let mut planner = Planner::new(engine, &dag, &selection, &parsed, dates).await?;
     let by_task: BTreeMap<TaskId, &RenderedTask> = rendered
         .iter()
         .map(|r| (TaskId::new(r.pipeline.clone(), r.task.clone()), r))
@@ -196,11 +269,19 @@ pub(super) async fn plan(
             .filter(|u| selection.to_plan.contains(*u))
             .cloned()
             .collect();
-        tasks.push(
-            planner
-                .plan_task(by_task[id], &parsed[id], &selection, upstream)
-                .await?,
-        );
+        let task = match by_task.get(id) {
+            Some(r) => {
+                planner
+                    .plan_task(r, &parsed[id], &selection, upstream)
+                    .await?
+            }
+            None => {
+                let task = project.task(id).expect("a command task of the DAG");
+                let selected = selection.selected.contains(id);
+                planner.plan_command(task, selected, upstream).await?
+            }
+        };
+        tasks.push(task);
     }
     // Metrics are planned with the run (against the tasks' planned outputs), so a
     // broken metric fails the run before anything is written. A pipeline's metrics
@@ -223,6 +304,7 @@ pub(super) async fn plan(
         metrics,
         model_callers: planner.callers(),
         fail_fast: options.fail_fast,
+        retries: options.retries,
         models: planner.models,
         ctx: planner.ctx,
         catalog: planner.catalog,
@@ -251,10 +333,12 @@ struct Selection {
     selected: BTreeSet<TaskId>,
     /// The selected tasks and the views they read (planned to be inlined, not written).
     to_plan: BTreeSet<TaskId>,
+    /// The environment (a pipeline's tasks limited to others are not in its runs).
+    env: String,
 }
 
 impl Selection {
-    fn new(dag: &Dag, project: &Project, select: &[Selector]) -> Result<Self> {
+    fn new(dag: &Dag, project: &Project, select: &[Selector], env: &str) -> Result<Self> {
         let has_tag = |id: &TaskId, tag: &str| {
             let pipeline = &project.pipelines()[&id.pipeline];
             pipeline.tasks[&id.task].has_tag(&pipeline.tags, tag)
@@ -281,14 +365,20 @@ impl Selection {
                 }
             }
         }
-        Ok(Selection { selected, to_plan })
+        Ok(Selection {
+            selected,
+            to_plan,
+            env: env.to_string(),
+        })
     }
 
-    /// Whether every task of `pipeline` is selected (its metrics are then computed).
+    /// Whether every task of `pipeline` that runs in the environment is selected (its
+    /// metrics are then computed).
     fn covers(&self, pipeline: &Pipeline) -> bool {
         pipeline
             .tasks
             .values()
+            .filter(|t| t.config.runs_in(&self.env))
             .all(|t| self.selected.contains(&t.id()))
     }
 }
@@ -315,9 +405,7 @@ fn guard_writes(engine: &Engine, dag: &Dag, selection: &Selection) -> Result<()>
         .iter()
         .filter(|t| selection.selected.contains(*t))
     {
-        let writes = project
-            .task(id)
-            .is_some_and(|t| t.config.materialized.writes());
+        let writes = project.task(id).is_some_and(|t| t.writes_table());
         if writes {
             let url = table_url(&root, &id.pipeline, id.task.as_str());
             guard.check(id.task.as_str(), &url)?;
@@ -341,6 +429,8 @@ struct Planner<'a> {
     in_run: BTreeSet<TaskId>,
     /// Function → the pipelines whose planned SQL calls it.
     called_by: BTreeMap<String, BTreeSet<PipelineName>>,
+    /// The run's dates, as command tasks get them.
+    dates: Vec<(String, String)>,
 }
 
 impl<'a> Planner<'a> {
@@ -349,6 +439,7 @@ impl<'a> Planner<'a> {
         dag: &'a Dag,
         selection: &Selection,
         parsed: &BTreeMap<TaskId, ParsedTask>,
+        dates: Vec<(String, String)>,
     ) -> Result<Planner<'a>> {
         let ctx = engine.session();
         let catalog = engine.catalog()?;
@@ -359,9 +450,13 @@ impl<'a> Planner<'a> {
         let functions: BTreeSet<String> = selection
             .to_plan
             .iter()
-            .flat_map(|t| parsed[t].functions.iter().cloned())
+            .filter_map(|t| parsed.get(t))
+            .flat_map(|p| p.functions.iter().cloned())
             .collect();
-        let models = engine.register_models(&ctx, &functions).await?;
+        let models = engine
+            .register_models(&ctx, &functions)
+            .await
+            .map_err(|e| registered_in_run(engine, dag, selection, e))?;
         Ok(Planner {
             engine,
             dag,
@@ -372,6 +467,79 @@ impl<'a> Planner<'a> {
             models,
             in_run: selection.to_plan.clone(),
             called_by: BTreeMap::new(),
+            dates,
+        })
+    }
+
+    /// Plans command task `task`: its program, its upstream tables (each must exist
+    /// when the run does not write it) and its declared output, registered for the
+    /// tasks downstream.
+    async fn plan_command(
+        &mut self,
+        task: &Task,
+        selected: bool,
+        upstream: Vec<TaskId>,
+    ) -> Result<PlannedTask> {
+        let project = self.engine.project();
+        let warehouse = self.catalog.warehouse();
+        let mut tables = Vec::new();
+        for dep in &task.depends_on {
+            if !project.task(dep).is_some_and(|t| t.writes_table()) {
+                continue;
+            }
+            let url = warehouse.table_url(&dep.pipeline, dep.task.as_str());
+            let exists = || crate::delta::open(&url, self.catalog.storage());
+            if selected && !self.in_run.contains(dep) && exists().await?.is_none() {
+                let missing = PlanError::MissingTable {
+                    table: format!("{}.{}", dep.pipeline, dep.task),
+                    uri: url.to_string(),
+                    hint: format!(
+                        "run it first, or select +{} to run it with its upstream tasks",
+                        self.dag.name_of(&task.id())
+                    ),
+                };
+                return Err(Error::plan(task.name.as_str(), task.file.clone(), missing));
+            }
+            tables.push((dep.clone(), url));
+        }
+        let output = match task.config.produces {
+            Some(_) => {
+                let schema = crate::catalog::declared_schema(&self.ctx, &task.config.columns)
+                    .await
+                    .map_err(|message| Error::Config {
+                        file: task.config_file(),
+                        key: format!("tasks.{}.columns", task.name),
+                        message,
+                    })?;
+                let reference = TableReference::partial(task.pipeline.as_str(), task.name.as_str());
+                crate::catalog::register_planned(&self.ctx, reference, schema.clone())?;
+                let url = warehouse.table_url(&task.pipeline, task.name.as_str());
+                Some((url, schema))
+            }
+            None => None,
+        };
+        let cx = super::command::CommandContext {
+            root: project.root(),
+            env: self.engine.environment(),
+            dates: &self.dates,
+        };
+        let command = super::command::plan(&cx, task, tables, output.clone())?;
+        let empty = || Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        Ok(PlannedTask {
+            pipeline: task.pipeline.clone(),
+            task: task.name.clone(),
+            file: task.file.clone(),
+            materialization: Materialization::Command,
+            config: task.config.clone(),
+            evolve_schema: false,
+            sql: String::new(),
+            command: Some(command.argv.clone()),
+            schema: output.as_ref().map_or_else(empty, |(_, s)| s.clone()),
+            table_url: output.map(|(url, _)| url),
+            selected,
+            expectations: None,
+            upstream,
+            work: Work::Command(Arc::new(command)),
         })
     }
 
@@ -435,12 +603,13 @@ impl<'a> Planner<'a> {
             config: config.clone(),
             evolve_schema,
             sql: r.sql.clone(),
+            command: None,
             schema,
             table_url,
             selected,
             expectations,
             upstream,
-            statement: p.statement.clone(),
+            work: Work::Sql(p.statement.clone()),
         })
     }
 
@@ -567,6 +736,29 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// A model that does not resolve when the run is planned may be one a command task of
+/// the run registers (its first version, or an alias it sets): say so.
+fn registered_in_run(engine: &Engine, dag: &Dag, selection: &Selection, e: Error) -> Error {
+    let Error::Model { function, .. } = &e else {
+        return e;
+    };
+    let project = engine.project();
+    let registrar = selection.selected.iter().find(|id| {
+        project.task(id).is_some_and(|t| {
+            t.config.registers.as_deref().is_some_and(|m| {
+                super::command::functions_of_model(engine.environment(), m).contains(function)
+            })
+        })
+    });
+    match registrar {
+        Some(id) => Error::ModelRegisteredInRun {
+            task: dag.name_of(id),
+            source: Box::new(e),
+        },
+        None => e,
+    }
+}
+
 /// A table the SQL reads must be a `ref()` of this render or a declared source.
 fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) -> Result<()> {
     let undeclared = |hint: String| Error::UndeclaredTable {
@@ -595,7 +787,12 @@ fn check_relation(engine: &Engine, r: &RenderedTask, relation: &TableReference) 
             .iter()
             .any(|(rp, rt)| rp.as_str() == schema && rt.as_str() == table)
         {
-            return Ok(());
+            return match p.tasks.get(table) {
+                Some(t) if t.is_command() && !t.writes_table() => Err(undeclared(format!(
+                    "`{schema}/{table}` is a command task that writes no table; give it produces = \"table\" and columns in pipeline.toml"
+                ))),
+                _ => Ok(()),
+            };
         }
         let hint = if p.tasks.contains_key(table) {
             if schema == r.pipeline.as_str() {

@@ -5,9 +5,9 @@
 //! branches go on. Then the metrics of each pipeline that ran completely are computed,
 //! the run is logged, and alerts are sent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::common::TableReference;
@@ -15,14 +15,16 @@ use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::command::{self, CommandError, PlannedCommand};
 use super::events::{RowCount, RunEvent, RunObserver};
-use super::plan::{PlannedTask, RunPlan};
+use super::plan::{PlannedTask, RunPlan, Work};
 use super::Engine;
 use crate::catalog::{register_provider, Catalog};
 use crate::checks::{MetricError, MetricValue, PlannedMetric};
 use crate::config::{Materialization, TaskId};
 use crate::delta::WriteOutcome;
 use crate::error::{Error, Result};
+use crate::models::ResolvedModel;
 use crate::report::{RunReport, TaskOutcome, TaskStatus};
 use crate::runlog::RunLog;
 use crate::template::RunDate;
@@ -57,17 +59,23 @@ pub(super) async fn execute(
         catalog,
         model_callers,
         fail_fast,
+        retries,
     } = plan;
     let run = Run {
+        engine,
         ctx: &ctx,
         catalog: &catalog,
         ds,
         run_id: &run_id,
         observer,
         fail_fast,
+        retries,
         cancel: Default::default(),
+        models: Mutex::new(models),
+        output: Mutex::new(BTreeMap::new()),
     };
     let outcomes = run_tasks(engine, &run, &tasks).await;
+    let models = run.models.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut report = RunReport::new(pipelines, env, ds, run_id, outcomes);
     report.models = models;
     report.model_callers = model_callers;
@@ -104,6 +112,7 @@ pub(super) async fn execute(
 
 /// What every task of one run shares.
 struct Run<'a> {
+    engine: &'a Engine,
     ctx: &'a SessionContext,
     catalog: &'a Catalog,
     ds: RunDate,
@@ -111,7 +120,14 @@ struct Run<'a> {
     observer: &'a dyn RunObserver,
     /// Stop at the first failure, cancelling running writes (`fail_fast`).
     fail_fast: bool,
+    /// Whether tasks' `retries` apply.
+    retries: bool,
     cancel: Arc<AtomicBool>,
+    /// The model functions the run calls; a command task that registers a model
+    /// replaces the ones naming it.
+    models: Mutex<Vec<ResolvedModel>>,
+    /// The tail of each command task's output.
+    output: Mutex<BTreeMap<TaskId, String>>,
 }
 
 impl Run<'_> {
@@ -172,7 +188,7 @@ async fn run_tasks(engine: &Engine, run: &Run<'_>, tasks: &[PlannedTask]) -> Vec
                 done.insert(task.id());
                 TaskStatus::Succeeded(written)
             }
-            Err(e) if run.fail_fast && crate::delta::is_cancelled(&e) => {
+            Err(e) if run.fail_fast && is_cancelled(&e) => {
                 blocked.insert(task.id());
                 TaskStatus::Cancelled
             }
@@ -189,6 +205,7 @@ async fn run_tasks(engine: &Engine, run: &Run<'_>, tasks: &[PlannedTask]) -> Vec
         if task.selected || matches!(status, TaskStatus::Failed(_)) {
             let mut o = outcome(task, status, elapsed);
             o.retried = retried;
+            o.output = lock(&run.output).remove(&task.id());
             o.expectations = task
                 .expectations
                 .as_ref()
@@ -207,6 +224,23 @@ async fn run_tasks(engine: &Engine, run: &Run<'_>, tasks: &[PlannedTask]) -> Vec
     outcomes
 }
 
+/// Whether `e` is a task stopped because the run was cancelled.
+fn is_cancelled(e: &Error) -> bool {
+    crate::delta::is_cancelled(e)
+        || matches!(
+            e,
+            Error::Command {
+                source: CommandError::Cancelled,
+                ..
+            }
+        )
+}
+
+/// `mutex`'s value; a panic while holding it left it consistent (only inserts).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn outcome(task: &PlannedTask, status: TaskStatus, elapsed: Duration) -> TaskOutcome {
     TaskOutcome {
         pipeline: task.pipeline.clone(),
@@ -216,6 +250,7 @@ fn outcome(task: &PlannedTask, status: TaskStatus, elapsed: Duration) -> TaskOut
         elapsed,
         expectations: Vec::new(),
         retried: Vec::new(),
+        output: None,
     }
 }
 
@@ -227,6 +262,10 @@ async fn run_with_retries(
     task: &PlannedTask,
 ) -> (Result<Option<WriteOutcome>>, Vec<Error>) {
     let mut retried = Vec::new();
+    let allowed = match run.retries {
+        true => task.config.retries() as usize,
+        false => 0,
+    };
     loop {
         let attempt = retried.len() as u32 + 1;
         let rows = RowCount::default();
@@ -237,7 +276,7 @@ async fn run_with_retries(
             rows: &rows,
         });
         match run_task(run, task, &rows).await {
-            Err(e) if e.is_transient() && retried.len() < task.config.retries() as usize => {
+            Err(e) if e.is_transient() && retried.len() < allowed => {
                 let wait = backoff(task.config.retry_delay(), retried.len() as u32);
                 run.observer.on_event(&RunEvent::TaskRetrying {
                     run_id: run.run_id,
@@ -337,9 +376,13 @@ async fn run_task(
 ) -> Result<Option<WriteOutcome>> {
     let (ctx, catalog, ds) = (run.ctx, run.catalog, run.ds);
     let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
+    let statement = match &task.work {
+        Work::Sql(statement) => statement,
+        Work::Command(cmd) => return run_command(run, task, cmd).await,
+    };
     let plan = ctx
         .state()
-        .statement_to_plan(task.statement.clone())
+        .statement_to_plan(statement.clone())
         .await
         .map_err(|source| Error::plan(task.task.as_str(), task.file.clone(), source))?;
     let Some(url) = &task.table_url else {
@@ -366,4 +409,92 @@ async fn run_task(
     let provider = crate::delta::provider(&written.table, url).await?;
     register_provider(ctx, reference, provider)?;
     Ok(Some(written.outcome))
+}
+
+/// Runs command task `task`'s program, then checks what it declares: a new version of
+/// its table with its columns (then registered for the tasks downstream), or a new
+/// version of its registered model (then the run's model functions naming it are
+/// resolved again, so downstream scoring uses the version the alias now names).
+async fn run_command(
+    run: &Run<'_>,
+    task: &PlannedTask,
+    cmd: &PlannedCommand,
+) -> Result<Option<WriteOutcome>> {
+    let env = run.engine.environment();
+    let storage = run.catalog.storage();
+    let before = match &cmd.output {
+        Some((url, _)) => command::table_version(url, storage).await?,
+        None => None,
+    };
+    let registered_before = match &cmd.registers {
+        Some(model) => command::latest_version(env, model).await?,
+        None => None,
+    };
+    let on_line = |stderr: bool, line: &str| {
+        run.observer.on_event(&RunEvent::TaskOutput {
+            run_id: run.run_id,
+            task,
+            stderr,
+            line,
+        })
+    };
+    let launch = command::Launch {
+        env,
+        storage,
+        run_id: run.run_id,
+        cancel: &run.cancel,
+        on_line: &on_line,
+    };
+    let mut tail = command::Tail::default();
+    let ran = command::execute(cmd, &launch, &mut tail).await;
+    let tail = tail.text();
+    lock(&run.output).insert(task.id(), tail.clone());
+    let fail = |source: CommandError| Error::Command {
+        task: format!("{}/{}", task.pipeline, task.task),
+        file: task.file.clone(),
+        tail: tail.clone(),
+        retry: cmd.retry_on_exit,
+        source,
+    };
+    ran.map_err(fail)?;
+    let mut written = None;
+    if let Some((url, schema)) = &cmd.output {
+        let (table, mut outcome) = command::check_output(task, url, schema, storage, before)
+            .await?
+            .map_err(fail)?;
+        let provider = crate::delta::provider(&table, url).await?;
+        let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
+        register_provider(run.ctx, reference.clone(), provider)?;
+        let rows = run
+            .ctx
+            .table(reference)
+            .await
+            .map_err(|source| Error::plan(task.task.as_str(), task.file.clone(), source))?
+            .count()
+            .await;
+        outcome.rows = rows.map_or(0, |n| n as u64);
+        written = Some(outcome);
+    }
+    if let Some(model) = &cmd.registers {
+        let latest = command::latest_version(env, model).await?;
+        if latest <= registered_before {
+            return Err(fail(CommandError::NoNewVersion {
+                model: model.clone(),
+                latest,
+            }));
+        }
+        let used: BTreeSet<String> = lock(&run.models)
+            .iter()
+            .filter(|m| cmd.refreshes.contains(&m.function))
+            .map(|m| m.function.clone())
+            .collect();
+        if !used.is_empty() {
+            let fresh = run.engine.load_models(run.ctx, &used).await?;
+            let mut models = lock(&run.models);
+            models.retain(|m| !used.contains(&m.function));
+            models.extend(fresh);
+            models.sort_by(|a, b| a.function.cmp(&b.function));
+        }
+    }
+    Ok(written)
 }

@@ -7,4 +7,4 @@ mod project;
 
 pub use dag::{Dag, Selector, SelectorTarget};
 pub(crate) use deps::{extract_relations, ParsedTask};
-pub use project::{Metric, Pipeline, Project, Task};
+pub use project::{Command, Metric, Pipeline, Project, Task};

@@ -8,7 +8,24 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 
-/// One task: a templated SELECT in `sql/<pipeline>/<task>.sql`.
+/// The program of a command task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `sql/<pipeline>/<task>.py` (relative to the project), run with the
+    /// environment's `[python] interpreter`.
+    Python {
+        /// The script.
+        script: PathBuf,
+    },
+    /// `command = ["program", "arg", …]` in `pipeline.toml`.
+    Program {
+        /// The program and its arguments.
+        argv: Vec<String>,
+    },
+}
+
+/// One task: a templated SELECT in `sql/<pipeline>/<task>.sql`, or a command task (a
+/// `.py` file, or `command` in `pipeline.toml`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Task {
@@ -16,12 +33,17 @@ pub struct Task {
     pub pipeline: PipelineName,
     /// The task's name (its file stem).
     pub name: TaskName,
-    /// The template file, relative to the project folder.
+    /// The template file, relative to the project folder (the script of a `.py`
+    /// task, `pipeline.toml` for a `command`).
     pub file: PathBuf,
-    /// The template's text.
+    /// The template's text (empty for a command task).
     pub template: String,
     /// Its settings from `pipeline.toml` (defaults when it has no entry).
     pub config: TaskConfig,
+    /// The program, for a command task.
+    pub command: Option<Command>,
+    /// A command task's declared upstream tasks (`depends_on`).
+    pub depends_on: Vec<TaskId>,
 }
 
 /// A pipeline: a folder `sql/<pipeline>/` of task files and a `pipeline.toml`.
@@ -61,6 +83,28 @@ impl Task {
     /// The task's id in the project.
     pub fn id(&self) -> TaskId {
         TaskId::new(self.pipeline.clone(), self.name.clone())
+    }
+
+    /// The `pipeline.toml` that configures the task (relative to the project).
+    pub fn config_file(&self) -> PathBuf {
+        match &self.command {
+            Some(Command::Program { .. }) => self.file.clone(),
+            _ => self.file.with_file_name("pipeline.toml"),
+        }
+    }
+
+    /// Whether the task is a program rather than SQL.
+    pub fn is_command(&self) -> bool {
+        self.command.is_some()
+    }
+
+    /// Whether the task writes a table: an SQL task that is not a view, or a command
+    /// task that produces one.
+    pub fn writes_table(&self) -> bool {
+        match self.command {
+            Some(_) => self.config.produces.is_some(),
+            None => self.config.materialized.writes(),
+        }
     }
 
     /// Whether the task, or its pipeline (`pipeline_tags`), is tagged `tag`.
@@ -109,6 +153,15 @@ impl Project {
     pub fn load(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
         let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+        let mut environments = Vec::new();
+        let env_dir = root.join("environments");
+        if env_dir.is_dir() {
+            for file in sorted_entries(&env_dir)? {
+                if file.extension().is_some_and(|e| e == "toml") {
+                    environments.push(file_stem(&file));
+                }
+            }
+        }
         let sql_dir = root.join("sql");
         let mut pipelines = BTreeMap::new();
         let mut macros = Vec::new();
@@ -132,18 +185,10 @@ impl Project {
                 what: "pipeline folder".into(),
                 source,
             })?;
-            let pipeline = load_pipeline(&root, name.clone(), entry)?;
+            let pipeline = load_pipeline(&root, name.clone(), entry, &environments)?;
             pipelines.insert(name, pipeline);
         }
-        let mut environments = Vec::new();
-        let env_dir = root.join("environments");
-        if env_dir.is_dir() {
-            for file in sorted_entries(&env_dir)? {
-                if file.extension().is_some_and(|e| e == "toml") {
-                    environments.push(file_stem(&file));
-                }
-            }
-        }
+        resolve_depends_on(&root, &mut pipelines)?;
         Ok(Project {
             root,
             pipelines,
@@ -213,12 +258,19 @@ impl Project {
     }
 }
 
-fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeline> {
+fn load_pipeline(
+    root: &Path,
+    name: PipelineName,
+    dir: PathBuf,
+    environments: &[String],
+) -> Result<Pipeline> {
     let config_file = dir.join("pipeline.toml");
-    let mut config = PipelineConfig::load_as(&config_file, &relative(root, &config_file))?;
-    let mut tasks = BTreeMap::new();
+    let shown = relative(root, &config_file);
+    let mut config = PipelineConfig::load_as(&config_file, &shown)?;
+    let mut tasks: BTreeMap<TaskName, Task> = BTreeMap::new();
     for file in sorted_entries(&dir)? {
-        if !file.is_file() || file.extension().is_none_or(|e| e != "sql") {
+        let python = file.extension().is_some_and(|e| e == "py");
+        if !file.is_file() || !(python || file.extension().is_some_and(|e| e == "sql")) {
             continue;
         }
         let task_name = TaskName::try_new(file_stem(&file)).map_err(|source| Error::Name {
@@ -226,34 +278,109 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
             what: "task file name".into(),
             source,
         })?;
-        let template = crate::config::read_file(&file)?;
-        let mut task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
-        // A task without its own retry policy takes the pipeline's.
-        task_config.retries = task_config.retries.or(config.retries);
-        task_config.retry_delay = task_config.retry_delay.or(config.retry_delay);
+        if let Some(other) = tasks.get(&task_name) {
+            return Err(Error::Config {
+                file: relative(root, &file),
+                key: task_name.to_string(),
+                message: format!(
+                    "task `{task_name}` is also {}; a task is one file: rename or remove one",
+                    other.file.display()
+                ),
+            });
+        }
+        let (template, command) = if python {
+            let script = relative(root, &file);
+            (String::new(), Some(Command::Python { script }))
+        } else {
+            (crate::config::read_file(&file)?, None)
+        };
+        let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
+        if task_config.command.is_some() {
+            return Err(Error::Config {
+                file: shown.clone(),
+                key: format!("tasks.{task_name}.command"),
+                message: format!(
+                    "task `{task_name}` is the file {}; give it a file or a command, not both",
+                    relative(root, &file).display()
+                ),
+            });
+        }
+        let task = Task {
+            pipeline: name.clone(),
+            name: task_name.clone(),
+            file: relative(root, &file),
+            template,
+            config: task_config,
+            command,
+            depends_on: Vec::new(),
+        };
+        tasks.insert(task_name, task);
+    }
+    // Tasks that are only a `command` in pipeline.toml.
+    let commands: Vec<String> = config
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.command.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for task in commands {
+        let task_config = config.tasks.remove(&task).unwrap_or_default();
+        let task_name = TaskName::try_new(task.clone()).map_err(|source| Error::Name {
+            file: shown.clone(),
+            what: format!("key `tasks.{task}`"),
+            source,
+        })?;
+        let argv = task_config.command.clone().unwrap_or_default();
         tasks.insert(
             task_name.clone(),
             Task {
                 pipeline: name.clone(),
                 name: task_name,
-                file: relative(root, &file),
-                template,
+                file: shown.clone(),
+                template: String::new(),
                 config: task_config,
+                command: Some(Command::Program { argv }),
+                depends_on: Vec::new(),
             },
         );
+    }
+    for task in tasks.values_mut() {
+        let key = |k: &str| format!("tasks.{}.{k}", task.name);
+        let config_err = |key: String, message: String| Error::Config {
+            file: shown.clone(),
+            key,
+            message,
+        };
+        task.config
+            .check_kind(task.is_command())
+            .map_err(|(k, message)| config_err(key(&k), message))?;
+        if task.is_command() {
+            task.config.materialized = crate::config::Materialization::Command;
+        }
+        if let Some(env) = task.config.envs.iter().find(|e| !environments.contains(e)) {
+            return Err(config_err(
+                key("envs"),
+                format!(
+                    "the project has no environment `{env}`; environments: {}",
+                    environments.join(", ")
+                ),
+            ));
+        }
+        // A task without its own retry policy takes the pipeline's.
+        task.config.retries = task.config.retries.or(config.retries);
+        task.config.retry_delay = task.config.retry_delay.or(config.retry_delay);
     }
     if let Some(orphan) = config.tasks.keys().next() {
         return Err(Error::UnknownTask {
             pipeline: name.to_string(),
             task: orphan.clone(),
             context: Some(format!(
-                "[tasks.{orphan}] in {} has no file {orphan}.sql",
+                "[tasks.{orphan}] in {} has no file {orphan}.sql or {orphan}.py, and no command",
                 relative(root, &config_file).display()
             )),
             known: tasks.keys().map(ToString::to_string).collect(),
         });
     }
-    let shown = relative(root, &config_file);
     let mut metrics = BTreeMap::new();
     for (metric, metric_config) in config.metrics {
         let metric_name = TaskName::try_new(metric.clone()).map_err(|source| Error::Name {
@@ -280,6 +407,73 @@ fn load_pipeline(root: &Path, name: PipelineName, dir: PathBuf) -> Result<Pipeli
         tasks,
         metrics,
     })
+}
+
+/// Resolves every command task's `depends_on` (`task` in its pipeline, or
+/// `pipeline/task`) to task ids; an unknown task, or a view (which has no table to
+/// read), is an error naming `pipeline.toml` and the key.
+fn resolve_depends_on(root: &Path, pipelines: &mut BTreeMap<PipelineName, Pipeline>) -> Result<()> {
+    let mut resolved = Vec::new();
+    for p in pipelines.values() {
+        for t in p.tasks.values() {
+            let mut ids = Vec::new();
+            for dep in &t.config.depends_on {
+                let file = relative(root, &p.dir.join("pipeline.toml"));
+                let key = format!("tasks.{}.depends_on", t.name);
+                let (pipeline, task) = dep.split_once('/').unwrap_or((p.name.as_str(), dep));
+                let Some(up) = pipelines.get(pipeline) else {
+                    return Err(Error::Config {
+                        file,
+                        key,
+                        message: format!(
+                            "`{dep}`: the project has no pipeline `{pipeline}`; pipelines: {}",
+                            pipelines
+                                .keys()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                };
+                let Some(upstream) = up.tasks.get(task) else {
+                    return Err(Error::Config {
+                        file,
+                        key,
+                        message: format!(
+                            "`{dep}`: pipeline `{pipeline}` has no task `{task}`; tasks: {}",
+                            up.tasks
+                                .keys()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                };
+                if upstream.config.materialized == crate::config::Materialization::View {
+                    return Err(Error::Config {
+                        file,
+                        key,
+                        message: format!(
+                            "`{dep}` is a view, which is not written, so a program cannot read it; make it materialized = \"table\""
+                        ),
+                    });
+                }
+                ids.push(upstream.id());
+            }
+            if !ids.is_empty() {
+                resolved.push((t.id(), ids));
+            }
+        }
+    }
+    for (id, ids) in resolved {
+        if let Some(t) = pipelines
+            .get_mut(&id.pipeline)
+            .and_then(|p| p.tasks.get_mut(&id.task))
+        {
+            t.depends_on = ids;
+        }
+    }
+    Ok(())
 }
 
 /// `path` relative to the project root: the form shown in messages.

@@ -206,6 +206,7 @@ fn task_rows(report: &RunReport) -> (Vec<TaskRow>, Vec<ExpectationRow>) {
                 seconds: 0.0,
                 error: Some(e.full_message()),
                 attempt: i as i64 + 1,
+                output: None,
             });
         }
         let (status, written, error) = match &t.status {
@@ -225,6 +226,7 @@ fn task_rows(report: &RunReport) -> (Vec<TaskRow>, Vec<ExpectationRow>) {
             seconds: t.elapsed.as_secs_f64(),
             error,
             attempt: t.retried.len() as i64 + 1,
+            output: t.output.clone(),
         });
         expectations.extend(t.expectations.iter().map(|e| ExpectationRow {
             run_id: run_id(),

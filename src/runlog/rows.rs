@@ -145,6 +145,8 @@ log_row!(
         error: Option<String>,
         /// 1 for the first attempt; a retried attempt's row has status `retried`.
         attempt: i64,
+        /// A command task's last lines of output.
+        output: Option<String>,
     }
 );
 

@@ -9,45 +9,10 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::catalog::Declared;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-
-/// A column's declared type: `"name TYPE"` from a test file, the type in SQL.
-pub(crate) struct Declared {
-    pub name: String,
-    pub data_type: DataType,
-}
-
-/// Parses `["user_id STRING", "ds DATE"]`, asking DataFusion what each SQL type is.
-pub(crate) async fn parse_columns(
-    ctx: &SessionContext,
-    columns: &[String],
-) -> Result<Vec<Declared>, String> {
-    let mut out = Vec::new();
-    for spec in columns {
-        let spec = spec.trim();
-        let Some((name, sql_type)) = spec.split_once(char::is_whitespace) else {
-            return Err(format!(
-                "column `{spec}` needs a type: write \"{spec} STRING\" (or INT, DOUBLE, DATE, TIMESTAMP, BOOLEAN, DECIMAL(p, s)…)"
-            ));
-        };
-        let sql_type = sql_type.trim();
-        let bad = || format!("column type `{sql_type}` of `{name}` does not parse as an SQL type");
-        if sql_type.contains([';', '(']) && !sql_type.to_ascii_uppercase().starts_with("DECIMAL") {
-            return Err(bad());
-        }
-        let df = ctx
-            .sql(&format!("SELECT CAST(NULL AS {sql_type}) AS t"))
-            .await
-            .map_err(|_| bad())?;
-        let data_type = df.schema().field(0).data_type().clone();
-        out.push(Declared {
-            name: name.to_string(),
-            data_type,
-        });
-    }
-    Ok(out)
-}
 
 /// A TOML value as a scalar: integers are Int64, floats Float64, dates Date32,
 /// date-times timestamps in microseconds (UTC when an offset is given).

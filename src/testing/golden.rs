@@ -39,7 +39,8 @@ pub(crate) fn check(
     let renderer = Renderer::new(project, &env, ds, &Vars::new())?;
     let mut results = Vec::new();
     let mut expected_files = BTreeSet::new();
-    for task in pipeline.tasks.values() {
+    // A command task has no SQL to snapshot.
+    for task in pipeline.tasks.values().filter(|t| !t.is_command()) {
         if task_filter.is_some_and(|t| t != task.name.as_str()) {
             continue;
         }

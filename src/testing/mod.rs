@@ -382,6 +382,18 @@ impl Case<'_> {
     /// The task the test runs.
     fn task(&self) -> Result<&Task> {
         let spec = self.spec;
+        if let Some(t) = self
+            .pipeline
+            .tasks
+            .get(spec.task.as_str())
+            .filter(|t| t.is_command())
+        {
+            return Err(self.bad_file(format!(
+                "task `{}` is a command task ({}); pipeline tests run SQL tasks on given rows: test the program with its own tests, and the SQL tasks reading its table with `given` rows",
+                spec.task,
+                t.file.display()
+            )));
+        }
         self.pipeline.tasks.get(spec.task.as_str()).ok_or_else(|| {
             self.bad_file(format!(
                 "pipeline `{}` has no task `{}`; its tasks: {}",
@@ -440,7 +452,7 @@ impl Case<'_> {
                     }
                 )));
             }
-            let declared = data::parse_columns(ctx, &g.columns)
+            let declared = crate::catalog::parse_columns(ctx, &g.columns)
                 .await
                 .map_err(|m| self.bad_file(format!("given `{}`: {m}", g.table)))?;
             let (schema, batches) = match &g.csv {
