@@ -307,6 +307,63 @@ async fn backfill(cli: &Cli, engine: &Engine, args: &BackfillArgs) -> Result<Exi
     })
 }
 
+/// `quern render`: the rendered SQL of a pipeline's tasks, or of one.
+fn render(engine: &Engine, target: &str, date_vars: &DateVars) -> Result<()> {
+    let mut out = std::io::stdout();
+    let options = options(date_vars, &[])?;
+    let (pipeline, task) = match target.split_once('/') {
+        Some((p, t)) => (p, Some(t)),
+        None => (target, None),
+    };
+    if let Some(t) = task {
+        let task = engine.project().pipeline(pipeline)?.task(t)?;
+        if let Some(command) = &task.command {
+            // A command task has no SQL: say what it runs instead.
+            writeln!(out, "-- command task {pipeline}/{t}: {command:?}")?;
+            return Ok(());
+        }
+    }
+    let rendered = engine.render(pipeline, &options)?;
+    output::render(&mut out, &rendered, task)?;
+    Ok(())
+}
+
+/// `quern airflow`: the DAG file, into `--out` or on stdout.
+fn airflow(cli: &Cli, engine: &Engine, args: &AirflowArgs) -> Result<()> {
+    let mut out = std::io::stdout();
+    let run = options(&args.date_vars, &[])?;
+    let mut airflow = quern::AirflowOptions::new(date(&args.start_date, "--start-date")?);
+    airflow.schedule = args.schedule.clone();
+    airflow.granularity = match args.granularity {
+        AirflowGranularity::Task => quern::Granularity::Task,
+        AirflowGranularity::Pipeline => quern::Granularity::Pipeline,
+    };
+    airflow.catchup = args.catchup;
+    airflow.max_active_runs = args.max_active_runs;
+    airflow.quern = args.quern.clone();
+    airflow.dag_id = args.dag_id.clone();
+    let file = engine.airflow_dag(args.pipeline.as_deref(), &run, &airflow)?;
+    match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join(&file.file_name);
+            std::fs::write(&path, &file.text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if cli.json {
+                json::emit(&serde_json::json!({
+                    "event": "airflow_dag", "dag_id": file.dag_id,
+                    "file": path.display().to_string(),
+                }));
+            } else {
+                writeln!(out, "wrote {} (DAG {})", path.display(), file.dag_id)?;
+            }
+        }
+        None => write!(out, "{}", file.text)?,
+    }
+    Ok(())
+}
+
 /// `quern test`: the pipeline tests, in process.
 async fn test(cli: &Cli, target: Option<&str>, update: bool) -> Result<ExitCode> {
     let mut runner = TestRunner::new(project(cli)?).with_update(update);
@@ -343,18 +400,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
     let engine = engine(&cli)?;
     match &cli.command {
         Command::Test { .. } => unreachable!("handled above"),
-        Command::Render { target, date_vars } => {
-            let options = options(date_vars, &[])?;
-            let (pipeline, task) = match target.split_once('/') {
-                Some((p, t)) => (p, Some(t)),
-                None => (target.as_str(), None),
-            };
-            if let Some(t) = task {
-                engine.project().pipeline(pipeline)?.task(t)?;
-            }
-            let rendered = engine.render(pipeline, &options)?;
-            output::render(&mut out, &rendered, task)?;
-        }
+        Command::Render { target, date_vars } => render(&engine, target, date_vars)?,
         Command::Plan {
             pipeline,
             date_vars,
@@ -421,38 +467,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 output::status(&mut out, pipeline, &history)?;
             }
         }
-        Command::Airflow(args) => {
-            let run = options(&args.date_vars, &[])?;
-            let mut airflow = quern::AirflowOptions::new(date(&args.start_date, "--start-date")?);
-            airflow.schedule = args.schedule.clone();
-            airflow.granularity = match args.granularity {
-                AirflowGranularity::Task => quern::Granularity::Task,
-                AirflowGranularity::Pipeline => quern::Granularity::Pipeline,
-            };
-            airflow.catchup = args.catchup;
-            airflow.max_active_runs = args.max_active_runs;
-            airflow.quern = args.quern.clone();
-            airflow.dag_id = args.dag_id.clone();
-            let file = engine.airflow_dag(args.pipeline.as_deref(), &run, &airflow)?;
-            match &args.out {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                    let path = dir.join(&file.file_name);
-                    std::fs::write(&path, &file.text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    if cli.json {
-                        json::emit(&serde_json::json!({
-                            "event": "airflow_dag", "dag_id": file.dag_id,
-                            "file": path.display().to_string(),
-                        }));
-                    } else {
-                        writeln!(out, "wrote {} (DAG {})", path.display(), file.dag_id)?;
-                    }
-                }
-                None => write!(out, "{}", file.text)?,
-            }
-        }
+        Command::Airflow(args) => airflow(&cli, &engine, args)?,
         Command::Models => {
             let models = engine.models().await?;
             output::models(&mut out, engine.environment(), &models)?;

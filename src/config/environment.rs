@@ -192,6 +192,23 @@ pub struct Environment {
     pub(crate) alerts: Vec<super::AlertConfig>,
 }
 
+/// Checks `[engine]` and `[python]`; `Err((key, message))`.
+fn check_settings(parsed: &EnvironmentFile) -> std::result::Result<(), (&'static str, String)> {
+    if let Some(n) = parsed.engine.max_concurrent_tasks.filter(|n| *n == 0) {
+        return Err((
+            "engine.max_concurrent_tasks",
+            format!("must be at least 1, not {n}"),
+        ));
+    }
+    if parsed.python.interpreter.trim().is_empty() {
+        return Err((
+            "python.interpreter",
+            "is empty; name a program such as \"python3\" or a path to one".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Environment {
     /// Reads and validates `file`; the environment's name is the file stem.
     pub fn load(file: &Path) -> Result<Self> {
@@ -256,12 +273,7 @@ impl Environment {
                 ));
             }
         }
-        if let Some(n) = parsed.engine.max_concurrent_tasks.filter(|n| *n == 0) {
-            return Err(config_err(
-                "engine.max_concurrent_tasks".into(),
-                format!("must be at least 1, not {n}"),
-            ));
-        }
+        check_settings(&parsed).map_err(|(key, message)| config_err(key.into(), message))?;
         for (name, model) in &parsed.models {
             let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
                 && name

@@ -194,7 +194,7 @@ pub(super) async fn backfill(
     let on_day = |day: &DayOutcome| observer.on_event(&RunEvent::DayFinished { day });
     let started = Instant::now();
     let days = days(backfill)?;
-    let selection = super::plan::selection_key(pipeline, &options.select);
+    let selection = super::graph::selection_key(pipeline, &options.select);
     let done = match backfill.force {
         true => Default::default(),
         false => {

@@ -5,6 +5,7 @@
 mod backfill;
 mod command;
 mod events;
+mod graph;
 mod plan;
 mod run;
 
@@ -270,11 +271,11 @@ impl Engine {
         pipeline: &str,
     ) -> Result<Vec<RenderedTask>> {
         let pipeline = self.project.pipeline(pipeline)?;
-        let mut rendered = plan::render_tasks(renderer, &[pipeline], &self.env.name)?;
-        let commands = plan::command_tasks(&[pipeline], &self.env.name);
-        let calls = plan::calls_of(&rendered);
+        let mut rendered = graph::render_tasks(renderer, &[pipeline], &self.env.name)?;
+        let commands = graph::command_tasks(&[pipeline], &self.env.name);
+        let calls = graph::calls_of(&rendered);
         // Upstream first when the refs form a DAG; a cycle is reported by plan and dag.
-        if let Ok(dag) = plan::dag_of(self, Some(&pipeline.name), &rendered, &commands, &calls) {
+        if let Ok(dag) = graph::dag_of(self, Some(&pipeline.name), &rendered, &commands, &calls) {
             let position: std::collections::BTreeMap<_, _> = dag
                 .order()
                 .iter()
@@ -310,11 +311,11 @@ impl Engine {
         pipeline: Option<&crate::pipeline::Pipeline>,
         options: &RunOptions,
     ) -> Result<Dag> {
-        let pipelines = plan::scope(&self.project, pipeline.map(|p| p.name.as_str()))?;
-        let rendered = plan::render_tasks(&self.renderer(options)?, &pipelines, &self.env.name)?;
-        let commands = plan::command_tasks(&pipelines, &self.env.name);
-        let calls = plan::calls_of(&rendered);
-        plan::dag_of(
+        let pipelines = graph::scope(&self.project, pipeline.map(|p| p.name.as_str()))?;
+        let rendered = graph::render_tasks(&self.renderer(options)?, &pipelines, &self.env.name)?;
+        let commands = graph::command_tasks(&pipelines, &self.env.name);
+        let calls = graph::calls_of(&rendered);
+        graph::dag_of(
             self,
             pipeline.map(|p| &p.name),
             &rendered,

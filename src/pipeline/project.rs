@@ -267,109 +267,9 @@ fn load_pipeline(
     let config_file = dir.join("pipeline.toml");
     let shown = relative(root, &config_file);
     let mut config = PipelineConfig::load_as(&config_file, &shown)?;
-    let mut tasks: BTreeMap<TaskName, Task> = BTreeMap::new();
-    for file in sorted_entries(&dir)? {
-        let python = file.extension().is_some_and(|e| e == "py");
-        if !file.is_file() || !(python || file.extension().is_some_and(|e| e == "sql")) {
-            continue;
-        }
-        let task_name = TaskName::try_new(file_stem(&file)).map_err(|source| Error::Name {
-            file: file.clone(),
-            what: "task file name".into(),
-            source,
-        })?;
-        if let Some(other) = tasks.get(&task_name) {
-            return Err(Error::Config {
-                file: relative(root, &file),
-                key: task_name.to_string(),
-                message: format!(
-                    "task `{task_name}` is also {}; a task is one file: rename or remove one",
-                    other.file.display()
-                ),
-            });
-        }
-        let (template, command) = if python {
-            let script = relative(root, &file);
-            (String::new(), Some(Command::Python { script }))
-        } else {
-            (crate::config::read_file(&file)?, None)
-        };
-        let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
-        if task_config.command.is_some() {
-            return Err(Error::Config {
-                file: shown.clone(),
-                key: format!("tasks.{task_name}.command"),
-                message: format!(
-                    "task `{task_name}` is the file {}; give it a file or a command, not both",
-                    relative(root, &file).display()
-                ),
-            });
-        }
-        let task = Task {
-            pipeline: name.clone(),
-            name: task_name.clone(),
-            file: relative(root, &file),
-            template,
-            config: task_config,
-            command,
-            depends_on: Vec::new(),
-        };
-        tasks.insert(task_name, task);
-    }
-    // Tasks that are only a `command` in pipeline.toml.
-    let commands: Vec<String> = config
-        .tasks
-        .iter()
-        .filter(|(_, t)| t.command.is_some())
-        .map(|(n, _)| n.clone())
-        .collect();
-    for task in commands {
-        let task_config = config.tasks.remove(&task).unwrap_or_default();
-        let task_name = TaskName::try_new(task.clone()).map_err(|source| Error::Name {
-            file: shown.clone(),
-            what: format!("key `tasks.{task}`"),
-            source,
-        })?;
-        let argv = task_config.command.clone().unwrap_or_default();
-        tasks.insert(
-            task_name.clone(),
-            Task {
-                pipeline: name.clone(),
-                name: task_name,
-                file: shown.clone(),
-                template: String::new(),
-                config: task_config,
-                command: Some(Command::Program { argv }),
-                depends_on: Vec::new(),
-            },
-        );
-    }
-    for task in tasks.values_mut() {
-        let key = |k: &str| format!("tasks.{}.{k}", task.name);
-        let config_err = |key: String, message: String| Error::Config {
-            file: shown.clone(),
-            key,
-            message,
-        };
-        task.config
-            .check_kind(task.is_command())
-            .map_err(|(k, message)| config_err(key(&k), message))?;
-        if task.is_command() {
-            task.config.materialized = crate::config::Materialization::Command;
-        }
-        if let Some(env) = task.config.envs.iter().find(|e| !environments.contains(e)) {
-            return Err(config_err(
-                key("envs"),
-                format!(
-                    "the project has no environment `{env}`; environments: {}",
-                    environments.join(", ")
-                ),
-            ));
-        }
-        // A task without its own retry policy takes the pipeline's.
-        task.config.retries = task.config.retries.or(config.retries);
-        task.config.retry_delay = task.config.retry_delay.or(config.retry_delay);
-    }
+    let mut tasks = task_files(root, &name, &dir, &mut config, &shown)?;
+    command_entries(&name, &mut config, &shown, &mut tasks)?;
+    check_tasks(&mut tasks, &config, &shown, environments)?;
     if let Some(orphan) = config.tasks.keys().next() {
         return Err(Error::UnknownTask {
             pipeline: name.to_string(),
@@ -407,6 +307,141 @@ fn load_pipeline(
         tasks,
         metrics,
     })
+}
+
+/// The pipeline's task files (`.sql`, and `.py` command tasks), each with its entry
+/// of `pipeline.toml` taken from `config`.
+fn task_files(
+    root: &Path,
+    name: &PipelineName,
+    dir: &Path,
+    config: &mut PipelineConfig,
+    shown: &Path,
+) -> Result<BTreeMap<TaskName, Task>> {
+    let mut tasks: BTreeMap<TaskName, Task> = BTreeMap::new();
+    for file in sorted_entries(dir)? {
+        let python = file.extension().is_some_and(|e| e == "py");
+        if !file.is_file() || !(python || file.extension().is_some_and(|e| e == "sql")) {
+            continue;
+        }
+        let task_name = TaskName::try_new(file_stem(&file)).map_err(|source| Error::Name {
+            file: file.clone(),
+            what: "task file name".into(),
+            source,
+        })?;
+        if let Some(other) = tasks.get(&task_name) {
+            return Err(Error::Config {
+                file: relative(root, &file),
+                key: task_name.to_string(),
+                message: format!(
+                    "task `{task_name}` is also {}; a task is one file: rename or remove one",
+                    other.file.display()
+                ),
+            });
+        }
+        let (template, command) = if python {
+            let script = relative(root, &file);
+            (String::new(), Some(Command::Python { script }))
+        } else {
+            (crate::config::read_file(&file)?, None)
+        };
+        let task_config = config.tasks.remove(task_name.as_str()).unwrap_or_default();
+        if task_config.command.is_some() {
+            return Err(Error::Config {
+                file: shown.to_path_buf(),
+                key: format!("tasks.{task_name}.command"),
+                message: format!(
+                    "task `{task_name}` is the file {}; give it a file or a command, not both",
+                    relative(root, &file).display()
+                ),
+            });
+        }
+        let task = Task {
+            pipeline: name.clone(),
+            name: task_name.clone(),
+            file: relative(root, &file),
+            template,
+            config: task_config,
+            command,
+            depends_on: Vec::new(),
+        };
+        tasks.insert(task_name, task);
+    }
+    Ok(tasks)
+}
+
+/// The tasks that are only a `command` in `pipeline.toml`.
+fn command_entries(
+    name: &PipelineName,
+    config: &mut PipelineConfig,
+    shown: &Path,
+    tasks: &mut BTreeMap<TaskName, Task>,
+) -> Result<()> {
+    let commands: Vec<String> = config
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.command.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for task in commands {
+        let task_config = config.tasks.remove(&task).unwrap_or_default();
+        let task_name = TaskName::try_new(task.clone()).map_err(|source| Error::Name {
+            file: shown.to_path_buf(),
+            what: format!("key `tasks.{task}`"),
+            source,
+        })?;
+        let argv = task_config.command.clone().unwrap_or_default();
+        tasks.insert(
+            task_name.clone(),
+            Task {
+                pipeline: name.clone(),
+                name: task_name,
+                file: shown.to_path_buf(),
+                template: String::new(),
+                config: task_config,
+                command: Some(Command::Program { argv }),
+                depends_on: Vec::new(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Checks each task's keys against its kind and its `envs` against the project's
+/// environments, and gives it the pipeline's retry policy when it has none.
+fn check_tasks(
+    tasks: &mut BTreeMap<TaskName, Task>,
+    config: &PipelineConfig,
+    shown: &Path,
+    environments: &[String],
+) -> Result<()> {
+    for task in tasks.values_mut() {
+        let key = |k: &str| format!("tasks.{}.{k}", task.name);
+        let config_err = |key: String, message: String| Error::Config {
+            file: shown.to_path_buf(),
+            key,
+            message,
+        };
+        task.config
+            .check_kind(task.is_command())
+            .map_err(|(k, message)| config_err(key(&k), message))?;
+        if task.is_command() {
+            task.config.materialized = crate::config::Materialization::Command;
+        }
+        if let Some(env) = task.config.envs.iter().find(|e| !environments.contains(e)) {
+            return Err(config_err(
+                key("envs"),
+                format!(
+                    "the project has no environment `{env}`; environments: {}",
+                    environments.join(", ")
+                ),
+            ));
+        }
+        // A task without its own retry policy takes the pipeline's.
+        task.config.retries = task.config.retries.or(config.retries);
+        task.config.retry_delay = task.config.retry_delay.or(config.retry_delay);
+    }
+    Ok(())
 }
 
 /// Resolves every command task's `depends_on` (`task` in its pipeline, or

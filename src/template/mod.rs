@@ -163,8 +163,18 @@ impl Renderer {
         self.ds
     }
 
-    /// Renders one task.
+    /// Renders one SQL task (a command task has no template: an error).
     pub fn render(&self, task: &Task) -> Result<RenderedTask> {
+        if task.is_command() {
+            return Err(Error::InvalidArgument {
+                what: "task",
+                value: format!("{}/{}", task.pipeline, task.name),
+                message: format!(
+                    "a command task ({}) has no SQL to render",
+                    task.file.display()
+                ),
+            });
+        }
         self.render_template(&task.pipeline, &task.name, &task.file)
     }
 

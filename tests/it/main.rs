@@ -4,6 +4,7 @@
 mod alerts;
 mod backfill;
 mod cli;
+mod commands;
 mod common;
 mod e2e;
 mod errors;
