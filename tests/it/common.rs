@@ -72,6 +72,19 @@ impl TempProject {
         stdout(&self.quern(&["query", sql, "--format", "csv"]))
     }
 
+    /// The sorted file names in folder `rel` of the project.
+    pub fn read_dir_state(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path().join(rel))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// Every task table's Delta log files under the local warehouse (not the run log
     /// in `_quern/`): a fingerprint that changes with any commit.
     pub fn warehouse_state(&self) -> Vec<String> {

@@ -19,4 +19,5 @@ mod pipeline_tests;
 mod project;
 mod render;
 mod s3;
+mod training;
 mod shape;

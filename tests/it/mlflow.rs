@@ -100,7 +100,7 @@ impl MlflowServer {
     }
 
     /// The runs of experiment `name`.
-    async fn runs_of(&self, name: &str) -> Vec<Value> {
+    pub async fn runs_of(&self, name: &str) -> Vec<Value> {
         let experiment = self
             .get("experiments/get-by-name", &[("experiment_name", name)])
             .await;
