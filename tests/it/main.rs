@@ -1,6 +1,7 @@
 //! Integration tests: the example project end to end, through the library and the
 //! real `quern` binary. One test binary, one module per area.
 
+mod airflow;
 mod alerts;
 mod backfill;
 mod cli;
@@ -19,5 +20,5 @@ mod pipeline_tests;
 mod project;
 mod render;
 mod s3;
-mod training;
 mod shape;
+mod training;

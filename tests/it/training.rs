@@ -97,7 +97,14 @@ async fn training_registers_a_version_that_scoring_uses_in_the_same_run() {
 
     // One run: features, train (version 2), then scoring with version 2, not the
     // version 1 the alias named when the run was planned.
-    let out = alpha(&["--progress", "plain", "run", "scoring", "--ds", "2024-03-02"]);
+    let out = alpha(&[
+        "--progress",
+        "plain",
+        "run",
+        "scoring",
+        "--ds",
+        "2024-03-02",
+    ]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let summary = stdout(&out);
     assert!(
@@ -114,7 +121,10 @@ async fn training_registers_a_version_that_scoring_uses_in_the_same_run() {
         ["customer_features", "training_set", "train", "churn_scores"]
     );
     let diff = max_score_difference(&project, &server, 2);
-    assert!(diff < 1e-5, "quern's scores differ from version 2's by {diff}");
+    assert!(
+        diff < 1e-5,
+        "quern's scores differ from version 2's by {diff}"
+    );
     // The run log records the version scored with, and the training's output tail.
     let log = stdout(&alpha(&[
         "query",
@@ -134,7 +144,10 @@ async fn training_registers_a_version_that_scoring_uses_in_the_same_run() {
     let runs = server.runs_of("quern-scoring-train").await;
     assert_eq!(runs.len(), 2);
     let metrics = runs[0]["data"]["metrics"].as_array().unwrap();
-    assert!(metrics.iter().any(|m| m["key"] == "test_auc"), "{metrics:?}");
+    assert!(
+        metrics.iter().any(|m| m["key"] == "test_auc"),
+        "{metrics:?}"
+    );
 
     // A train task that registers nothing fails, and scoring does not run.
     project.write("sql/scoring/train.py", "print('no training today')\n");
