@@ -377,7 +377,7 @@ pub enum Error {
         retry: bool,
         /// What went wrong.
         #[source]
-        source: crate::engine::CommandError,
+        source: Box<crate::engine::CommandError>,
     },
 
     /// A model the run's SQL calls does not resolve, and a command task of the run
@@ -507,7 +507,7 @@ impl Error {
             use crate::engine::CommandError;
             return *retry
                 && matches!(
-                    source,
+                    **source,
                     CommandError::Exit { .. } | CommandError::Timeout { .. }
                 );
         }

@@ -436,8 +436,7 @@ pub(crate) async fn table_version(
 ) -> Result<Option<u64>> {
     Ok(crate::delta::open(url, storage)
         .await?
-        .and_then(|t| t.version())
-        .map(|v| v as u64))
+        .and_then(|t| t.version()))
 }
 
 /// Checks the table a program committed: a version after `before`, with the declared
@@ -451,7 +450,7 @@ pub(crate) async fn check_output(
     before: Option<u64>,
 ) -> Result<std::result::Result<(deltalake::DeltaTable, WriteOutcome), CommandError>> {
     let table = crate::delta::open(url, storage).await?;
-    let version = table.as_ref().and_then(|t| t.version()).map(|v| v as u64);
+    let version = table.as_ref().and_then(|t| t.version());
     let (Some(table), Some(v)) = (table, version) else {
         return Ok(Err(CommandError::NoCommit {
             uri: url.to_string(),

@@ -229,10 +229,7 @@ fn is_cancelled(e: &Error) -> bool {
     crate::delta::is_cancelled(e)
         || matches!(
             e,
-            Error::Command {
-                source: CommandError::Cancelled,
-                ..
-            }
+            Error::Command { source, .. } if matches!(**source, CommandError::Cancelled)
         )
 }
 
@@ -454,7 +451,7 @@ async fn run_command(
         file: task.file.clone(),
         tail: tail.clone(),
         retry: cmd.retry_on_exit,
-        source,
+        source: Box::new(source),
     };
     ran.map_err(fail)?;
     let mut written = None;
