@@ -458,6 +458,31 @@ mod tests {
     }
 
     #[test]
+    fn command_and_sql_tasks_take_their_own_keys() {
+        let c = load(
+            "[tasks.train]\ndepends_on = [\"features\"]\nregisters = \"churn\"\ntimeout = \"30m\"\nenvs = [\"prod\"]\n[tasks.export]\ncommand = [\"bash\", \"x.sh\"]\nproduces = \"table\"\ncolumns = [\"id BIGINT\"]\n",
+        )
+        .unwrap();
+        let train = &c.tasks["train"];
+        assert!(train.check_kind(true).is_ok());
+        assert_eq!(train.timeout, Some(Duration::from_secs(1800)));
+        assert!(train.runs_in("prod") && !train.runs_in("local"));
+        let (key, message) = train.check_kind(false).unwrap_err();
+        assert_eq!(key, "depends_on");
+        assert!(message.contains("ref()"), "{message}");
+        assert!(c.tasks["export"].check_kind(true).is_ok());
+        let c = load("[tasks.a]\nproduces = \"table\"\n[tasks.b]\ncolumns = [\"a INT\"]\n[tasks.c]\ncommand = []\n[tasks.d]\nmaterialized = \"append\"\n").unwrap();
+        assert_eq!(c.tasks["a"].check_kind(true).unwrap_err().0, "columns");
+        assert_eq!(c.tasks["b"].check_kind(true).unwrap_err().0, "columns");
+        assert_eq!(c.tasks["c"].check_kind(true).unwrap_err().0, "command");
+        assert_eq!(c.tasks["d"].check_kind(true).unwrap_err().0, "materialized");
+        let e = load("[tasks.a]\nproduces = \"view\"\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
+        let e = load("[tasks.a]\nmaterialized = \"command\"\n").unwrap_err();
+        assert!(matches!(e, Error::Toml { line: Some(2), .. }), "{e:?}");
+    }
+
+    #[test]
     fn rejects_bad_settings() {
         let e = load("[tasks.a]\nmaterialized = \"partition\"\n").unwrap_err();
         assert!(e.to_string().contains("tasks.a.partition_by"), "{e}");

@@ -240,7 +240,8 @@ impl Engine {
         ctx
     }
 
-    /// Renders every task of `pipeline` (in DAG order) for the options' ds and vars.
+    /// Renders every SQL task of `pipeline` that runs in the environment (in DAG order)
+    /// for the options' ds and vars; command tasks have no SQL.
     ///
     /// ```
     /// # fn main() -> quern::Result<()> {

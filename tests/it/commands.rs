@@ -418,3 +418,65 @@ fn a_task_limited_to_other_environments_is_not_in_the_dag() {
     let out = quern(dir.path(), &["--env", "prod", "dag", "p"]);
     assert!(stdout(&out).contains("step"), "{}", stdout(&out));
 }
+
+/// Reads its upstream table on S3 and writes its own there, with the storage options
+/// quern passes (the endpoint and the credentials, resolved from `${…}`).
+const S3_PY: &str = r#"
+import json, os
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+storage = json.loads(os.environ["QUERN_STORAGE_OPTIONS"])
+assert os.environ["QUERN_OUTPUT_URI"].startswith("s3://quern-wh/warehouse/export/"), os.environ["QUERN_OUTPUT_URI"]
+users = DeltaTable(os.environ["QUERN_TABLE_EVENTS__DAILY_ACTIVE_USERS"], storage_options=storage).to_pyarrow_table()
+out = pa.table({"country": users.column("country"), "doubled": pc.multiply(users.column("active_users"), 2)})
+write_deltalake(os.environ["QUERN_OUTPUT_URI"], out, mode="overwrite", storage_options=storage)
+print("exported", out.num_rows, "countries")
+"#;
+
+#[test]
+fn a_python_task_reads_and_writes_delta_on_s3_with_the_storage_options() {
+    use crate::s3::{quern_s3, query_s3, s3_project, upload_seeds, Moto, SECRET};
+    let moto = Moto::start();
+    upload_seeds(&moto);
+    moto.create_bucket("quern-wh");
+    let project = s3_project(moto.port, "quern-wh");
+    let env = project.read("environments/s3.toml");
+    project.write(
+        "environments/s3.toml",
+        &format!("{env}\n[python]\ninterpreter = \"{}\"\n", python()),
+    );
+    project.write("sql/export/by_country.py", S3_PY);
+    project.write(
+        "sql/export/pipeline.toml",
+        "[tasks.by_country]\ndepends_on = [\"events/daily_active_users\"]\nproduces = \"table\"\ncolumns = [\"country STRING\", \"doubled BIGINT\"]\n",
+    );
+    project.write(
+        "sql/export/total.sql",
+        "SELECT sum(doubled) AS total FROM {{ ref('by_country') }}",
+    );
+    // The upstream pipeline first: a pipeline's run reads other pipelines' tables.
+    let out = quern_s3(&project, &["run", "events", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = quern_s3(
+        &project,
+        &["--progress", "plain", "run", "export", "--ds", "2024-03-01"],
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(SECRET), "the secret was printed:\n{text}");
+    assert!(text.contains("export/by_country | exported"), "{text}");
+    let users = query_s3(
+        &project,
+        "SELECT sum(active_users) * 2 AS total FROM events.daily_active_users",
+    );
+    assert_eq!(query_s3(&project, "SELECT total FROM export.total"), users);
+    assert!(moto
+        .keys("quern-wh", "warehouse/export/by_country/_delta_log/")
+        .iter()
+        .any(|k| k.ends_with("00000000000000000000.json")),);
+    // The plan and its JSON name the program, never the options.
+    let out = quern_s3(&project, &["--json", "plan", "export"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(SECRET));
+}
