@@ -22,7 +22,8 @@ pub enum TaskStatus {
     Failed(Error),
     /// Not started because an upstream task failed (or, with `fail_fast`, any task).
     Skipped,
-    /// Stopped before its commit because another task failed (`fail_fast`); its table
+    /// Stopped before its commit because another task failed (`fail_fast`) or the run was
+    /// cancelled from outside (a signal); its table
     /// is at its previous version.
     Cancelled,
 }

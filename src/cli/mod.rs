@@ -6,6 +6,8 @@ mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -284,7 +286,9 @@ async fn backfill(cli: &Cli, engine: &Engine, args: &BackfillArgs) -> Result<Exi
         data_interval_start: None,
         data_interval_end: None,
     };
-    let options = options(&date_vars, &args.select)?.with_fail_fast(args.fail_fast);
+    let options = options(&date_vars, &args.select)?
+        .with_fail_fast(args.fail_fast)
+        .with_cancel(cancel_on_signal());
     let days = BackfillOptions::new(first, last)
         .with_parallel(usize::from(args.parallel))
         .with_force(args.force)
@@ -364,6 +368,38 @@ fn airflow(cli: &Cli, engine: &Engine, args: &AirflowArgs) -> Result<()> {
     Ok(())
 }
 
+/// A flag set at the first SIGTERM or SIGINT (a scheduler stopping the task, Ctrl-C):
+/// the run then starts no other task, stops its writes before they commit and kills
+/// its running programs, and ends reporting them cancelled. A second signal exits at
+/// once.
+fn cancel_on_signal() -> Arc<AtomicBool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return flag;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!(
+            "quern: stopping the run: running tasks are cancelled (a second signal exits at once)"
+        );
+        set.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(130);
+    });
+    flag
+}
+
 /// `quern test`: the pipeline tests, in process.
 async fn test(cli: &Cli, target: Option<&str>, update: bool) -> Result<ExitCode> {
     let mut runner = TestRunner::new(project(cli)?).with_update(update);
@@ -426,7 +462,8 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
         } => {
             let options = options(date_vars, select)?
                 .with_fail_fast(*fail_fast)
-                .with_retries(!*no_retries);
+                .with_retries(!*no_retries)
+                .with_cancel(cancel_on_signal());
             let plan = match pipeline {
                 Some(p) => engine.plan(p, &options).await?,
                 None => engine.plan_project(&options).await?,

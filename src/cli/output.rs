@@ -141,7 +141,7 @@ pub(super) fn report(out: &mut impl Write, report: &RunReport) -> Result<()> {
                 skipped += 1;
                 writeln!(
                     out,
-                    "cancel  {name:width$}  {how:9}  (stopped before its commit: another task failed, --fail-fast)"
+                    "cancel  {name:width$}  {how:9}  (stopped before its commit: another task failed with --fail-fast, or quern was interrupted)"
                 )?;
             }
             _ => {

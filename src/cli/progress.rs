@@ -138,7 +138,10 @@ impl Live {
                     TaskStatus::Succeeded(Some(w)) => format!("ok       {} rows", w.rows),
                     TaskStatus::Succeeded(None) => "ok".to_string(),
                     TaskStatus::Failed(e) => format!("FAILED   {e}"),
-                    TaskStatus::Cancelled => "cancelled (another task failed, --fail-fast)".into(),
+                    TaskStatus::Cancelled => {
+                        "cancelled (another task failed with --fail-fast, or quern was interrupted)"
+                            .into()
+                    }
                     _ => "skipped  (an upstream task failed)".to_string(),
                 };
                 let secs = outcome.elapsed.as_secs_f64();

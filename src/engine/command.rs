@@ -54,7 +54,7 @@ pub enum CommandError {
         timeout: Duration,
     },
     /// The run was cancelled (`--fail-fast`) and the program killed.
-    #[error("cancelled: another task failed and the run stops at the first failure")]
+    #[error("cancelled: the run was stopped (another task failed with --fail-fast, or quern was interrupted) and the program killed")]
     Cancelled,
     /// The task declares `produces = "table"` but no new version was committed.
     #[error("it declares produces = \"table\" but committed no new version of {uri} (still {})", version.map_or("no table".to_string(), |v| format!("version {v}")))]

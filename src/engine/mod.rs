@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Whether tasks' `retries` apply (`--no-retries` turns them off when a scheduler,
     /// such as the Airflow DAGs `quern airflow` writes, retries the task itself).
     pub retries: bool,
+    /// Set from outside (a signal handler) to stop the run.
+    pub(crate) cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RunOptions {
@@ -60,7 +62,17 @@ impl RunOptions {
             fail_fast: false,
             data_interval: None,
             retries: true,
+            cancel: None,
         }
+    }
+
+    /// Stops the run when `flag` is set (e.g. by a SIGTERM handler): no other task
+    /// starts, running writes stop before their commit, and running command tasks are
+    /// killed with their process groups; they are reported cancelled.
+    #[must_use]
+    pub fn with_cancel(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
     }
 
     /// Whether tasks' `retries` apply (default true).

@@ -107,6 +107,8 @@ pub struct RunPlan {
     pub(crate) fail_fast: bool,
     /// Whether tasks' `retries` apply (`RunOptions::retries`).
     pub(crate) retries: bool,
+    /// Set from outside to stop the run (`RunOptions::with_cancel`).
+    pub(crate) cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for RunPlan {
@@ -199,6 +201,7 @@ pub(super) async fn plan(
         model_callers: planner.callers(),
         fail_fast: options.fail_fast,
         retries: options.retries,
+        cancel: options.cancel.clone(),
         models: planner.models,
         ctx: planner.ctx,
         catalog: planner.catalog,

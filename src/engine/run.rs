@@ -60,6 +60,7 @@ pub(super) async fn execute(
         model_callers,
         fail_fast,
         retries,
+        cancel,
     } = plan;
     let run = Run {
         engine,
@@ -70,7 +71,7 @@ pub(super) async fn execute(
         observer,
         fail_fast,
         retries,
-        cancel: Default::default(),
+        cancel: cancel.unwrap_or_default(),
         models: Mutex::new(models),
         output: Mutex::new(BTreeMap::new()),
     };
@@ -188,7 +189,8 @@ async fn run_tasks(engine: &Engine, run: &Run<'_>, tasks: &[PlannedTask]) -> Vec
                 done.insert(task.id());
                 TaskStatus::Succeeded(written)
             }
-            Err(e) if run.fail_fast && is_cancelled(&e) => {
+            // Stopped by --fail-fast after another failure, or from outside.
+            Err(e) if run.cancel.load(Ordering::Relaxed) && is_cancelled(&e) => {
                 blocked.insert(task.id());
                 TaskStatus::Cancelled
             }

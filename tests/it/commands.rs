@@ -480,3 +480,48 @@ fn a_python_task_reads_and_writes_delta_on_s3_with_the_storage_options() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains(SECRET));
 }
+
+#[test]
+fn sigterm_cancels_the_run_and_kills_running_programs() {
+    let pid_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::remove_file(pid_file.path()).unwrap();
+    let script = format!("sleep 60 & echo $! > {}; wait", pid_file.path().display());
+    let dir = with_command(&script, "");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_quern"))
+        .arg("--project")
+        .arg(dir.path())
+        .args(["run", "p", "--ds", "2024-03-01", "--progress", "plain"])
+        .env_remove("QUERN_ENV")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(pid_file.path()).map_or(true, |p| p.trim().is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the program did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What a scheduler does to stop a task.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("cancel  step"), "{text}");
+    assert!(
+        stderr(&out).contains("quern: stopping the run"),
+        "{}",
+        stderr(&out)
+    );
+    let pid = std::fs::read_to_string(pid_file.path()).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the program's child {pid} outlived quern"
+    );
+}
