@@ -3,6 +3,7 @@
 mod json;
 mod output;
 mod progress;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use quern::datafusion::arrow::record_batch::RecordBatch;
-use quern::datafusion::arrow::util::pretty::pretty_format_batches;
+use quern::datafusion::arrow::util::display::FormatOptions;
+use quern::datafusion::arrow::util::pretty::pretty_format_batches_with_options;
 use std::collections::BTreeMap;
 
 use quern::{
@@ -415,7 +416,13 @@ pub(super) fn dag_dot(out: &mut impl Write, dag: &Dag) -> Result<()> {
 }
 
 pub(super) fn table(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
-    writeln!(out, "{}", pretty_format_batches(batches)?)?;
+    // NULL is written out, so that it differs from an empty string, in nested values too.
+    let options = FormatOptions::default().with_null("NULL");
+    writeln!(
+        out,
+        "{}",
+        pretty_format_batches_with_options(batches, &options)?
+    )?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     writeln!(out, "{rows} row(s)")?;
     Ok(())
@@ -426,14 +433,21 @@ pub(super) fn csv(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
         .with_header(true)
         .build(out);
     for batch in batches {
-        writer.write(batch)?;
+        writer.write(&super::values::csv_ready(batch)?)?;
     }
     Ok(())
 }
 
 pub(super) fn json(out: &mut impl Write, batches: &[RecordBatch]) -> Result<()> {
-    let mut writer = quern::datafusion::arrow::json::ArrayWriter::new(out);
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    // NULLs are written (a map entry or a struct field with a NULL value is kept).
+    let mut writer = quern::datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, quern::datafusion::arrow::json::writer::JsonArray>(out);
+    let ready = batches
+        .iter()
+        .map(super::values::json_ready)
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&RecordBatch> = ready.iter().collect();
     writer.write_batches(&refs)?;
     writer.finish()?;
     let out = writer.into_inner();

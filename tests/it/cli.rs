@@ -211,3 +211,74 @@ fn json_output_is_one_parseable_event_per_line() {
         "{error}"
     );
 }
+
+/// Nested values, NULLs inside them and maps with keys that are not strings: what
+/// Spark- and Delta-written tables hold.
+const NESTED: &str = "SELECT MAP {'a': 1, 'b': NULL} AS m, MAP {1: 'x', 2: NULL} AS im, \
+    named_struct('a', 1, 'b', CAST(NULL AS INT)) AS s, \
+    [named_struct('k', MAP {DATE '2024-03-01': 1.5})] AS l, CAST(NULL AS INT) AS n, \
+    [1, NULL, 3] AS arr, '' AS e";
+
+#[test]
+fn query_prints_every_value_in_every_format() {
+    let project = TempProject::new();
+    let query = |format: &str| {
+        let out = project.quern(&["query", NESTED, "--format", format]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(
+        query("json"),
+        "[{\"m\":{\"a\":1,\"b\":null},\"im\":{\"1\":\"x\",\"2\":null},\"s\":{\"a\":1,\"b\":null},\
+         \"l\":[{\"k\":{\"2024-03-01\":1.5}}],\"n\":null,\"arr\":[1,null,3],\"e\":\"\"}]\n"
+    );
+    assert_eq!(
+        query("csv"),
+        "m,im,s,l,n,arr,e\n\
+         \"{\"\"a\"\":1,\"\"b\"\":null}\",\"{\"\"1\"\":\"\"x\"\",\"\"2\"\":null}\",\"{\"\"a\"\":1,\"\"b\"\":null}\",\
+         \"[{\"\"k\"\":{\"\"2024-03-01\"\":1.5}}]\",,\"[1,null,3]\",\n"
+    );
+    let table = query("table");
+    assert!(
+        table.contains("| {a: 1, b: NULL} | {1: x, 2: NULL} |"),
+        "{table}"
+    );
+    assert!(table.contains("| NULL | [1, NULL, 3] |"), "{table}");
+}
+
+#[test]
+fn a_delta_table_written_by_python_with_an_integer_keyed_map_prints_as_json_and_csv() {
+    let project = TempProject::new();
+    let table = project.path().join("sql/events/seeds/attributes");
+    const WRITE: &str = r#"
+import sys, pyarrow as pa
+from deltalake import write_deltalake
+t = pa.table({
+    "id": pa.array([1, 2], pa.int64()),
+    "attrs": pa.array([[(7, "seven"), (8, None)], None], pa.map_(pa.int32(), pa.string())),
+})
+write_deltalake(sys.argv[1], t)
+"#;
+    let out = std::process::Command::new(crate::common::python())
+        .args(["-c", WRITE])
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let env = project.read("environments/local.toml").replace(
+        "[sources.raw]\n",
+        "[sources.raw]\nattributes = { uri = \"sql/events/seeds/attributes\", format = \"delta\" }\n",
+    );
+    project.write("environments/local.toml", &env);
+    let sql = "SELECT id, attrs FROM raw.attributes ORDER BY id";
+    let json = stdout(&project.quern(&["query", sql, "--format", "json"]));
+    assert_eq!(
+        json,
+        "[{\"id\":1,\"attrs\":{\"7\":\"seven\",\"8\":null}},{\"id\":2,\"attrs\":null}]\n"
+    );
+    let csv = stdout(&project.quern(&["query", sql, "--format", "csv"]));
+    assert_eq!(
+        csv,
+        "id,attrs\n1,\"{\"\"7\"\":\"\"seven\"\",\"\"8\"\":null}\"\n2,\n"
+    );
+}
