@@ -8,6 +8,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A reader that stops early (`quern query … | head`) ends quern as it ends other
+    // Unix tools, quietly by SIGPIPE, rather than with a "Broken pipe" error and exit 1.
+    // Tables are safe: a write commits atomically or not at all.
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     let json = args.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -282,3 +282,30 @@ write_deltalake(sys.argv[1], t)
         "id,attrs\n1,\"{\"\"7\"\":\"\"seven\"\",\"\"8\"\":null}\"\n2,\n"
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_quern_quietly() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let project = TempProject::new();
+    let mut child = project
+        .command(&[
+            "query",
+            "SELECT * FROM generate_series(1, 2000000)",
+            "--format",
+            "csv",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "value\n");
+    // The reader is gone (like `| head -1`).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert_eq!(stderr(&out), "");
+}
