@@ -297,9 +297,10 @@ impl Tail {
     }
 }
 
-/// The secrets a program gets, resolved now: the storage options (JSON, for a Python
-/// `deltalake` reader) and MLflow's address and token.
-fn secret_vars(
+/// The secrets a program gets, resolved when it starts: the storage options (JSON,
+/// for a Python `deltalake` reader) and MLflow's address and token, as quern's own
+/// MLflow client resolves them.
+pub(crate) fn secret_vars(
     env: &Environment,
     storage: &crate::delta::StorageOptions,
 ) -> Result<Vec<(String, String)>> {
@@ -308,12 +309,10 @@ fn secret_vars(
         "QUERN_STORAGE_OPTIONS".to_string(),
         serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()),
     )];
-    if let Some(m) = &env.mlflow {
-        let uri = crate::config::resolve_env_vars(&m.uri, &env.file, "mlflow.uri")?;
-        vars.push(("MLFLOW_TRACKING_URI".into(), uri));
-        if let Some(token) = &m.token {
-            let token = crate::config::resolve_env_vars(token, &env.file, "mlflow.token")?;
-            vars.push(("MLFLOW_TRACKING_TOKEN".into(), token));
+    if let Some(client) = crate::mlflow::Client::for_env(env)? {
+        vars.push(("MLFLOW_TRACKING_URI".into(), client.base().to_string()));
+        if let Some(token) = client.token() {
+            vars.push(("MLFLOW_TRACKING_TOKEN".into(), token.to_string()));
         }
     }
     Ok(vars)
@@ -321,8 +320,8 @@ fn secret_vars(
 
 /// What running a program needs from the run.
 pub(crate) struct Launch<'a> {
-    pub env: &'a Environment,
-    pub storage: &'a crate::delta::StorageOptions,
+    /// [`secret_vars`], resolved by the caller.
+    pub secrets: Vec<(String, String)>,
     pub run_id: &'a str,
     pub cancel: &'a std::sync::atomic::AtomicBool,
     /// Called with each line it prints (`true` for stderr).
@@ -336,15 +335,11 @@ pub(crate) async fn execute(
     launch: &Launch<'_>,
     tail: &mut Tail,
 ) -> std::result::Result<(), CommandError> {
-    let secrets = secret_vars(launch.env, launch.storage).map_err(|e| CommandError::Spawn {
-        program: cmd.argv[0].clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
     let mut child = tokio::process::Command::new(&cmd.argv[0])
         .args(&cmd.argv[1..])
         .current_dir(&cmd.cwd)
         .envs(cmd.vars.iter().cloned())
-        .envs(secrets)
+        .envs(launch.secrets.iter().cloned())
         .env("QUERN_RUN_ID", launch.run_id)
         // Python prints as it goes rather than when its buffer fills.
         .env("PYTHONUNBUFFERED", "1")

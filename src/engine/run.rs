@@ -438,8 +438,7 @@ async fn run_command(
         })
     };
     let launch = command::Launch {
-        env,
-        storage,
+        secrets: command::secret_vars(env, storage)?,
         run_id: run.run_id,
         cancel: &run.cancel,
         on_line: &on_line,

@@ -141,6 +141,11 @@ impl Client {
         }))
     }
 
+    /// The bearer token, if any.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The server's base URL, as configured (a cache key).
     pub(crate) fn base(&self) -> &str {
         &self.base
