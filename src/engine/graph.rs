@@ -59,8 +59,15 @@ pub(super) fn dag_of(
 }
 
 /// The functions each rendered task calls (a task that does not parse calls none:
-/// planning reports it).
-pub(super) fn calls_of(rendered: &[RenderedTask]) -> BTreeMap<TaskId, BTreeSet<String>> {
+/// planning reports it), for [`dag_of`]'s edges from the `commands` that register a
+/// model: none to parse for when no command task registers one.
+pub(super) fn calls_of(
+    rendered: &[RenderedTask],
+    commands: &[&Task],
+) -> BTreeMap<TaskId, BTreeSet<String>> {
+    if commands.iter().all(|c| c.config.registers.is_none()) {
+        return BTreeMap::new();
+    }
     rendered
         .iter()
         .map(|r| {

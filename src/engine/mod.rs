@@ -286,7 +286,7 @@ impl Engine {
         let pipeline = self.project.pipeline(pipeline)?;
         let mut rendered = graph::render_tasks(renderer, &[pipeline], &self.env.name)?;
         let commands = graph::command_tasks(&[pipeline], &self.env.name);
-        let calls = graph::calls_of(&rendered);
+        let calls = graph::calls_of(&rendered, &commands);
         // Upstream first when the refs form a DAG; a cycle is reported by plan and dag.
         if let Ok(dag) = graph::dag_of(self, Some(&pipeline.name), &rendered, &commands, &calls) {
             let position: std::collections::BTreeMap<_, _> = dag
@@ -327,7 +327,7 @@ impl Engine {
         let pipelines = graph::scope(&self.project, pipeline.map(|p| p.name.as_str()))?;
         let rendered = graph::render_tasks(&self.renderer(options)?, &pipelines, &self.env.name)?;
         let commands = graph::command_tasks(&pipelines, &self.env.name);
-        let calls = graph::calls_of(&rendered);
+        let calls = graph::calls_of(&rendered, &commands);
         graph::dag_of(
             self,
             pipeline.map(|p| &p.name),
