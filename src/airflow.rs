@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::config::TaskId;
+use crate::config::{PipelineName, TaskId};
 use crate::engine::{Engine, RunOptions};
 use crate::error::{Error, Result};
 use crate::pipeline::Dag;
@@ -144,14 +144,10 @@ impl Engine {
         pipeline: Option<&str>,
         granularity: Granularity,
     ) -> (BTreeMap<String, Node>, BTreeSet<(String, String)>) {
-        let in_file =
-            |id: &TaskId| pipeline.is_none_or(|p| id.pipeline.as_str() == p) && !is_view(self, id);
+        let in_file = |id: &TaskId| in_file(self, pipeline, id);
         let project = self.project();
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
-        let node_of = |id: &TaskId| match granularity {
-            Granularity::Task => format!("{}.{}", id.pipeline, id.task),
-            Granularity::Pipeline => id.pipeline.to_string(),
-        };
+        let node_of = |id: &TaskId| airflow_id(id, granularity);
         for id in dag.order().iter().filter(|t| in_file(t)) {
             let Some(task) = project.task(id) else {
                 continue;
@@ -201,8 +197,6 @@ impl Engine {
     ) -> String {
         let (nodes, edges) = self.nodes(dag, pipeline, options.granularity);
         let external = external_upstream(self, dag, pipeline, options.granularity);
-        let sensors: BTreeMap<&String, &(String, String)> =
-            external.iter().map(|(s, target, _)| (s, target)).collect();
         let env = &self.environment().name;
         let root = self.project().root().display().to_string();
         let what = match pipeline {
@@ -248,7 +242,6 @@ impl Engine {
         let tags: Vec<String> = tags.iter().map(|t| py_str(t)).collect();
         let _ = writeln!(w, "    tags=[{}],", tags.join(", "));
         let _ = writeln!(w, ") as dag:");
-        let var = |id: &str| format!("t_{}", id.replace('.', "__"));
         for node in nodes.values() {
             let _ = writeln!(w, "    {} = BashOperator(", var(&node.id));
             let _ = writeln!(w, "        task_id={},", py_str(&node.id));
@@ -269,20 +262,23 @@ impl Engine {
             }
             let _ = writeln!(w, "    )");
         }
-        sensors_and_edges(w, &sensors, &edges, &external);
+        sensors_and_edges(w, &edges, &external);
         out
     }
 }
 
-/// The sensors waiting for other pipelines' DAGs, then every edge.
+/// The sensors waiting for other pipelines' DAGs (one per upstream Airflow task of
+/// `external`), then every edge.
 fn sensors_and_edges(
     w: &mut String,
-    sensors: &BTreeMap<&String, &(String, String)>,
     edges: &BTreeSet<(String, String)>,
-    external: &BTreeSet<(String, (String, String), String)>,
+    external: &BTreeSet<External>,
 ) {
-    let var = |id: &str| format!("t_{}", id.replace('.', "__"));
-    for (sensor, (external_dag, external_task)) in sensors {
+    let sensors: BTreeMap<&String, &PipelineName> = external
+        .iter()
+        .map(|e| (&e.upstream, &e.pipeline))
+        .collect();
+    for (sensor, upstream_pipeline) in sensors {
         let _ = writeln!(
             w,
             "    {} = ExternalTaskSensor(",
@@ -293,8 +289,9 @@ fn sensors_and_edges(
             "        task_id={},",
             py_str(&format!("wait_for.{sensor}"))
         );
-        let _ = writeln!(w, "        external_dag_id={},", py_str(external_dag));
-        let _ = writeln!(w, "        external_task_id={},", py_str(external_task));
+        let external_dag = format!("quern_{upstream_pipeline}");
+        let _ = writeln!(w, "        external_dag_id={},", py_str(&external_dag));
+        let _ = writeln!(w, "        external_task_id={},", py_str(sensor));
         let _ = writeln!(w, "        mode=\"reschedule\",");
         let _ = writeln!(w, "        timeout=24 * 3600,");
         let _ = writeln!(w, "    )");
@@ -305,12 +302,12 @@ fn sensors_and_edges(
     for (from, to) in edges {
         let _ = writeln!(w, "    {} >> {}", var(from), var(to));
     }
-    for (sensor, _, downstream) in external {
+    for e in external {
         let _ = writeln!(
             w,
             "    {} >> {}",
-            var(&format!("wait.{sensor}")),
-            var(downstream)
+            var(&format!("wait.{}", e.upstream)),
+            var(&e.downstream)
         );
     }
 }
@@ -372,32 +369,59 @@ fn header(
     out
 }
 
-/// The tasks of other pipelines that tasks of `pipeline` read, in the project's DAG,
-/// as (sensor, (the DAG generated for their pipeline, their Airflow task), the
-/// Airflow task waiting for it).
+/// An Airflow task of another pipeline's DAG that a task of a pipeline's file waits
+/// for.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct External {
+    /// Its Airflow task id (also the sensor's name).
+    upstream: String,
+    /// Its pipeline (whose DAG is `quern_<pipeline>`).
+    pipeline: PipelineName,
+    /// The Airflow task of this file that waits for it.
+    downstream: String,
+}
+
+/// The tasks of other pipelines that tasks of `pipeline` read, in the project's DAG.
 fn external_upstream(
     engine: &Engine,
     dag: &Dag,
     pipeline: Option<&str>,
     granularity: Granularity,
-) -> BTreeSet<(String, (String, String), String)> {
-    let Some(pipeline) = pipeline else {
+) -> BTreeSet<External> {
+    let Some(name) = pipeline else {
         return BTreeSet::new();
     };
-    let node_of = |id: &TaskId| match granularity {
-        Granularity::Task => format!("{}.{}", id.pipeline, id.task),
-        Granularity::Pipeline => id.pipeline.to_string(),
-    };
     let mut out = BTreeSet::new();
-    let in_file = |id: &TaskId| id.pipeline.as_str() == pipeline && !is_view(engine, id);
-    for id in dag.order().iter().filter(|t| in_file(t)) {
+    for id in dag.order().iter().filter(|t| in_file(engine, pipeline, t)) {
         let upstream = written_upstream(engine, dag, id);
-        for up in upstream.iter().filter(|u| u.pipeline.as_str() != pipeline) {
-            let target = (format!("quern_{}", up.pipeline), node_of(up));
-            out.insert((node_of(up), target, node_of(id)));
+        for up in upstream.iter().filter(|u| u.pipeline.as_str() != name) {
+            out.insert(External {
+                upstream: airflow_id(up, granularity),
+                pipeline: up.pipeline.clone(),
+                downstream: airflow_id(id, granularity),
+            });
         }
     }
     out
+}
+
+/// The Airflow task id of quern task `id`: `pipeline.task`, or `pipeline`.
+fn airflow_id(id: &TaskId, granularity: Granularity) -> String {
+    match granularity {
+        Granularity::Task => format!("{}.{}", id.pipeline, id.task),
+        Granularity::Pipeline => id.pipeline.to_string(),
+    }
+}
+
+/// The Python variable of Airflow task `id`.
+fn var(id: &str) -> String {
+    format!("t_{}", id.replace('.', "__"))
+}
+
+/// Whether task `id` is an Airflow task of the file of `pipeline` (of the project's,
+/// with `None`): a task of it that is not a view.
+fn in_file(engine: &Engine, pipeline: Option<&str>, id: &TaskId) -> bool {
+    pipeline.is_none_or(|p| id.pipeline.as_str() == p) && !is_view(engine, id)
 }
 
 /// Whether task `id` is a view: not run on its own, but inlined into the tasks that

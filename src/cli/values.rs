@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use quern::datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, LargeListArray, ListArray, MapArray, RecordBatch,
-    StringArray, StructArray,
+    Array, ArrayRef, AsArray, FixedSizeListArray, GenericListArray, MapArray, OffsetSizeTrait,
+    RecordBatch, StringArray, StructArray,
 };
 use quern::datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
 use quern::datafusion::arrow::error::ArrowError;
@@ -123,26 +123,8 @@ fn string_keys(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
                 *sorted,
             )?)
         }
-        DataType::List(f) => {
-            let list = array.as_list::<i32>();
-            let values = string_keys(list.values())?;
-            Arc::new(ListArray::try_new(
-                retyped(f, &values),
-                list.offsets().clone(),
-                values,
-                list.nulls().cloned(),
-            )?)
-        }
-        DataType::LargeList(f) => {
-            let list = array.as_list::<i64>();
-            let values = string_keys(list.values())?;
-            Arc::new(LargeListArray::try_new(
-                retyped(f, &values),
-                list.offsets().clone(),
-                values,
-                list.nulls().cloned(),
-            )?)
-        }
+        DataType::List(f) => list_with_string_keys::<i32>(array, f)?,
+        DataType::LargeList(f) => list_with_string_keys::<i64>(array, f)?,
         DataType::FixedSizeList(f, size) => {
             let list = array.as_fixed_size_list();
             let values = string_keys(list.values())?;
@@ -169,6 +151,21 @@ fn string_keys(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         }
         _ => array.clone(),
     })
+}
+
+/// [`string_keys`] of a list (`i32` offsets) or large list (`i64`).
+fn list_with_string_keys<O: OffsetSizeTrait>(
+    array: &ArrayRef,
+    field: &Arc<Field>,
+) -> Result<ArrayRef, ArrowError> {
+    let list = array.as_list::<O>();
+    let values = string_keys(list.values())?;
+    Ok(Arc::new(GenericListArray::<O>::try_new(
+        retyped(field, &values),
+        list.offsets().clone(),
+        values,
+        list.nulls().cloned(),
+    )?))
 }
 
 fn retyped(field: &Arc<Field>, values: &ArrayRef) -> Arc<Field> {

@@ -6,10 +6,9 @@
 //! with nothing written after it.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use super::common::{python, stderr, stdout};
+use super::common::{command_at, python, quern_at, stderr, stdout};
 
 /// A project folder with `files` (path, text) and a local environment whose Python is
 /// the test venv's.
@@ -35,18 +34,8 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn quern(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(dir)
-        .args(args)
-        .env_remove("QUERN_ENV")
-        .output()
-        .expect("quern runs")
-}
-
 fn query(dir: &Path, sql: &str) -> String {
-    let out = quern(dir, &["query", sql, "--format", "csv"]);
+    let out = quern_at(dir, &["query", sql, "--format", "csv"]);
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)
 }
@@ -96,7 +85,7 @@ fn shop() -> tempfile::TempDir {
 fn a_python_task_writes_its_declared_table_and_sql_reads_it() {
     let dir = shop();
     // The plan knows the program's table before it runs.
-    let out = quern(dir.path(), &["plan", "shop", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["plan", "shop", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = stdout(&out);
     assert!(plan.contains("2. flags (command)"), "{plan}");
@@ -104,7 +93,7 @@ fn a_python_task_writes_its_declared_table_and_sql_reads_it() {
     assert!(plan.contains("big Boolean"), "{plan}");
     assert!(plan.contains("3. big_orders (table)\n"), "{plan}");
 
-    let out = quern(
+    let out = quern_at(
         dir.path(),
         &["run", "shop", "--ds", "2024-03-01", "--progress", "plain"],
     );
@@ -134,7 +123,7 @@ fn a_python_task_writes_its_declared_table_and_sql_reads_it() {
 #[test]
 fn the_json_stream_carries_the_programs_lines() {
     let dir = shop();
-    let out = quern(dir.path(), &["--json", "run", "shop", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["--json", "run", "shop", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()
@@ -173,7 +162,7 @@ fn a_failed_exit_fails_the_task_with_its_output_and_skips_what_reads_it() {
         ),
         ("sql/p/after.sql", "SELECT a FROM {{ ref('step') }}"),
     ]);
-    let out = quern(
+    let out = quern_at(
         dir.path(),
         &["run", "p", "--ds", "2024-03-01", "--progress", "plain"],
     );
@@ -206,7 +195,7 @@ fn a_program_past_its_timeout_is_killed_with_its_process_group() {
     );
     let dir = with_command(&script, "timeout = \"1s\"\n");
     let started = std::time::Instant::now();
-    let out = quern(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
@@ -236,14 +225,14 @@ fn retry_on_exit_runs_a_failed_program_again() {
         &script,
         "retries = 1\nretry_delay = \"0s\"\nretry_on_exit = true\n",
     );
-    let out = quern(dir.path(), &["--json", "run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["--json", "run", "p", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains("\"event\":\"task_retrying\""), "{text}");
     // Without retry_on_exit an exit is not retried.
     std::fs::remove_file(&marker).unwrap();
     let dir = with_command(&script, "retries = 1\nretry_delay = \"0s\"\n");
-    let out = quern(dir.path(), &["--json", "run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["--json", "run", "p", "--ds", "2024-03-01"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!stdout(&out).contains("task_retrying"));
 }
@@ -255,7 +244,7 @@ fn a_program_that_does_not_do_what_it_declares_fails() {
         "echo done",
         "produces = \"table\"\ncolumns = [\"a BIGINT\"]\n",
     );
-    let out = quern(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
@@ -271,7 +260,7 @@ fn a_program_that_does_not_do_what_it_declares_fails() {
             "[tasks.step]\nproduces = \"table\"\ncolumns = [\"a BIGINT\", \"b DOUBLE\"]\n",
         ),
     ]);
-    let out = quern(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
@@ -377,7 +366,7 @@ fn bad_command_tasks_fail_the_plan_with_nothing_written() {
         let mut all = vec![("sql/p/first.sql", "SELECT 1 AS a")];
         all.extend_from_slice(files);
         let dir = project(&all);
-        let out = quern(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
+        let out = quern_at(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(1), "{expected}: {text}");
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
@@ -393,7 +382,7 @@ fn bad_command_tasks_fail_the_plan_with_nothing_written() {
         "environments/local.toml",
         "[warehouse]\nroot = \"warehouse\"\n[python]\ninterpreter = \"python-quern-missing\"\n",
     );
-    let out = quern(dir.path(), &["plan", "p"]);
+    let out = quern_at(dir.path(), &["plan", "p"]);
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -412,10 +401,10 @@ fn a_task_limited_to_other_environments_is_not_in_the_dag() {
         ),
         ("environments/prod.toml", "[warehouse]\nroot = \"w-prod\"\n"),
     ]);
-    let out = quern(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["run", "p", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(!stdout(&out).contains("step"), "{}", stdout(&out));
-    let out = quern(dir.path(), &["--env", "prod", "dag", "p"]);
+    let out = quern_at(dir.path(), &["--env", "prod", "dag", "p"]);
     assert!(stdout(&out).contains("step"), "{}", stdout(&out));
 }
 
@@ -487,15 +476,14 @@ fn sigterm_cancels_the_run_and_kills_running_programs() {
     std::fs::remove_file(pid_file.path()).unwrap();
     let script = format!("sleep 60 & echo $! > {}; wait", pid_file.path().display());
     let dir = with_command(&script, "");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(dir.path())
-        .args(["run", "p", "--ds", "2024-03-01", "--progress", "plain"])
-        .env_remove("QUERN_ENV")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = command_at(
+        dir.path(),
+        &["run", "p", "--ds", "2024-03-01", "--progress", "plain"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let started = std::time::Instant::now();
     while std::fs::read_to_string(pid_file.path()).map_or(true, |p| p.trim().is_empty()) {
         assert!(

@@ -53,13 +53,7 @@ impl TempProject {
 
     /// The real `quern` binary, set up to run in this project.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_quern"));
-        command
-            .arg("--project")
-            .arg(self.path())
-            .args(args)
-            .env_remove("QUERN_ENV");
-        command
+        command_at(self.path(), args)
     }
 
     /// Runs the real `quern` binary in this project.
@@ -94,6 +88,22 @@ impl TempProject {
         files.sort();
         files
     }
+}
+
+/// The real `quern` binary, set up to run in the project folder `dir`.
+pub fn command_at(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quern"));
+    command
+        .arg("--project")
+        .arg(dir)
+        .args(args)
+        .env_remove("QUERN_ENV");
+    command
+}
+
+/// Runs the real `quern` binary in the project folder `dir`.
+pub fn quern_at(dir: &Path, args: &[&str]) -> Output {
+    command_at(dir, args).output().expect("quern runs")
 }
 
 fn collect_logs(root: &Path, dir: &Path, out: &mut Vec<String>) {

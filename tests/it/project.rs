@@ -7,7 +7,7 @@ use std::process::Command;
 
 use quern::{Engine, Project, RunDate, RunOptions, TaskStatus};
 
-use super::common::{python, repo_root, stderr, stdout, TempProject};
+use super::common::{python, quern_at, repo_root, stderr, stdout, TempProject};
 
 /// A project written by `scripts/gen-project.py`.
 fn generated(pipelines: usize, tasks: usize) -> tempfile::TempDir {
@@ -31,16 +31,6 @@ fn engine(dir: &Path) -> Engine {
         .with_environment("local")
         .build()
         .expect("engine builds")
-}
-
-fn quern(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("--project")
-        .arg(dir)
-        .args(args)
-        .env_remove("QUERN_ENV")
-        .output()
-        .expect("quern runs")
 }
 
 fn options() -> RunOptions {
@@ -115,10 +105,10 @@ async fn a_generated_project_plans_and_runs_from_an_empty_warehouse() {
 fn selectors_tags_and_the_dag_span_the_project() {
     let dir = generated(10, 300);
     // Selected tasks read the others from the warehouse: write it first.
-    let out = quern(dir.path(), &["run", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["run", "--ds", "2024-03-01"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = |select: &str| {
-        quern(
+        quern_at(
             dir.path(),
             &["plan", "--ds", "2024-03-01", "--select", select],
         )
@@ -182,7 +172,7 @@ fn selectors_tags_and_the_dag_span_the_project() {
         assert_eq!(out.status.code(), Some(2), "{select}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{select}: {}", stderr(&out));
     }
-    let out = quern(
+    let out = quern_at(
         dir.path(),
         &["plan", "marts_1", "--select", "staging_1/stg_000"],
     );
@@ -194,16 +184,16 @@ fn selectors_tags_and_the_dag_span_the_project() {
     );
 
     // The project's DAG, pipelines as clusters.
-    let out = quern(dir.path(), &["dag", "--format", "dot"]);
+    let out = quern_at(dir.path(), &["dag", "--format", "dot"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let dot = stdout(&out);
     assert!(dot.contains("subgraph \"cluster_staging_1\""), "{dot}");
     assert!(dot.contains("\"staging_1/stg_000\" -> \""), "{dot}");
-    let out = quern(dir.path(), &["dag", "--format", "mermaid"]);
+    let out = quern_at(dir.path(), &["dag", "--format", "mermaid"]);
     let mermaid = stdout(&out);
     assert!(mermaid.contains("    subgraph marts_1\n"), "{mermaid}");
     assert!(mermaid.contains("staging_1__stg_000 --> "), "{mermaid}");
-    let out = quern(dir.path(), &["dag"]);
+    let out = quern_at(dir.path(), &["dag"]);
     assert!(
         stdout(&out).contains("marts_1/mart_219 <- "),
         "{}",
@@ -228,7 +218,7 @@ fn a_cycle_across_pipelines_is_listed_with_pipeline_and_task() {
         format!("SELECT id, k, v FROM {{{{ ref('marts_1', '{mart}') }}}}"),
     )
     .unwrap();
-    let out = quern(dir.path(), &["plan", "--ds", "2024-03-01"]);
+    let out = quern_at(dir.path(), &["plan", "--ds", "2024-03-01"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
