@@ -439,6 +439,16 @@ pub enum PlanError {
     /// The output is not what its materialization, expectations or metric need.
     #[error("{0}")]
     Output(String),
+    /// The query calls a function of the other SQL dialect.
+    #[error("`{function}` is not a function of the `{dialect}` dialect, but of `{other}`: write the pipeline in `{other}` (`dialect = \"{other}\"` in its pipeline.toml), or call a `{dialect}` function")]
+    WrongDialect {
+        /// The function, as called.
+        function: String,
+        /// The dialect the query is in.
+        dialect: crate::config::Dialect,
+        /// The dialect that has the function.
+        other: crate::config::Dialect,
+    },
     /// An expectation does not compile against the task's output.
     #[error(transparent)]
     Expectation(#[from] crate::checks::ExpectationError),
@@ -615,6 +625,38 @@ impl Error {
             file: file.into(),
             line,
             source: Box::new(source),
+        }
+    }
+
+    /// A task of `file` calls `function`, which only the other dialect has: the error
+    /// points at the line of the rendered SQL that first calls it.
+    pub(crate) fn wrong_dialect(
+        task: impl Into<String>,
+        file: impl Into<PathBuf>,
+        sql: &str,
+        (function, dialect, other): (String, crate::config::Dialect, crate::config::Dialect),
+    ) -> Self {
+        let line = sql
+            .to_lowercase()
+            .lines()
+            .position(|l| {
+                l.match_indices(function.as_str()).any(|(i, _)| {
+                    let before = l[..i].chars().next_back();
+                    let after = l[i + function.len()..].trim_start();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                        && after.starts_with('(')
+                })
+            })
+            .map(|l| l + 1);
+        Error::Plan {
+            task: task.into(),
+            file: file.into(),
+            line,
+            source: Box::new(PlanError::WrongDialect {
+                function,
+                dialect,
+                other,
+            }),
         }
     }
 

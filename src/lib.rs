@@ -89,7 +89,7 @@ pub use airflow::{AirflowOptions, DagFile, Granularity};
 pub use catalog::StorageError;
 pub use checks::{ExpectationError, ExpectationOutcome, MetricError, MetricValue, PlannedMetric};
 pub use config::{
-    Environment, InvalidName, Materialization, MetricConfig, ModelUri, ModelUriError,
+    Dialect, Environment, InvalidName, Materialization, MetricConfig, ModelUri, ModelUriError,
     OnSchemaChange, PipelineName, Produces, Severity, TaskConfig, TaskId, TaskName,
     DEFAULT_ENVIRONMENT,
 };

@@ -30,6 +30,8 @@ pub struct PlannedMetric {
     /// Whether it is computed per group (a group column, then the number).
     pub grouped: bool,
     pub(crate) statement: Statement,
+    /// The dialect its statement is planned in.
+    pub(crate) dialect: crate::config::Dialect,
 }
 
 /// One value of a metric in a run, judged.

@@ -143,6 +143,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
+        /// The query's SQL dialect: `datafusion` or `spark` (default: the project's,
+        /// `dialect` in quern.toml, else datafusion).
+        #[arg(long)]
+        dialect: Option<quern::Dialect>,
     },
 }
 
@@ -510,8 +514,13 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             let models = engine.models().await?;
             output::models(&mut out, engine.environment(), &models)?;
         }
-        Command::Query { sql, format } => {
-            let batches = engine.query(sql).await?.collect().await?;
+        Command::Query {
+            sql,
+            format,
+            dialect,
+        } => {
+            let dialect = dialect.unwrap_or(engine.project().dialect());
+            let batches = engine.query_in(sql, dialect).await?.collect().await?;
             match format {
                 QueryFormat::Table => output::table(&mut out, &batches)?,
                 QueryFormat::Csv => output::csv(&mut out, &batches)?,

@@ -140,6 +140,11 @@ pub struct EngineSettings {
     /// How many independent tasks of a run may execute at once (default 2).
     #[serde(default)]
     pub max_concurrent_tasks: Option<usize>,
+    /// The session time zone (an IANA name such as `"Europe/Paris"`, or an offset such
+    /// as `"+02:00"`; default UTC): what timestamps with a time zone are shown and
+    /// truncated in, and what Spark's date functions read local times in.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +233,17 @@ impl Environment {
             key,
             message,
         };
+        if let Some(tz) = &parsed.engine.time_zone {
+            if tz
+                .parse::<datafusion::arrow::array::timezone::Tz>()
+                .is_err()
+            {
+                return Err(config_err(
+                    "engine.time_zone".into(),
+                    format!("`{tz}` is not a time zone; write an IANA name such as \"Europe/Paris\", or an offset such as \"+02:00\""),
+                ));
+            }
+        }
         for (source, tables) in &parsed.sources {
             if !super::names::is_identifier(source) {
                 return Err(config_err(

@@ -3,6 +3,7 @@
 //! written and resolved only when a connection is made (see [`resolve_env_vars`]).
 
 mod alerts;
+mod dialect;
 mod environment;
 mod expectations;
 mod model_uri;
@@ -10,6 +11,7 @@ mod names;
 mod pipeline;
 
 pub(crate) use alerts::{AlertConfig, AlertEvent, AlertKind};
+pub use dialect::Dialect;
 pub use environment::Environment;
 pub(crate) use environment::{SourceFormat, SourceTable};
 pub(crate) use expectations::ExpectationConfig;
@@ -17,8 +19,8 @@ pub use expectations::Severity;
 pub use model_uri::{ModelUri, ModelUriError};
 pub(crate) use names::{is_identifier, is_tag};
 pub use names::{InvalidName, PipelineName, TaskId, TaskName};
-pub(crate) use pipeline::PipelineConfig;
 pub use pipeline::{Materialization, MetricConfig, OnSchemaChange, Produces, TaskConfig};
+pub(crate) use pipeline::{PipelineConfig, ProjectConfig};
 
 use std::path::Path;
 

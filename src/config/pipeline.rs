@@ -266,6 +266,9 @@ pub struct PipelineConfig {
     /// The retries of its tasks that set none.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// The SQL dialect of its tasks (default: the project's, else `datafusion`).
+    #[serde(default)]
+    pub dialect: Option<super::Dialect>,
     /// The retry delay of its tasks that set none.
     #[serde(default, deserialize_with = "duration")]
     pub retry_delay: Option<Duration>,
@@ -275,6 +278,25 @@ pub struct PipelineConfig {
     /// Metrics computed after every successful run (`[metrics.<name>]`).
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricConfig>,
+}
+
+/// The whole of `quern.toml`, the project's own settings (optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectConfig {
+    /// The SQL dialect of pipelines that set none, and of `quern query`.
+    #[serde(default)]
+    pub dialect: Option<super::Dialect>,
+}
+
+impl ProjectConfig {
+    /// Reads `path` (shown as `file`); an absent file is the defaults.
+    pub(crate) fn load_as(path: &Path, file: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        super::parse_toml(file, &super::read_file(path)?)
+    }
 }
 
 /// A metric: a templated SQL query over the run's tables returning one number, or one

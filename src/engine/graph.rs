@@ -71,7 +71,7 @@ pub(super) fn calls_of(
     rendered
         .iter()
         .map(|r| {
-            let functions = extract_relations(r.task.as_str(), &r.file, &r.sql)
+            let functions = extract_relations(r.task.as_str(), &r.file, &r.sql, r.dialect)
                 .map(|p| p.functions)
                 .unwrap_or_default();
             (TaskId::new(r.pipeline.clone(), r.task.clone()), functions)

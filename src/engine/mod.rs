@@ -239,6 +239,10 @@ impl Engine {
         if let Some(n) = self.batch_size {
             config = config.with_batch_size(n);
         }
+        // Absent, DataFusion's own default applies, which is UTC.
+        if let Some(tz) = &self.env.engine.time_zone {
+            config.options_mut().execution.time_zone = Some(tz.clone());
+        }
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
@@ -589,20 +593,45 @@ impl Engine {
     /// # }
     /// ```
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
+        self.query_in(sql, self.project.dialect()).await
+    }
+
+    /// [`Engine::query`] with SQL of `dialect` (`quern query --dialect spark`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use quern::{Dialect, Engine, Project};
+    /// # let engine = Engine::builder(Project::load(".")?).with_environment("local").build()?;
+    /// // Spark's `/` never truncates.
+    /// let df = engine.query_in("SELECT 3 / 2 AS x", Dialect::Spark).await?;
+    /// let batches = df.collect().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn query_in(&self, sql: &str, dialect: crate::config::Dialect) -> Result<DataFrame> {
         let ctx = self.session();
-        let parsed =
-            crate::pipeline::extract_relations("query", std::path::Path::new("<query>"), sql)?;
+        let parsed = crate::pipeline::extract_relations(
+            "query",
+            std::path::Path::new("<query>"),
+            sql,
+            dialect,
+        )?;
         let catalog = self.catalog()?;
         self.register_models(&ctx, &parsed.functions).await?;
         for relation in &parsed.relations {
             // A table that does not exist (yet) is left for DataFusion to report.
             catalog.register(&ctx, relation).await?;
         }
-        let plan = ctx
-            .state()
-            .statement_to_plan(parsed.statement)
+        let plan = crate::functions::state_for(ctx.state(), dialect)
+            .statement_to_plan(parsed.statement.clone())
             .await
-            .map_err(Error::query)?;
+            .map_err(|source| {
+                match crate::functions::other_dialects(&ctx.state(), dialect, &parsed.functions) {
+                    Some(found) => Error::wrong_dialect("query", "<query>", sql, found),
+                    None => Error::query(source),
+                }
+            })?;
         Ok(DataFrame::new(ctx.state(), plan))
     }
 

@@ -64,7 +64,7 @@ pub struct PlannedTask {
 #[derive(Debug, Clone)]
 pub(crate) enum Work {
     /// Plan the query again on the committed upstream tables and write it.
-    Sql(Statement),
+    Sql(Statement, crate::config::Dialect),
     /// Run the program.
     Command(Arc<super::command::PlannedCommand>),
 }
@@ -215,7 +215,7 @@ fn parse_and_check(
 ) -> Result<BTreeMap<TaskId, ParsedTask>> {
     let mut parsed = BTreeMap::new();
     for r in rendered {
-        let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
+        let p = extract_relations(r.task.as_str(), &r.file, &r.sql, r.dialect)?;
         for relation in &p.relations {
             check_relation(engine, r, relation)?;
         }
@@ -470,12 +470,10 @@ impl<'a> Planner<'a> {
         let config = &engine.project().pipelines()[&r.pipeline].tasks[&r.task].config;
         self.record_calls(&r.pipeline, &p.functions);
         self.register_reads(r, &p.relations).await?;
-        let plan: LogicalPlan = self
-            .ctx
-            .state()
+        let plan: LogicalPlan = crate::functions::state_for(self.ctx.state(), p.dialect)
             .statement_to_plan(p.statement.clone())
             .await
-            .map_err(|source| plan_error(r, source))?;
+            .map_err(|source| self.plan_failure(r, p, source))?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         check_output(r, config, &schema)?;
         let expectations = self.compile_expectations(r, config, &schema)?;
@@ -506,7 +504,7 @@ impl<'a> Planner<'a> {
             selected,
             expectations,
             upstream,
-            work: Work::Sql(p.statement.clone()),
+            work: Work::Sql(p.statement.clone(), p.dialect),
         })
     }
 
@@ -523,9 +521,10 @@ impl<'a> Planner<'a> {
         }
         let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
             .map_err(|source| plan_error(r, source))?;
+        let state = crate::functions::state_for(self.ctx.state(), r.dialect);
         let compiled =
             CompiledExpectations::compile(r.task.as_str(), &config.expect, &df_schema, |sql| {
-                self.ctx.parse_sql_expr(sql, &df_schema)
+                state.create_logical_expr(sql, &df_schema)
             })
             .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
         Ok(Some(Arc::new(compiled)))
@@ -560,7 +559,7 @@ impl<'a> Planner<'a> {
 
     /// Plans a metric against the tasks' planned outputs.
     async fn plan_metric(&mut self, metric: &Metric, r: &RenderedTask) -> Result<PlannedMetric> {
-        let p = extract_relations(r.task.as_str(), &r.file, &r.sql)?;
+        let p = extract_relations(r.task.as_str(), &r.file, &r.sql, r.dialect)?;
         for relation in &p.relations {
             check_relation(self.engine, r, relation)?;
         }
@@ -570,12 +569,10 @@ impl<'a> Planner<'a> {
         self.models.extend(more);
         self.functions.extend(new);
         self.register_reads(r, &p.relations).await?;
-        let plan = self
-            .ctx
-            .state()
+        let plan = crate::functions::state_for(self.ctx.state(), p.dialect)
             .statement_to_plan(p.statement.clone())
             .await
-            .map_err(|source| plan_error(r, source))?;
+            .map_err(|source| self.plan_failure(r, &p, source))?;
         crate::checks::check_shape(plan.schema().as_arrow())
             .map_err(|e| Error::plan(r.task.as_str(), r.file.clone(), e))?;
         Ok(PlannedMetric {
@@ -586,6 +583,7 @@ impl<'a> Planner<'a> {
             config: metric.config.clone(),
             grouped: plan.schema().fields().len() == 2,
             statement: p.statement,
+            dialect: p.dialect,
         })
     }
 
@@ -759,6 +757,22 @@ fn check_output(r: &RenderedTask, config: &TaskConfig, schema: &SchemaRef) -> Re
         }
     }
     Ok(())
+}
+
+impl Planner<'_> {
+    /// Why `p` did not plan: a function of the other dialect, if it calls one, else
+    /// what DataFusion says.
+    fn plan_failure(
+        &self,
+        r: &RenderedTask,
+        p: &ParsedTask,
+        source: datafusion::error::DataFusionError,
+    ) -> Error {
+        match crate::functions::other_dialects(&self.ctx.state(), p.dialect, &p.functions) {
+            Some(found) => Error::wrong_dialect(r.task.as_str(), r.file.clone(), &r.sql, found),
+            None => plan_error(r, source),
+        }
+    }
 }
 
 fn plan_error(r: &RenderedTask, source: datafusion::error::DataFusionError) -> Error {

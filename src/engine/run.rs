@@ -361,7 +361,9 @@ async fn metric_values(
     ctx: &SessionContext,
     m: &PlannedMetric,
 ) -> std::result::Result<crate::checks::GroupValues, MetricError> {
-    let plan = ctx.state().statement_to_plan(m.statement.clone()).await?;
+    let plan = crate::functions::state_for(ctx.state(), m.dialect)
+        .statement_to_plan(m.statement.clone())
+        .await?;
     let batches = DataFrame::new(ctx.state(), plan).collect().await?;
     crate::checks::values(&batches, m.grouped)
 }
@@ -375,12 +377,11 @@ async fn run_task(
 ) -> Result<Option<WriteOutcome>> {
     let (ctx, catalog, ds) = (run.ctx, run.catalog, run.ds);
     let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
-    let statement = match &task.work {
-        Work::Sql(statement) => statement,
+    let (statement, dialect) = match &task.work {
+        Work::Sql(statement, dialect) => (statement, *dialect),
         Work::Command(cmd) => return run_command(run, task, cmd).await,
     };
-    let plan = ctx
-        .state()
+    let plan = crate::functions::state_for(ctx.state(), dialect)
         .statement_to_plan(statement.clone())
         .await
         .map_err(|source| Error::plan(task.task.as_str(), task.file.clone(), source))?;

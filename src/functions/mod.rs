@@ -1,9 +1,13 @@
 //! Built-in SQL functions for statistics: `odds_ratio(exposed, outcome)`, and STL
 //! time-series decomposition and forecasting per group, `stl_decompose(day, value,
-//! period)` and `stl_forecast(day, value, period, horizon)`.
+//! period)` and `stl_forecast(day, value, period, horizon)`; and the functions of each
+//! SQL dialect (`spark`).
 
 mod odds_ratio;
+mod spark;
 mod stl;
+
+pub(crate) use spark::{other_dialects, state_for};
 
 use datafusion::logical_expr::AggregateUDF;
 

@@ -9,9 +9,18 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::dialect::{Dialect as SqlDialect, GenericDialect};
 
+use crate::config::Dialect;
 use crate::error::{Error, ParseProblem, Result};
+
+/// The sqlparser dialect that parses SQL of `dialect`.
+pub(crate) fn sql_dialect(dialect: Dialect) -> &'static dyn SqlDialect {
+    match dialect {
+        Dialect::Spark => &super::spark_sql::SparkSql,
+        _ => &GenericDialect {},
+    }
+}
 
 /// A task's SQL parsed into a single query statement, with the tables it reads.
 #[derive(Debug, Clone)]
@@ -22,18 +31,29 @@ pub(crate) struct ParsedTask {
     pub relations: Vec<TableReference>,
     /// Lower-cased names of the functions the query calls (model functions among them).
     pub functions: std::collections::BTreeSet<String>,
+    /// The dialect it was parsed in, and is planned in.
+    pub dialect: Dialect,
 }
 
 /// Parses `sql` (the rendered text of `task` from `file`) and lists the tables it reads.
-pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<ParsedTask> {
+pub(crate) fn extract_relations(
+    task: &str,
+    file: &Path,
+    sql: &str,
+    dialect: Dialect,
+) -> Result<ParsedTask> {
     let parse_err = |problem: ParseProblem, line: Option<usize>| Error::Parse {
         task: task.to_string(),
         file: file.to_path_buf(),
         line,
         problem,
     };
+    let text = match dialect {
+        Dialect::Spark => super::spark_sql::plain_sql(sql),
+        _ => sql.into(),
+    };
     let mut statements =
-        DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| {
+        DFParser::parse_sql_with_dialect(&text, sql_dialect(dialect)).map_err(|e| {
             let problem = match e {
                 DataFusionError::SQL(inner, _) => ParseProblem::Syntax(*inner),
                 other => ParseProblem::DataFusion(other),
@@ -73,6 +93,10 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
             Some(1),
         ));
     }
+    let mut statement = statement;
+    if dialect == Dialect::Spark {
+        super::spark_sql::rewrite(&mut statement);
+    }
     let (mut relations, _ctes) = resolve_table_references(&statement, true)
         .map_err(|e| parse_err(ParseProblem::DataFusion(e), None))?;
     // Table functions (`range(…)`, `generate_series(…)`) are not tables.
@@ -83,6 +107,7 @@ pub(crate) fn extract_relations(task: &str, file: &Path, sql: &str) -> Result<Pa
         statement,
         relations,
         functions,
+        dialect,
     })
 }
 
@@ -141,12 +166,13 @@ mod tests {
     use super::*;
 
     fn tables(sql: &str) -> Vec<String> {
-        let mut v: Vec<String> = extract_relations("t", Path::new("t.sql"), sql)
-            .unwrap()
-            .relations
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let mut v: Vec<String> =
+            extract_relations("t", Path::new("t.sql"), sql, Dialect::Datafusion)
+                .unwrap()
+                .relations
+                .iter()
+                .map(ToString::to_string)
+                .collect();
         v.sort();
         v
     }
@@ -171,17 +197,40 @@ mod tests {
 
     #[test]
     fn rejects_non_queries_and_reports_lines() {
-        let err =
-            extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE )").unwrap_err();
+        let err = extract_relations(
+            "t",
+            Path::new("t.sql"),
+            "SELECT 1\nFROM t\nWHERE )",
+            Dialect::Datafusion,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
-        let err =
-            extract_relations("t", Path::new("t.sql"), "SELECT 1\nFROM t\nWHERE (").unwrap_err();
+        let err = extract_relations(
+            "t",
+            Path::new("t.sql"),
+            "SELECT 1\nFROM t\nWHERE (",
+            Dialect::Datafusion,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
-        let err = extract_relations("t", Path::new("t.sql"), "DROP TABLE p.a").unwrap_err();
+        let err = extract_relations(
+            "t",
+            Path::new("t.sql"),
+            "DROP TABLE p.a",
+            Dialect::Datafusion,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("single query"), "{err}");
-        let err = extract_relations("t", Path::new("t.sql"), "SELECT 1; SELECT 2").unwrap_err();
+        let err = extract_relations(
+            "t",
+            Path::new("t.sql"),
+            "SELECT 1; SELECT 2",
+            Dialect::Datafusion,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("several statements"), "{err}");
-        let err = extract_relations("t", Path::new("t.sql"), "  ").unwrap_err();
+        let err =
+            extract_relations("t", Path::new("t.sql"), "  ", Dialect::Datafusion).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 }

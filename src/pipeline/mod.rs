@@ -4,7 +4,8 @@
 mod dag;
 mod deps;
 mod project;
+mod spark_sql;
 
 pub use dag::{Dag, Selector, SelectorTarget};
-pub(crate) use deps::{extract_relations, ParsedTask};
+pub(crate) use deps::{extract_relations, sql_dialect, ParsedTask};
 pub use project::{Command, Metric, Pipeline, Project, Task};

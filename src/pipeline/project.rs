@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    Environment, MetricConfig, PipelineConfig, PipelineName, TaskConfig, TaskId, TaskName,
+    Dialect, Environment, MetricConfig, PipelineConfig, PipelineName, ProjectConfig, TaskConfig,
+    TaskId, TaskName,
 };
 use crate::error::{Error, Result};
 
@@ -40,6 +41,8 @@ pub struct Task {
     pub template: String,
     /// Its settings from `pipeline.toml` (defaults when it has no entry).
     pub config: TaskConfig,
+    /// The SQL dialect it is written in (its pipeline's).
+    pub dialect: Dialect,
     /// The program, for a command task.
     pub command: Option<Command>,
     /// A command task's declared upstream tasks (`depends_on`).
@@ -58,6 +61,9 @@ pub struct Pipeline {
     pub description: Option<String>,
     /// `pipeline.toml`'s tags (every task has them).
     pub tags: Vec<String>,
+    /// The SQL dialect of its tasks and metrics (`dialect` in `pipeline.toml`, else
+    /// the project's in `quern.toml`, else `datafusion`).
+    pub dialect: Dialect,
     /// The tasks, by name.
     pub tasks: BTreeMap<TaskName, Task>,
     /// The metrics of `[metrics.<name>]`, by name.
@@ -77,6 +83,8 @@ pub struct Metric {
     pub file: PathBuf,
     /// Its query and thresholds.
     pub config: MetricConfig,
+    /// The SQL dialect of its query (its pipeline's).
+    pub dialect: Dialect,
 }
 
 impl Task {
@@ -145,6 +153,7 @@ pub struct Project {
     pipelines: BTreeMap<PipelineName, Pipeline>,
     macros: Vec<MacroFile>,
     environments: Vec<String>,
+    dialect: Dialect,
 }
 
 impl Project {
@@ -162,6 +171,10 @@ impl Project {
                 }
             }
         }
+        let project_file = root.join("quern.toml");
+        let dialect = ProjectConfig::load_as(&project_file, Path::new("quern.toml"))?
+            .dialect
+            .unwrap_or_default();
         let sql_dir = root.join("sql");
         let mut pipelines = BTreeMap::new();
         let mut macros = Vec::new();
@@ -185,7 +198,7 @@ impl Project {
                 what: "pipeline folder".into(),
                 source,
             })?;
-            let pipeline = load_pipeline(&root, name.clone(), entry, &environments)?;
+            let pipeline = load_pipeline(&root, name.clone(), entry, &environments, dialect)?;
             pipelines.insert(name, pipeline);
         }
         resolve_depends_on(&root, &mut pipelines)?;
@@ -194,7 +207,14 @@ impl Project {
             pipelines,
             macros,
             environments,
+            dialect,
         })
+    }
+
+    /// The project's SQL dialect (`dialect` in `quern.toml`; default `datafusion`): of
+    /// pipelines that set none, and of `quern query` without `--dialect`.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The project folder (canonical).
@@ -263,12 +283,17 @@ fn load_pipeline(
     name: PipelineName,
     dir: PathBuf,
     environments: &[String],
+    project_dialect: Dialect,
 ) -> Result<Pipeline> {
     let config_file = dir.join("pipeline.toml");
     let shown = relative(root, &config_file);
     let mut config = PipelineConfig::load_as(&config_file, &shown)?;
+    let dialect = config.dialect.unwrap_or(project_dialect);
     let mut tasks = task_files(root, &name, &dir, &mut config, &shown)?;
     command_entries(&name, &mut config, &shown, &mut tasks)?;
+    for task in tasks.values_mut() {
+        task.dialect = dialect;
+    }
     check_tasks(&mut tasks, &config, &shown, environments)?;
     if let Some(orphan) = config.tasks.keys().next() {
         return Err(Error::UnknownTask {
@@ -296,6 +321,7 @@ fn load_pipeline(
                 name: metric_name,
                 file,
                 config: metric_config,
+                dialect,
             },
         );
     }
@@ -304,6 +330,7 @@ fn load_pipeline(
         dir,
         description: config.description,
         tags: config.tags,
+        dialect,
         tasks,
         metrics,
     })
@@ -357,6 +384,7 @@ fn task_files(
             });
         }
         let task = Task {
+            dialect: Dialect::default(),
             pipeline: name.clone(),
             name: task_name.clone(),
             file: relative(root, &file),
@@ -394,6 +422,7 @@ fn command_entries(
         tasks.insert(
             task_name.clone(),
             Task {
+                dialect: Dialect::default(),
                 pipeline: name.clone(),
                 name: task_name,
                 file: shown.to_path_buf(),

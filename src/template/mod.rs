@@ -42,6 +42,8 @@ pub struct RenderedTask {
     pub file: PathBuf,
     /// The rendered SQL.
     pub sql: String,
+    /// The SQL dialect it is written in.
+    pub dialect: crate::config::Dialect,
     /// The tasks named by `ref()`, as (pipeline, task).
     pub refs: BTreeSet<(PipelineName, TaskName)>,
     /// The source tables named by `source()`, as (source, table).
@@ -175,12 +177,12 @@ impl Renderer {
                 ),
             });
         }
-        self.render_template(&task.pipeline, &task.name, &task.file)
+        self.render_template(&task.pipeline, &task.name, &task.file, task.dialect)
     }
 
     /// Renders one metric's query.
     pub fn render_metric(&self, metric: &Metric) -> Result<RenderedTask> {
-        self.render_template(&metric.pipeline, &metric.name, &metric.file)
+        self.render_template(&metric.pipeline, &metric.name, &metric.file, metric.dialect)
     }
 
     fn render_template(
@@ -188,6 +190,7 @@ impl Renderer {
         pipeline: &PipelineName,
         task_name: &TaskName,
         file: &Path,
+        dialect: crate::config::Dialect,
     ) -> Result<RenderedTask> {
         let task = RenderTarget {
             pipeline,
@@ -222,6 +225,7 @@ impl Renderer {
             task: task.name.clone(),
             file: task.file.to_path_buf(),
             sql,
+            dialect,
             refs,
             sources,
         })

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::{Outcome, TestResult};
+use crate::config::Dialect;
 use crate::error::{Error, Result};
 use crate::pipeline::{Pipeline, Project};
 use crate::template::{RunDate, Vars};
@@ -65,7 +65,9 @@ pub(crate) fn check(
                 "no golden file {}; run `quern test --update` and commit it",
                 rel.display()
             )),
-            Ok(golden) if normalize(&golden) == normalize(&rendered) => Outcome::Passed,
+            Ok(golden) if normalize(&golden, task.dialect) == normalize(&rendered, task.dialect) => {
+                Outcome::Passed
+            }
             Ok(golden) => Outcome::Failed(format!(
                 "rendered SQL differs from {} (- golden, + rendered); run `quern test --update` if the change is intended:\n{}",
                 rel.display(),
@@ -122,8 +124,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 /// SQL in sqlparser's canonical form; text that does not parse is compared with its
 /// whitespace collapsed.
-fn normalize(sql: &str) -> String {
-    match Parser::parse_sql(&GenericDialect {}, sql) {
+fn normalize(sql: &str, dialect: Dialect) -> String {
+    match Parser::parse_sql(crate::pipeline::sql_dialect(dialect), sql) {
         Ok(statements) => statements
             .iter()
             .map(ToString::to_string)
@@ -157,9 +159,12 @@ mod tests {
     #[test]
     fn whitespace_and_keyword_case_do_not_count() {
         assert_eq!(
-            normalize("select a,\n  b from   t where x = 1"),
-            normalize("SELECT a, b FROM t WHERE x = 1")
+            normalize("select a,\n  b from   t where x = 1", Dialect::Datafusion),
+            normalize("SELECT a, b FROM t WHERE x = 1", Dialect::Datafusion)
         );
-        assert_ne!(normalize("SELECT a FROM t"), normalize("SELECT b FROM t"));
+        assert_ne!(
+            normalize("SELECT a FROM t", Dialect::Spark),
+            normalize("SELECT b FROM t", Dialect::Spark)
+        );
     }
 }

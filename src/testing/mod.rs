@@ -351,18 +351,18 @@ impl Case<'_> {
         let renderer = Renderer::new(self.engine.project(), self.engine.environment(), ds, &vars);
         let prepared = async {
             let rendered = renderer?.render(task)?;
-            let parsed = extract_relations(task.name.as_str(), &task.file, &rendered.sql)?;
+            let parsed =
+                extract_relations(task.name.as_str(), &task.file, &rendered.sql, task.dialect)?;
             self.engine.register_models(&ctx, &parsed.functions).await?;
-            Ok::<_, Error>(parsed)
+            Ok::<_, Error>((parsed, rendered.sql))
         };
-        let parsed = match prepared.await {
+        let (parsed, rendered_sql) = match prepared.await {
             Ok(p) => p,
             Err(e) => return Ok(self.error_outcome(&e)),
         };
         self.register_given(&ctx, &parsed).await?;
         let result = async {
-            let plan = ctx
-                .state()
+            let plan = crate::functions::state_for(ctx.state(), parsed.dialect)
                 .statement_to_plan(parsed.statement.clone())
                 .await?;
             let df = datafusion::prelude::DataFrame::new(ctx.state(), plan);
@@ -374,7 +374,21 @@ impl Case<'_> {
         match result {
             Ok((schema, batches)) => self.compare(&ctx, &schema, &batches).await,
             Err(e) => {
-                Ok(self.error_outcome(&Error::plan(task.name.as_str(), task.file.clone(), e)))
+                let state = ctx.state();
+                let error = match crate::functions::other_dialects(
+                    &state,
+                    parsed.dialect,
+                    &parsed.functions,
+                ) {
+                    Some(found) => Error::wrong_dialect(
+                        task.name.as_str(),
+                        task.file.clone(),
+                        &rendered_sql,
+                        found,
+                    ),
+                    None => Error::plan(task.name.as_str(), task.file.clone(), e),
+                };
+                Ok(self.error_outcome(&error))
             }
         }
     }

@@ -1,0 +1,232 @@
+//! Spark's `percentile_approx(col, percentage[, accuracy])` (and its alias
+//! `approx_percentile`): the smallest value of the column such that no more than
+//! `percentage` of the values are below it, for one percentage or an array of them;
+//! and `percentile(col, percentage)`, the exact percentile interpolated between values.
+//!
+//! Spark answers from a Greenwald–Khanna sketch whose error is at most 1/accuracy of
+//! the rank; quern keeps the group's values and answers exactly, which is within any
+//! accuracy and gives Spark's documented results. Its memory grows with the group (8
+//! bytes a value), where Spark's sketch is bounded.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{exec_err, plan_err, ScalarValue};
+use datafusion::error::Result;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
+
+pub(super) fn all() -> Vec<Arc<AggregateUDF>> {
+    let percentile = |name: &'static str, aliases: &[&str], interpolate| {
+        Arc::new(AggregateUDF::from(PercentileApprox {
+            name,
+            signature: Signature::variadic_any(Volatility::Immutable),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            interpolate,
+        }))
+    };
+    vec![
+        percentile("percentile_approx", &["approx_percentile"], false),
+        percentile("percentile", &[], true),
+    ]
+}
+
+/// `percentile_approx` (a value of the column), or `percentile` (`interpolate`: the
+/// exact percentile, interpolated linearly between the two nearest values, a double).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PercentileApprox {
+    name: &'static str,
+    signature: Signature,
+    aliases: Vec<String>,
+    interpolate: bool,
+}
+
+fn is_number(t: &DataType) -> bool {
+    t.is_numeric() || *t == DataType::Null
+}
+
+impl AggregateUDFImpl for PercentileApprox {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if !(2..=3).contains(&arg_types.len()) {
+            return plan_err!("percentile_approx takes 2 or 3 arguments: the column, the percentage(s) and the accuracy");
+        }
+        if !is_number(&arg_types[0]) {
+            return plan_err!(
+                "percentile_approx of a {} is not supported; it takes numbers",
+                arg_types[0]
+            );
+        }
+        let value = match self.interpolate {
+            true => DataType::Float64,
+            false => arg_types[0].clone(),
+        };
+        Ok(match &arg_types[1] {
+            DataType::List(_) | DataType::FixedSizeList(_, _) | DataType::LargeList(_) => {
+                DataType::List(Arc::new(Field::new("item", value, true)))
+            }
+            _ => value,
+        })
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Values {
+            values: Vec::new(),
+            percentages: None,
+            returns: args.return_field.data_type().clone(),
+            interpolate: self.interpolate,
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}_values", args.name),
+                list.clone(),
+                true,
+            )),
+            Arc::new(Field::new(format!("{}_percentages", args.name), list, true)),
+        ])
+    }
+}
+
+#[derive(Debug)]
+struct Values {
+    values: Vec<f64>,
+    /// The percentages asked for, once a row has said them.
+    percentages: Option<Vec<f64>>,
+    returns: DataType,
+    interpolate: bool,
+}
+
+/// The `p` percentile of `sorted` (not empty): a value of it, or interpolated.
+fn pick(sorted: &[f64], p: f64, interpolate: bool) -> f64 {
+    let n = sorted.len();
+    if interpolate {
+        let position = p * (n - 1) as f64;
+        let (low, high) = (position.floor() as usize, position.ceil() as usize);
+        return sorted[low] + (position - low as f64) * (sorted[high] - sorted[low]);
+    }
+    let rank = (p * n as f64).ceil() as usize;
+    sorted[rank.saturating_sub(1).min(n - 1)]
+}
+
+/// The percentages in row `row` of the percentage argument (one, or an array).
+fn percentages_at(array: &ArrayRef, row: usize) -> Result<Vec<f64>> {
+    let values = match array.data_type() {
+        DataType::List(_) => array.as_list::<i32>().value(row),
+        DataType::LargeList(_) => array.as_list::<i64>().value(row),
+        DataType::FixedSizeList(_, _) => array.as_fixed_size_list().value(row),
+        _ => array.slice(row, 1),
+    };
+    let values = cast(&values, &DataType::Float64)?;
+    let out: Vec<f64> = values
+        .as_primitive::<Float64Type>()
+        .iter()
+        .flatten()
+        .collect();
+    if let Some(p) = out.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+        return exec_err!("percentile_approx: the percentage must be between 0.0 and 1.0, not {p}");
+    }
+    Ok(out)
+}
+
+impl Values {
+    fn add(&mut self, values: &ArrayRef) -> Result<()> {
+        let values = cast(values, &DataType::Float64)?;
+        self.values
+            .extend(values.as_primitive::<Float64Type>().iter().flatten());
+        Ok(())
+    }
+}
+
+impl Accumulator for Values {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.percentages.is_none() && !values[1].is_empty() {
+            self.percentages = Some(percentages_at(&values[1], 0)?);
+        }
+        self.add(&values[0])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let (values, percentages) = (states[0].as_list::<i32>(), states[1].as_list::<i32>());
+        for row in 0..values.len() {
+            if !values.is_null(row) {
+                self.add(&values.value(row))?;
+            }
+            if self.percentages.is_none() && !percentages.is_null(row) {
+                let p = percentages.value(row);
+                self.percentages = Some(p.as_primitive::<Float64Type>().iter().flatten().collect());
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let list = |v: Vec<f64>| {
+            ScalarValue::List(Arc::new(
+                ListArray::from_iter_primitive::<Float64Type, _, _>([Some(
+                    v.into_iter().map(Some).collect::<Vec<_>>(),
+                )]),
+            ))
+        };
+        let percentages = match &self.percentages {
+            Some(p) => list(p.clone()),
+            None => ScalarValue::List(Arc::new(ListArray::new_null(
+                Arc::new(Field::new("item", DataType::Float64, true)),
+                1,
+            ))),
+        };
+        Ok(vec![list(self.values.clone()), percentages])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let element = match &self.returns {
+            DataType::List(f) => f.data_type().clone(),
+            other => other.clone(),
+        };
+        let percentages = self.percentages.clone().unwrap_or_default();
+        let values = &mut self.values;
+        values.sort_by(f64::total_cmp);
+        let picked: Vec<Option<f64>> = percentages
+            .iter()
+            .map(|p| (!values.is_empty()).then(|| pick(values, *p, self.interpolate)))
+            .collect();
+        let picked = cast(
+            &(Arc::new(Float64Array::from(picked)) as ArrayRef),
+            &element,
+        )?;
+        match &self.returns {
+            DataType::List(f) => {
+                if self.values.is_empty() {
+                    return ScalarValue::try_from(&self.returns);
+                }
+                let offsets = datafusion::arrow::buffer::OffsetBuffer::from_lengths([picked.len()]);
+                let list = ListArray::try_new(f.clone(), offsets, picked, None)?;
+                Ok(ScalarValue::List(Arc::new(list)))
+            }
+            _ if picked.is_empty() => ScalarValue::try_from(&self.returns),
+            _ => ScalarValue::try_from_array(&picked, 0),
+        }
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.values.capacity() * 8
+    }
+}

@@ -1,0 +1,98 @@
+//! Spark's implicit casts for the `datafusion-spark` date functions whose signatures
+//! take exact types: `date_add('2016-07-30', 1)` reads the text as a date (as does a
+//! timestamp), and a BIGINT day count is an INT, as Spark casts them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::error::Result;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+/// The functions wrapped: a date first, then (for some) a number of days or months.
+const DATE_FIRST: &[&str] = &[
+    "add_months",
+    "date_add",
+    "date_sub",
+    "last_day",
+    "next_day",
+    "weekday",
+    "monthname",
+];
+
+/// The functions of a timestamp, which Spark also gives text.
+const TIMESTAMP_FIRST: &[&str] = &["hour", "minute", "second"];
+
+/// `f`, taking Spark's implicit casts if it is one of [`DATE_FIRST`] or
+/// [`TIMESTAMP_FIRST`].
+pub(super) fn with_spark_casts(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    let first = if DATE_FIRST.contains(&f.name()) {
+        DataType::Date32
+    } else if TIMESTAMP_FIRST.contains(&f.name()) {
+        DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None)
+    } else {
+        return f;
+    };
+    Arc::new(ScalarUDF::from(Casting {
+        signature: Signature::user_defined(Volatility::Immutable),
+        inner: f,
+        first,
+    }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Casting {
+    inner: Arc<ScalarUDF>,
+    signature: Signature,
+    /// What the first argument is cast to when it is text (or a date or timestamp).
+    first: DataType,
+}
+
+impl ScalarUDFImpl for Casting {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(arg_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match (i, t) {
+                (0, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                | (0, DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64) => {
+                    self.first.clone()
+                }
+                (_, DataType::Int64 | DataType::UInt32 | DataType::UInt64) => DataType::Int32,
+                (_, DataType::Utf8View | DataType::LargeUtf8) => DataType::Utf8,
+                (_, other) => other.clone(),
+            })
+            .collect())
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
+}

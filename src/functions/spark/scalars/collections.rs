@@ -1,0 +1,148 @@
+//! `element_at(array, index)` (1-based, negative from the end, NULL past either end) and
+//! `element_at(map, key)`, planned as DataFusion's `array_element` and `map_extract`;
+//! `bround(x[, d])`, rounding half to even; `sequence(start, stop[, step])` of integers.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use datafusion::arrow::array::{Int64Builder, ListBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::common::{exec_err, plan_err};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    lit, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::{arg_as, Simple};
+
+pub(super) fn all() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(ElementAt {
+            signature: Signature::any(2, Volatility::Immutable),
+        }),
+        Simple::udf("bround", (1, 2), DataType::Float64, bround),
+        Simple::udf(
+            "sequence",
+            (2, 3),
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            sequence,
+        ),
+    ]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ElementAt {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ElementAt {
+    fn name(&self) -> &str {
+        "element_at"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                Ok(f.data_type().clone())
+            }
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(fields) if fields.len() == 2 => Ok(fields[1].data_type().clone()),
+                other => plan_err!("element_at: a map's entries are {other}"),
+            },
+            other => plan_err!("element_at takes an array or a map, not {other}"),
+        }
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        use datafusion::functions_nested::expr_fn::{array_element, map_extract};
+        let [collection, key]: [Expr; 2] = args.try_into().map_err(|_| {
+            datafusion::common::plan_datafusion_err!("element_at takes 2 arguments")
+        })?;
+        Ok(ExprSimplifyResult::Simplified(
+            match info.get_data_type(&collection)? {
+                DataType::Map(_, _) => array_element(map_extract(collection, key), lit(1i64)),
+                // DataFusion's array_element takes a BIGINT index.
+                _ => array_element(
+                    collection,
+                    datafusion::logical_expr::cast(key, DataType::Int64),
+                ),
+            },
+        ))
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        exec_err!("element_at is planned as array_element or map_extract and never runs itself")
+    }
+}
+
+/// `x` rounded to `d` decimals (default 0; negative rounds to tens, hundreds, …), halves
+/// to the even neighbour.
+fn bround(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let digits = match arg_as(args, 1, &DataType::Int64)? {
+        Some(d) => d.as_primitive::<Int64Type>().iter().collect(),
+        None => vec![Some(0); x.len()],
+    };
+    let out: Float64Array = x
+        .as_primitive::<Float64Type>()
+        .iter()
+        .zip(digits)
+        .map(|(x, d)| {
+            let (x, d) = (x?, d?);
+            let scale = 10f64.powi(d.clamp(-300, 300) as i32);
+            Some((x * scale).round_ties_even() / scale)
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// The integers from `start` to `stop`, both included, by `step` (default 1, or -1 when
+/// `stop` is below `start`).
+fn sequence(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let column = |i: usize| -> Result<Vec<Option<i64>>> {
+        Ok(match arg_as(args, i, &DataType::Int64)? {
+            Some(a) => a.as_primitive::<Int64Type>().iter().collect(),
+            None => vec![None; args[0].len()],
+        })
+    };
+    let (starts, stops, steps) = (column(0)?, column(1)?, column(2)?);
+    let mut out = ListBuilder::new(Int64Builder::new());
+    for i in 0..starts.len() {
+        let (Some(start), Some(stop)) = (starts[i], stops[i]) else {
+            out.append_null();
+            continue;
+        };
+        let step = match (args.len() > 2, steps[i]) {
+            (true, None) => {
+                out.append_null();
+                continue;
+            }
+            (true, Some(step)) => step,
+            (false, _) => {
+                if stop >= start {
+                    1
+                } else {
+                    -1
+                }
+            }
+        };
+        if step == 0 || (stop > start && step < 0) || (stop < start && step > 0) {
+            return exec_err!("sequence: a step of {step} does not go from {start} to {stop}");
+        }
+        let count = (stop - start) / step + 1;
+        if count > 10_000_000 {
+            return exec_err!("sequence: {count} elements is too many (at most 10000000)");
+        }
+        for k in 0..count {
+            out.values().append_value(start + k * step);
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}

@@ -1,0 +1,216 @@
+//! Spark's regular-expression functions, with Java's semantics where they differ from
+//! DataFusion's: `regexp_replace` replaces every match (from position `pos`) and reads
+//! `$1` in the replacement, `regexp_extract` gives `''` when nothing matches, and
+//! `split` cuts at a regular expression, keeping trailing empty strings.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+use datafusion::common::{exec_datafusion_err, exec_err};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::logical_expr::ScalarUDF;
+use regex::Regex;
+
+use super::{arg_as, constant_string, Simple};
+
+pub(super) fn all() -> Vec<ScalarUDF> {
+    let strings = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    vec![
+        Simple::udf("regexp_extract", (2, 3), DataType::Utf8, regexp_extract),
+        Simple::udf(
+            "regexp_extract_all",
+            (2, 3),
+            strings.clone(),
+            regexp_extract_all,
+        ),
+        Simple::udf("regexp_replace", (3, 4), DataType::Utf8, regexp_replace),
+        Simple::udf("split", (2, 3), strings, split),
+    ]
+}
+
+/// The pattern of argument `i` (the same on every row), compiled.
+fn pattern(args: &[ArrayRef], i: usize, function: &str) -> Result<Option<Regex>> {
+    let Some(p) = constant_string(args, i, function)? else {
+        return Ok(None);
+    };
+    Regex::new(&p)
+        .map(Some)
+        .map_err(|e| exec_datafusion_err!("{function}: `{p}` is not a regular expression: {e}"))
+}
+
+/// Argument `i` as one integer per row (`default` when the call has fewer arguments).
+fn integers(args: &[ArrayRef], i: usize, default: i64) -> Result<Vec<Option<i64>>> {
+    Ok(match arg_as(args, i, &DataType::Int64)? {
+        Some(a) => a.as_primitive::<Int64Type>().iter().collect(),
+        None => vec![Some(default); args[0].len()],
+    })
+}
+
+fn text(args: &[ArrayRef]) -> Result<ArrayRef> {
+    Ok(arg_as(args, 0, &DataType::Utf8)?.expect("argument 0"))
+}
+
+/// The text of group `group` of the first match, `""` when nothing matches.
+fn regexp_extract(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let text = text(args)?;
+    let Some(re) = pattern(args, 1, "regexp_extract")? else {
+        return Ok(Arc::new(StringArray::new_null(text.len())));
+    };
+    let groups = integers(args, 2, 1)?;
+    let out = text
+        .as_string::<i32>()
+        .iter()
+        .zip(&groups)
+        .map(|(t, g)| {
+            let (Some(t), Some(g)) = (t, g) else {
+                return Ok(None);
+            };
+            let g = group_index(&re, *g, "regexp_extract")?;
+            let found = re.captures(t).and_then(|c| c.get(g)).map(|m| m.as_str());
+            Ok(Some(found.unwrap_or("").to_string()))
+        })
+        .collect::<Result<StringArray>>()?;
+    Ok(Arc::new(out))
+}
+
+fn group_index(re: &Regex, group: i64, function: &str) -> Result<usize> {
+    let count = re.captures_len() - 1;
+    match usize::try_from(group) {
+        Ok(g) if g <= count => Ok(g),
+        _ => exec_err!(
+            "{function}: the regular expression has {count} group(s), so group {group} does not exist"
+        ),
+    }
+}
+
+/// The text of group `group` of every match.
+fn regexp_extract_all(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let text = text(args)?;
+    let re = pattern(args, 1, "regexp_extract_all")?;
+    let groups = integers(args, 2, 1)?;
+    let mut out = ListBuilder::new(StringBuilder::new());
+    for (t, g) in text.as_string::<i32>().iter().zip(&groups) {
+        let (Some(t), Some(g), Some(re)) = (t, g, &re) else {
+            out.append_null();
+            continue;
+        };
+        let g = group_index(re, *g, "regexp_extract_all")?;
+        for c in re.captures_iter(t) {
+            out.values()
+                .append_value(c.get(g).map_or("", |m| m.as_str()));
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Java's replacement syntax (`$1`, `\$` for a dollar) in the regex crate's (`${1}`, `$$`).
+fn replacement(java: &str) -> String {
+    let mut out = String::with_capacity(java.len());
+    let mut chars = java.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('$') => out.push_str("$$"),
+                Some(other) => out.push(other),
+                None => {}
+            },
+            '$' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                match digits.is_empty() {
+                    true => out.push_str("$$"),
+                    false => out.push_str(&format!("${{{digits}}}")),
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Every match from character `pos` (1-based) on replaced.
+fn regexp_replace(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let text = text(args)?;
+    let re = pattern(args, 1, "regexp_replace")?;
+    let with = arg_as(args, 2, &DataType::Utf8)?.expect("argument 2");
+    let with = with.as_string::<i32>();
+    let positions = integers(args, 3, 1)?;
+    let out = text
+        .as_string::<i32>()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (Some(t), Some(re), Some(pos)) = (t, &re, positions[i]) else {
+                return Ok(None);
+            };
+            if with.is_null(i) {
+                return Ok(None);
+            }
+            if pos < 1 {
+                return exec_err!("regexp_replace: the position must be 1 or more, not {pos}");
+            }
+            let start = t
+                .char_indices()
+                .nth(pos as usize - 1)
+                .map_or(t.len(), |(b, _)| b);
+            let (head, tail) = t.split_at(start);
+            let replaced = re.replace_all(tail, replacement(with.value(i)).as_str());
+            Ok(Some(format!("{head}{replaced}")))
+        })
+        .collect::<Result<StringArray>>()?;
+    Ok(Arc::new(out))
+}
+
+/// `split(text, regex[, limit])`: at most `limit` pieces when it is positive (the last
+/// holds the rest), else all of them.
+fn split(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let text = text(args)?;
+    let re = pattern(args, 1, "split")?;
+    let limits = integers(args, 2, -1)?;
+    let mut out = ListBuilder::new(StringBuilder::new());
+    for (t, limit) in text.as_string::<i32>().iter().zip(&limits) {
+        let (Some(t), Some(re), Some(limit)) = (t, &re, limit) else {
+            out.append_null();
+            continue;
+        };
+        if re.as_str().is_empty() {
+            // An empty pattern cuts between characters.
+            for (n, c) in t.chars().enumerate() {
+                if *limit > 0 && n as i64 == *limit - 1 {
+                    out.values()
+                        .append_value(&t[t.char_indices().nth(n).map_or(0, |(b, _)| b)..]);
+                    break;
+                }
+                out.values().append_value(c.to_string());
+            }
+        } else if *limit > 0 {
+            for piece in re.splitn(t, *limit as usize) {
+                out.values().append_value(piece);
+            }
+        } else {
+            for piece in re.split(t) {
+                out.values().append_value(piece);
+            }
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replacement;
+
+    #[test]
+    fn java_replacements() {
+        assert_eq!(replacement("$1-$2"), "${1}-${2}");
+        assert_eq!(replacement("\\$x"), "$$x");
+        assert_eq!(replacement("num"), "num");
+    }
+}

@@ -1,0 +1,131 @@
+//! SQL dialects: a `spark` pipeline beside `datafusion` ones in one project, reading
+//! their tables; `quern query --dialect`; a function of the other dialect, an unknown
+//! dialect name and a bad time zone are errors saying where and what to do.
+
+use crate::common::{stderr, stdout, TempProject};
+
+/// The example project with a `datafusion` pipeline `base` and a `spark` pipeline
+/// `ported` that reads it.
+fn two_dialects() -> TempProject {
+    let project = TempProject::new();
+    project.write("sql/base/pipeline.toml", "");
+    project.write(
+        "sql/base/nums.sql",
+        "SELECT 7 AS n, 'x' AS s, concat('a', NULL) AS skipped, DATE '2016-07-30' AS day",
+    );
+    project.write("sql/ported/pipeline.toml", "dialect = \"spark\"\n");
+    project.write(
+        "sql/ported/spark_semantics.sql",
+        "-- Spark's semantics, on a table of a datafusion pipeline.\n\
+         SELECT n / 2 AS half, n DIV 2 AS whole, concat(s, NULL) AS nulled,\n\
+         \x20      date_format(day, 'dd/MM/yyyy') AS written, 'a\\tb' AS escaped\n\
+         FROM {{ ref('base', 'nums') }}",
+    );
+    project
+}
+
+#[test]
+fn a_spark_pipeline_reads_a_datafusion_pipelines_table() {
+    let project = two_dialects();
+    let out = project.quern(&["run", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base = project.query_csv("SELECT n, skipped FROM base.nums");
+    // DataFusion's concat skips a NULL.
+    assert_eq!(base, "n,skipped\n7,a\n");
+    let ported = project.query_csv(
+        "SELECT half, whole, nulled IS NULL AS nulled, written, escaped FROM ported.spark_semantics",
+    );
+    assert_eq!(
+        ported,
+        "half,whole,nulled,written,escaped\n3.5,3,true,30/07/2016,a\tb\n"
+    );
+}
+
+#[test]
+fn query_takes_a_dialect() {
+    let project = TempProject::new();
+    let sql = "SELECT 3 / 2 AS x, concat('a', NULL) AS c";
+    let out = project.quern(&["query", "--format", "csv", sql]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "x,c\n1,a\n");
+    let out = project.quern(&["query", "--format", "csv", "--dialect", "spark", sql]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "x,c\n1.5,\n");
+    // quern.toml sets the project's default.
+    project.write("quern.toml", "dialect = \"spark\"\n");
+    let out = project.quern(&["query", "--format", "csv", sql]);
+    assert_eq!(stdout(&out), "x,c\n1.5,\n", "{}", stderr(&out));
+    let out = project.quern(&["query", "--dialect", "hive", sql]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown SQL dialect `hive`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_function_of_the_other_dialect_says_which_has_it() {
+    let project = two_dialects();
+    // bround is Spark's, not DataFusion's.
+    project.write("sql/base/nums.sql", "SELECT 7 AS n,\n  bround(2.5, 0) AS r");
+    let out = project.quern(&["plan", "base", "--ds", "2024-03-01"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sql/base/nums.sql:2: task `nums` failed to plan"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`bround` is not a function of the `datafusion` dialect, but of `spark`"),
+        "{err}"
+    );
+    // make_array is DataFusion's; Spark writes array(…).
+    project.write(
+        "sql/ported/spark_semantics.sql",
+        "SELECT\n  make_array(1, 2) AS xs",
+    );
+    let out = project.quern(&["plan", "ported", "--ds", "2024-03-01"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("sql/ported/spark_semantics.sql:2"), "{err}");
+    assert!(
+        err.contains("`make_array` is not a function of the `spark` dialect, but of `datafusion`"),
+        "{err}"
+    );
+    let out = project.quern(&["query", "SELECT bround(2.5, 0)"]);
+    assert!(stderr(&out).contains("`bround` is not a function of the `datafusion` dialect"));
+}
+
+#[test]
+fn an_unknown_dialect_or_time_zone_is_a_config_error() {
+    let project = two_dialects();
+    project.write("sql/ported/pipeline.toml", "dialect = \"hive\"\n");
+    let out = project.quern(&["plan", "--ds", "2024-03-01"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sql/ported/pipeline.toml:1: key `dialect`: unknown SQL dialect `hive`; the dialects are `datafusion` (the default) and `spark`"),
+        "{err}"
+    );
+    project.write("sql/ported/pipeline.toml", "dialect = \"spark\"\n");
+    project.write("quern.toml", "dialect = \"presto\"\n");
+    let err = stderr(&project.quern(&["plan", "--ds", "2024-03-01"]));
+    assert!(
+        err.contains("quern.toml:1: key `dialect`: unknown SQL dialect `presto`"),
+        "{err}"
+    );
+    std::fs::remove_file(project.path().join("quern.toml")).unwrap();
+    let env = project.read("environments/local.toml");
+    project.write(
+        "environments/local.toml",
+        &env.replace("[engine]\n", "[engine]\ntime_zone = \"Mars/Olympus\"\n"),
+    );
+    let err = stderr(&project.quern(&["plan", "--ds", "2024-03-01"]));
+    assert!(
+        err.contains(
+            "environments/local.toml: key `engine.time_zone`: `Mars/Olympus` is not a time zone"
+        ),
+        "{err}"
+    );
+}
