@@ -147,6 +147,24 @@ pub struct EngineSettings {
     pub time_zone: Option<String>,
 }
 
+impl EngineSettings {
+    /// The settings' values that TOML's types do not check, as (key, what is wrong).
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if let Some(tz) = &self.time_zone {
+            if tz
+                .parse::<datafusion::arrow::array::timezone::Tz>()
+                .is_err()
+            {
+                return Err((
+                    "engine.time_zone",
+                    format!("`{tz}` is not a time zone; write an IANA name such as \"Europe/Paris\", or an offset such as \"+02:00\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnvironmentFile {
@@ -233,17 +251,10 @@ impl Environment {
             key,
             message,
         };
-        if let Some(tz) = &parsed.engine.time_zone {
-            if tz
-                .parse::<datafusion::arrow::array::timezone::Tz>()
-                .is_err()
-            {
-                return Err(config_err(
-                    "engine.time_zone".into(),
-                    format!("`{tz}` is not a time zone; write an IANA name such as \"Europe/Paris\", or an offset such as \"+02:00\""),
-                ));
-            }
-        }
+        parsed
+            .engine
+            .check()
+            .map_err(|(key, message)| config_err(key.into(), message))?;
         for (source, tables) in &parsed.sources {
             if !super::names::is_identifier(source) {
                 return Err(config_err(

@@ -119,6 +119,10 @@ impl ast::VisitorMut for Rewrite {
                     alias: Ident::new("col"),
                 }),
                 Some("posexplode") => projection.extend(posexplode(expr)),
+                // A struct of the values, unnested into one column each (c0, c1, …).
+                Some("json_tuple") => projection.push(SelectItem::UnnamedExpr(
+                    parse_expr(&format!("unnest({expr})")).unwrap_or_else(|| expr.clone()),
+                )),
                 _ => projection.push(item),
             }
         }
@@ -165,7 +169,19 @@ impl ast::VisitorMut for Rewrite {
             return ControlFlow::Continue(());
         };
         int_literals(f);
+        if let Some(e) = template(f) {
+            *expr = e;
+            return ControlFlow::Continue(());
+        }
         match function_name(&Expr::Function(f.clone())).as_deref() {
+            // Spark's ranking functions take (and ignore) the ordering columns.
+            Some("rank" | "dense_rank" | "percent_rank" | "cume_dist" | "row_number")
+                if f.over.is_some() =>
+            {
+                if let FunctionArguments::List(list) = &mut f.args {
+                    list.args.clear();
+                }
+            }
             Some("explode") => f.name = ObjectName::from(vec![Ident::new("unnest")]),
             Some("struct") => name_struct_fields(f),
             Some("map") => pair_map(f),
@@ -594,6 +610,65 @@ fn equal_null(f: &ast::Function) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// Spark functions that are a DataFusion expression of their arguments (`{0}`, `{1}`):
+/// name, number of arguments, the expression.
+const TEMPLATES: &[(&str, usize, &str)] = &[
+    ("e", 0, "exp(1.0)"),
+    ("curdate", 0, "current_date()"),
+    ("positive", 1, "({0})"),
+    ("zeroifnull", 1, "coalesce({0}, 0)"),
+    ("nullifzero", 1, "nullif({0}, 0)"),
+    ("try_element_at", 2, "element_at({0}, {1})"),
+    ("map_contains_key", 2, "array_contains(map_keys({0}), {1})"),
+    // Spark's position of a missing element is 0, DataFusion's NULL.
+    ("array_position", 2, "coalesce(array_position({0}, {1}), 0)"),
+    ("max_by", 2, "first_value({0} ORDER BY {1} DESC)"),
+    ("min_by", 2, "first_value({0} ORDER BY {1})"),
+    // Spark's cast functions: DATE(x), INT(x), …
+    ("date", 1, "CAST({0} AS DATE)"),
+    ("timestamp", 1, "CAST({0} AS TIMESTAMP)"),
+    ("string", 1, "CAST({0} AS STRING)"),
+    ("boolean", 1, "CAST({0} AS BOOLEAN)"),
+    ("tinyint", 1, "CAST({0} AS TINYINT)"),
+    ("smallint", 1, "CAST({0} AS SMALLINT)"),
+    ("int", 1, "CAST({0} AS INT)"),
+    ("bigint", 1, "CAST({0} AS BIGINT)"),
+    ("float", 1, "CAST({0} AS FLOAT)"),
+    ("double", 1, "CAST({0} AS DOUBLE)"),
+    ("binary", 1, "CAST({0} AS BINARY)"),
+];
+
+/// A call of one of [`TEMPLATES`] (not as a window function) as its expression.
+fn template(f: &ast::Function) -> Option<Expr> {
+    if f.over.is_some() {
+        return None;
+    }
+    let name = function_name(&Expr::Function(f.clone()))?;
+    let args: Vec<String> = match &f.args {
+        FunctionArguments::None => vec![],
+        FunctionArguments::List(list)
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            list.args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.to_string()),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    let (_, _, sql) = TEMPLATES
+        .iter()
+        .find(|(n, arity, _)| *n == name && *arity == args.len())?;
+    let mut sql = sql.to_string();
+    for (i, arg) in args.iter().enumerate() {
+        sql = sql.replace(&format!("{{{i}}}"), arg);
+    }
+    parse_expr(&sql)
 }
 
 #[cfg(test)]

@@ -96,3 +96,94 @@ impl ScalarUDFImpl for Casting {
         self.inner.invoke_with_args(args)
     }
 }
+
+/// Spark's `concat` and `reverse` take arrays as well as text: `f` for text, and
+/// DataFusion's `array_concat` / `array_reverse` when the first argument is an array.
+pub(super) fn or_arrays(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    use datafusion::functions_nested::{concat::array_concat_udf, reverse::array_reverse_udf};
+    let arrays = match f.name() {
+        "concat" => array_concat_udf(),
+        "reverse" => array_reverse_udf(),
+        _ => return f,
+    };
+    Arc::new(ScalarUDF::from(OrArrays {
+        signature: Signature::user_defined(Volatility::Immutable),
+        text: f,
+        arrays,
+    }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct OrArrays {
+    text: Arc<ScalarUDF>,
+    arrays: Arc<ScalarUDF>,
+    signature: Signature,
+}
+
+fn is_array(t: Option<&DataType>) -> bool {
+    matches!(
+        t,
+        Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _))
+    )
+}
+
+impl OrArrays {
+    fn pick(&self, first: Option<&DataType>) -> &ScalarUDF {
+        match is_array(first) {
+            true => &self.arrays,
+            false => &self.text,
+        }
+    }
+}
+
+impl ScalarUDFImpl for OrArrays {
+    fn name(&self) -> &str {
+        self.text.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.text.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if is_array(arg_types.first()) {
+            return Ok(arg_types.to_vec());
+        }
+        match self.text.signature().type_signature {
+            datafusion::logical_expr::TypeSignature::UserDefined => {
+                self.text.coerce_types(arg_types)
+            }
+            // Text functions of fixed signatures take text.
+            _ => Ok(arg_types
+                .iter()
+                .map(|t| match t {
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => t.clone(),
+                    _ => DataType::Utf8,
+                })
+                .collect()),
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.pick(arg_types.first()).return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let first = args.arg_fields.first().map(|f| f.data_type().clone());
+        self.pick(first.as_ref()).return_field_from_args(args)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let first = args.first().map(|a| info.get_data_type(a)).transpose()?;
+        self.pick(first.as_ref()).simplify(args, info)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let first = args.arg_fields.first().map(|f| f.data_type().clone());
+        self.pick(first.as_ref()).invoke_with_args(args)
+    }
+}

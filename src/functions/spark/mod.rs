@@ -40,6 +40,7 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     let mut spark: Vec<_> = datafusion_spark::all_default_scalar_functions()
         .into_iter()
         .map(coerce::with_spark_casts)
+        .map(coerce::or_arrays)
         .collect();
     spark.extend(scalars::all());
     for f in functions.iter_mut() {
@@ -47,9 +48,17 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
             *f = Arc::new(f.as_ref().clone().with_aliases(names.iter().copied()));
         }
     }
-    functions
-        .retain(|f| in_spark(f.name(), f.aliases()) && !spark.iter().any(|s| s.name() == f.name()));
+    functions.retain(|f| {
+        in_spark(f.name(), f.aliases())
+            && !spark.iter().any(|s| s.name() == f.name())
+            && !NOT_SPARKS.contains(&f.name())
+    });
     functions.extend(spark);
+    for f in functions.iter_mut() {
+        if f.name() == "reverse" {
+            *f = coerce::or_arrays(f.clone());
+        }
+    }
     let aggregates = builder.aggregate_functions().get_or_insert_with(Vec::new);
     let mut spark = datafusion_spark::all_default_aggregate_functions();
     spark.extend(aggregates::all());
@@ -61,12 +70,29 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     aggregates
         .retain(|f| in_spark(f.name(), f.aliases()) && !spark.iter().any(|s| s.name() == f.name()));
     aggregates.extend(spark);
+    // Spark's names for DataFusion's lambda functions.
+    if let Some(lambdas) = builder.higher_order_functions() {
+        for f in lambdas.iter_mut() {
+            let spark = match f.name() {
+                "array_transform" => "transform",
+                "array_filter" => "filter",
+                "array_any_match" => "exists",
+                _ => continue,
+            };
+            *f = Arc::new(f.as_ref().clone().with_aliases([spark]));
+        }
+    }
     let windows = builder.window_functions().get_or_insert_with(Vec::new);
     windows.retain(|f| in_spark(f.name(), f.aliases()));
     let mut state = builder.build();
     state.config_mut().options_mut().sql_parser.dialect = datafusion::config::Dialect::Spark;
     state
 }
+
+/// DataFusion functions named as Spark's that do something else: Spark's
+/// `array_remove` removes every match, DataFusion's only the first (Spark's is
+/// DataFusion's `array_remove_all`, under [`spark_names_of`]).
+const NOT_SPARKS: &[&str] = &["array_remove"];
 
 /// Spark's names for DataFusion functions that do what Spark's of those names do.
 fn spark_names_of(datafusion_name: &str) -> Option<&'static [&'static str]> {
@@ -80,6 +106,7 @@ fn spark_names_of(datafusion_name: &str) -> Option<&'static [&'static str]> {
         "bool_or" => &["some", "any"],
         "stddev" => &["std"],
         "var_samp" => &["variance"],
+        "array_remove_all" => &["array_remove"],
         _ => return None,
     })
 }
@@ -111,6 +138,7 @@ fn in_spark(name: &str, aliases: &[String]) -> bool {
 /// Whether `name` is a scalar, aggregate or window function of `state`.
 fn has_function(state: &SessionState, name: &str) -> bool {
     state.scalar_functions().contains_key(name)
+        || state.higher_order_functions().contains_key(name)
         || state.aggregate_functions().contains_key(name)
         || state.window_functions().contains_key(name)
 }

@@ -23,6 +23,7 @@ pub(super) fn all() -> Vec<ScalarUDF> {
             signature: Signature::any(2, Volatility::Immutable),
         }),
         Simple::udf("bround", (1, 2), DataType::Float64, bround),
+        Simple::udf("log1p", (1, 1), DataType::Float64, log1p),
         Simple::udf(
             "sequence",
             (2, 3),
@@ -145,4 +146,15 @@ fn sequence(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
         out.append(true);
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// `ln(1 + x)`, exact for small `x`.
+fn log1p(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let out: Float64Array = x
+        .as_primitive::<Float64Type>()
+        .iter()
+        .map(|x| x.map(f64::ln_1p))
+        .collect();
+    Ok(Arc::new(out))
 }

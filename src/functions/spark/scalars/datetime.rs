@@ -30,11 +30,25 @@ pub(super) fn all() -> Vec<ScalarUDF> {
     let mut all = vec![
         Simple::udf("date_format", (2, 2), DataType::Utf8, date_format),
         Simple::udf("to_date", (1, 2), DataType::Date32, to_date),
-        Simple::udf("to_timestamp", (1, 2), timestamp, to_timestamp),
+        Simple::udf("to_timestamp", (1, 2), timestamp.clone(), to_timestamp),
         Simple::udf("unix_timestamp", (1, 2), DataType::Int64, unix_timestamp),
         Simple::udf("to_unix_timestamp", (1, 2), DataType::Int64, unix_timestamp),
         Simple::udf("from_unixtime", (1, 2), DataType::Utf8, from_unixtime),
         Simple::udf("months_between", (2, 3), DataType::Float64, months_between),
+        Simple::udf("dayname", (1, 1), DataType::Utf8, dayname),
+        Simple::udf(
+            "timestamp_seconds",
+            (1, 1),
+            timestamp.clone(),
+            from_epoch::<1_000_000>,
+        ),
+        Simple::udf(
+            "timestamp_millis",
+            (1, 1),
+            timestamp.clone(),
+            from_epoch::<1_000>,
+        ),
+        Simple::udf("timestamp_micros", (1, 1), timestamp, from_epoch::<1>),
     ];
     let fields: [super::Compute; 8] = [
         field::<0>, field::<1>, field::<2>, field::<3>, field::<4>, field::<5>, field::<6>,
@@ -73,7 +87,7 @@ fn field<const F: usize>(args: &[ArrayRef], config: &ConfigOptions) -> Result<Ar
 }
 
 /// The session time zone (`[engine] time_zone`, default UTC).
-fn session_zone(config: &ConfigOptions) -> Result<Tz> {
+pub(super) fn session_zone(config: &ConfigOptions) -> Result<Tz> {
     let name = config.execution.time_zone.as_deref().unwrap_or("+00:00");
     name.parse()
         .map_err(|e| exec_datafusion_err!("session time zone `{name}`: {e}"))
@@ -145,7 +159,7 @@ fn parse_default(text: &str) -> Option<NaiveDateTime> {
 }
 
 /// A Java `DateTimeFormatter` pattern as chrono's format items.
-fn java_pattern(pattern: &str) -> Result<Vec<Item<'static>>> {
+pub(super) fn java_pattern(pattern: &str) -> Result<Vec<Item<'static>>> {
     let mut out = String::new();
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
@@ -216,7 +230,7 @@ fn java_pattern(pattern: &str) -> Result<Vec<Item<'static>>> {
 
 /// The wall-clock time `text` holds in `items`' format; the zone it names, if any,
 /// converted to the session's.
-fn parse_with(text: &str, items: &[Item<'_>], zone: &Tz) -> Option<NaiveDateTime> {
+pub(super) fn parse_with(text: &str, items: &[Item<'_>], zone: &Tz) -> Option<NaiveDateTime> {
     let mut p = Parsed::new();
     chrono::format::parse(&mut p, text, items.iter()).ok()?;
     if p.year().is_none() && p.year_mod_100().is_none() {
@@ -373,7 +387,7 @@ where
     Ok(out)
 }
 
-fn date_format(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+pub(super) fn date_format(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
     let zone = session_zone(config)?;
     let Some(pattern) = constant_string(args, 1, "date_format")? else {
         return Ok(Arc::new(StringArray::new_null(args[0].len())));
@@ -421,6 +435,37 @@ fn months_between(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef>
             } else {
                 value
             })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// The day of the week's short English name (`Wed`).
+fn dayname(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    let times = wall_clock(&args[0], &session_zone(config)?)?;
+    let names: StringArray = times
+        .iter()
+        .map(|t| t.map(|t| t.format("%a").to_string()))
+        .collect();
+    Ok(Arc::new(names))
+}
+
+/// `timestamp_seconds`/`_millis`/`_micros`: the instant that many units (`MICROS`
+/// microseconds each) after the epoch, as a wall-clock time in the session zone.
+fn from_epoch<const MICROS: i64>(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    let zone = session_zone(config)?;
+    let counts = arg_as(args, 0, &DataType::Int64)?.expect("argument 0");
+    let out: TimestampMicrosecondArray = counts
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|n| {
+            let utc = DateTime::from_timestamp_micros(n?.checked_mul(MICROS)?)?;
+            Some(
+                utc.with_timezone(&zone)
+                    .naive_local()
+                    .and_utc()
+                    .timestamp_micros(),
+            )
         })
         .collect();
     Ok(Arc::new(out))

@@ -2,8 +2,9 @@
 //! DDL schema string names (`'a INT, b DOUBLE'`, `'array<struct<x: string>>'`,
 //! `'map<string, int>'`), with arrow-json's reader. The schema must be a literal, as in
 //! Spark; text that does not parse, or does not fit the schema, is NULL (Spark's
-//! PERMISSIVE mode keeps a row of NULL fields instead). The options argument is
-//! accepted and not read yet (`timestampFormat` and the like).
+//! PERMISSIVE mode keeps a row of NULL fields instead). Of the options (a map), the
+//! Java patterns `timestampFormat` and `dateFormat` are read, for the schema's
+//! top-level timestamp and date fields; the others are not read yet.
 
 use std::sync::Arc;
 
@@ -69,12 +70,91 @@ impl ScalarUDFImpl for FromJson {
         let texts = args.args[0].to_array(args.number_rows)?;
         let texts = datafusion::arrow::compute::cast(&texts, &DataType::Utf8)?;
         let target = args.return_field.data_type().clone();
-        let out = read(texts.as_string::<i32>(), &target)?;
+        let formats = formats(&args)?;
+        let out = match (&target, &formats) {
+            (DataType::Struct(fields), (Some(_), _) | (_, Some(_))) => read_with_formats(
+                texts.as_string::<i32>(),
+                fields,
+                &formats,
+                &args.config_options,
+            )?,
+            _ => read(texts.as_string::<i32>(), &target)?,
+        };
         Ok(match scalar {
             true => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
             false => ColumnarValue::Array(out),
         })
     }
+}
+
+/// The `timestampFormat` and `dateFormat` options, when the call gives them.
+fn formats(args: &ScalarFunctionArgs) -> Result<(Option<String>, Option<String>)> {
+    let Some(ColumnarValue::Scalar(ScalarValue::Map(map))) = args.args.get(2) else {
+        return Ok((None, None));
+    };
+    if map.is_empty() || map.is_null(0) {
+        return Ok((None, None));
+    }
+    let entries = map.value(0);
+    let keys = datafusion::arrow::compute::cast(entries.column(0), &DataType::Utf8)?;
+    let values = datafusion::arrow::compute::cast(entries.column(1), &DataType::Utf8)?;
+    let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+    let find = |name: &str| {
+        (0..keys.len())
+            .find(|&i| keys.value(i) == name && !values.is_null(i))
+            .map(|i| values.value(i).to_string())
+    };
+    Ok((find("timestampFormat"), find("dateFormat")))
+}
+
+/// [`read`] into a struct whose timestamp and date fields are read as text, then parsed
+/// with the options' patterns.
+fn read_with_formats(
+    texts: &datafusion::arrow::array::StringArray,
+    fields: &Fields,
+    (timestamps, dates): &(Option<String>, Option<String>),
+    config: &datafusion::config::ConfigOptions,
+) -> Result<ArrayRef> {
+    let pattern = |t: &DataType| match t {
+        DataType::Timestamp(_, _) => timestamps.as_deref(),
+        DataType::Date32 => dates.as_deref(),
+        _ => None,
+    };
+    let as_text: Fields = fields
+        .iter()
+        .map(|f| match pattern(f.data_type()) {
+            Some(_) => Arc::new(Field::new(f.name(), DataType::Utf8, true)),
+            None => f.clone(),
+        })
+        .collect();
+    let raw = read(texts, &DataType::Struct(as_text))?;
+    let raw = raw.as_struct();
+    let zone = super::datetime::session_zone(config)?;
+    let mut columns = Vec::with_capacity(fields.len());
+    for (f, column) in fields.iter().zip(raw.columns()) {
+        let Some(p) = pattern(f.data_type()) else {
+            columns.push(column.clone());
+            continue;
+        };
+        let items = super::datetime::java_pattern(p)?;
+        let times: Vec<Option<i64>> = column
+            .as_string::<i32>()
+            .iter()
+            .map(|t| {
+                let t = super::datetime::parse_with(t?, &items, &zone)?;
+                Some(t.and_utc().timestamp_micros())
+            })
+            .collect();
+        let micros: ArrayRef = Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(
+            times,
+        ));
+        columns.push(datafusion::arrow::compute::cast(&micros, f.data_type())?);
+    }
+    Ok(Arc::new(datafusion::arrow::array::StructArray::try_new(
+        fields.clone(),
+        columns,
+        raw.nulls().cloned(),
+    )?))
 }
 
 /// Each text read as a `target` (NULL when it does not parse or fit).

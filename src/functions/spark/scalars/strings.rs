@@ -1,7 +1,9 @@
 //! Spark's regular-expression functions, with Java's semantics where they differ from
 //! DataFusion's: `regexp_replace` replaces every match (from position `pos`) and reads
 //! `$1` in the replacement, `regexp_extract` gives `''` when nothing matches, and
-//! `split` cuts at a regular expression, keeping trailing empty strings.
+//! `split` cuts at a regular expression, keeping trailing empty strings; and
+//! `to_char`/`to_varchar` with Spark's number formats (`99G999D9S`), date patterns and
+//! binary encodings.
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         ),
         Simple::udf("regexp_replace", (3, 4), DataType::Utf8, regexp_replace),
         Simple::udf("split", (2, 3), strings, split),
+        Simple::udf("to_char", (2, 2), DataType::Utf8, to_char),
+        Simple::udf("to_varchar", (2, 2), DataType::Utf8, to_char),
     ]
 }
 
@@ -203,9 +207,140 @@ fn split(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// `to_char(x, format)`: a number with a number format, a date or timestamp with a Java
+/// date pattern (as `date_format`), bytes as `base64`, `hex` or `utf-8` text.
+fn to_char(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    use base64::Engine as _;
+    let Some(format) = constant_string(args, 1, "to_char")? else {
+        return Ok(Arc::new(StringArray::new_null(args[0].len())));
+    };
+    let t = args[0].data_type();
+    if matches!(
+        t,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+    ) {
+        return super::datetime::date_format(args, config);
+    }
+    if matches!(
+        t,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    ) {
+        let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+        let encode = |b: &[u8]| -> Result<String> {
+            Ok(match format.to_ascii_lowercase().as_str() {
+                "base64" => base64::engine::general_purpose::STANDARD.encode(b),
+                "hex" => b.iter().map(|x| format!("{x:02X}")).collect(),
+                "utf-8" | "utf8" => String::from_utf8_lossy(b).into_owned(),
+                other => {
+                    return exec_err!(
+                        "to_char of bytes takes 'base64', 'hex' or 'utf-8', not '{other}'"
+                    )
+                }
+            })
+        };
+        let out = bytes
+            .as_binary::<i32>()
+            .iter()
+            .map(|b| b.map(encode).transpose())
+            .collect::<Result<StringArray>>()?;
+        return Ok(Arc::new(out));
+    }
+    let numbers = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let out = numbers
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+        .iter()
+        .map(|x| x.map(|x| number_format(x, &format)).transpose())
+        .collect::<Result<StringArray>>()?;
+    Ok(Arc::new(out))
+}
+
+/// `x` written with a Spark number format: `0`/`9` digits (`0` pads with zeros), `.`/`D`
+/// the decimal point, `,`/`G` grouping, `$`, and `S` (a `+` or `-`) or `MI` (a `-`) at
+/// either end.
+fn number_format(x: f64, format: &str) -> Result<String> {
+    let upper = format.to_ascii_uppercase();
+    let (mut body, mut sign_start, mut sign_end) = (upper.as_str(), None, None);
+    for (token, mark) in [("S", 'S'), ("MI", 'M')] {
+        if let Some(rest) = body.strip_prefix(token) {
+            (body, sign_start) = (rest, Some(mark));
+        }
+        if let Some(rest) = body.strip_suffix(token) {
+            (body, sign_end) = (rest, Some(mark));
+        }
+    }
+    let dollar = body.starts_with('$');
+    let body = body.trim_start_matches('$');
+    let (int_pattern, fraction_pattern) = match body.find(['.', 'D']) {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, ""),
+    };
+    if let Some(c) = body.chars().find(|c| !"09.,DG".contains(*c)) {
+        return exec_err!(
+            "to_char: `{c}` is not part of a number format (0, 9, D, G, ., ,, $, S, MI)"
+        );
+    }
+    let fraction_digits = fraction_pattern
+        .chars()
+        .filter(|c| *c == '0' || *c == '9')
+        .count();
+    let written = format!("{:.*}", fraction_digits, x.abs());
+    let (int_digits, fraction) = written.split_once('.').unwrap_or((&written, ""));
+    let int_digits = int_digits.trim_start_matches('0');
+    let mut digits = int_digits.chars().rev().peekable();
+    let mut int_part = Vec::new();
+    for c in int_pattern.chars().rev() {
+        if c == ',' || c == 'G' {
+            // A separator only between digits that are written.
+            if !int_part.is_empty() && digits.peek().is_some() {
+                int_part.push(',');
+            }
+            continue;
+        }
+        match (c, digits.next()) {
+            (_, Some(d)) => int_part.push(d),
+            ('0', None) => int_part.push('0'),
+            _ => {}
+        }
+    }
+    // Digits the format has no room for are still written.
+    int_part.extend(digits);
+    let mut out: String = int_part.into_iter().rev().collect();
+    if out.is_empty() {
+        out.push('0');
+    }
+    if fraction_digits > 0 {
+        out = format!("{out}.{fraction}");
+    }
+    if dollar {
+        out = format!("${out}");
+    }
+    let sign = |mark: char| match (mark, x < 0.0) {
+        (_, true) => "-",
+        ('S', false) => "+",
+        _ => " ",
+    };
+    Ok(match (sign_start, sign_end) {
+        (Some(m), _) => format!("{}{out}", sign(m)),
+        (None, Some(m)) => format!("{out}{}", sign(m)),
+        (None, None) if x < 0.0 => format!("-{out}"),
+        _ => out,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::replacement;
+
+    #[test]
+    fn number_formats() {
+        use super::number_format;
+        assert_eq!(number_format(454.0, "999").unwrap(), "454");
+        assert_eq!(number_format(454.0, "000D00").unwrap(), "454.00");
+        assert_eq!(number_format(12454.0, "99G999").unwrap(), "12,454");
+        assert_eq!(number_format(78.12, "$99.99").unwrap(), "$78.12");
+        assert_eq!(number_format(-12454.8, "99G999D9S").unwrap(), "12,454.8-");
+        assert_eq!(number_format(5.0, "0000").unwrap(), "0005");
+    }
 
     #[test]
     fn java_replacements() {
