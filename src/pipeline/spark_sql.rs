@@ -159,6 +159,10 @@ impl ast::VisitorMut for Rewrite {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Some(e) = scaled_floor_or_ceil(expr) {
+            *expr = e;
+            return ControlFlow::Continue(());
+        }
         if let Expr::Struct { values, fields } = expr {
             if let Some(e) = fields.is_empty().then(|| struct_call(values)).flatten() {
                 *expr = e;
@@ -168,6 +172,10 @@ impl ast::VisitorMut for Rewrite {
         let Expr::Function(f) = expr else {
             return ControlFlow::Continue(());
         };
+        if let Some(e) = scaled_call(f) {
+            *expr = e;
+            return ControlFlow::Continue(());
+        }
         int_literals(f);
         if let Some(e) = template(f) {
             *expr = e;
@@ -612,10 +620,59 @@ fn equal_null(f: &ast::Function) -> Option<Expr> {
     }
 }
 
+/// `floor(x, d)` / `ceil(x, d)` (sqlparser's scaled forms) as `floor(x * 10^d) / 10^d`,
+/// or `floor(x / 10^-d) * 10^-d` for a negative `d`.
+fn scaled_floor_or_ceil(expr: &Expr) -> Option<Expr> {
+    let (function, x, field) = match expr {
+        Expr::Floor { expr, field } => ("floor", expr, field),
+        Expr::Ceil { expr, field } => ("ceil", expr, field),
+        _ => return None,
+    };
+    let ast::CeilFloorKind::Scale(scale) = field else {
+        return None;
+    };
+    let Value::Number(digits, _) = &scale.value else {
+        return None;
+    };
+    scaled(function, x, digits.parse().ok()?)
+}
+
+/// `floor(x, -3)`, which sqlparser reads as a plain call, as [`scaled_floor_or_ceil`].
+fn scaled_call(f: &ast::Function) -> Option<Expr> {
+    let function = match function_name(&Expr::Function(f.clone()))?.as_str() {
+        "floor" => "floor",
+        "ceil" | "ceiling" => "ceil",
+        _ => return None,
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(x)), FunctionArg::Unnamed(FunctionArgExpr::Expr(d))] => {
+            scaled(function, x, d.to_string().replace(' ', "").parse().ok()?)
+        }
+        _ => None,
+    }
+}
+
+fn scaled(function: &str, x: &Expr, digits: i32) -> Option<Expr> {
+    let power = format!("1{}", "0".repeat(digits.unsigned_abs().min(30) as usize));
+    let sql = match digits >= 0 {
+        true => format!("{function}(({x}) * {power}) / {power}"),
+        false => format!("{function}(({x}) / {power}) * {power}"),
+    };
+    parse_expr(&sql)
+}
+
 /// Spark functions that are a DataFusion expression of their arguments (`{0}`, `{1}`):
 /// name, number of arguments, the expression.
 const TEMPLATES: &[(&str, usize, &str)] = &[
     ("e", 0, "exp(1.0)"),
+    ("to_timestamp_ltz", 1, "to_timestamp({0})"),
+    ("to_timestamp_ltz", 2, "to_timestamp({0}, {1})"),
+    ("try_to_timestamp", 1, "to_timestamp({0})"),
+    ("try_to_timestamp", 2, "to_timestamp({0}, {1})"),
+    ("date_from_unix_date", 1, "date_add(DATE '1970-01-01', {0})"),
     ("curdate", 0, "current_date()"),
     ("positive", 1, "({0})"),
     ("zeroifnull", 1, "coalesce({0}, 0)"),

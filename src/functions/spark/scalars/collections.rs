@@ -22,7 +22,7 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(ElementAt {
             signature: Signature::any(2, Volatility::Immutable),
         }),
-        Simple::udf("bround", (1, 2), DataType::Float64, bround),
+        Simple::udf_returning("bround", (1, 2), bround_type, bround),
         Simple::udf("log1p", (1, 1), DataType::Float64, log1p),
         Simple::udf(
             "sequence",
@@ -100,6 +100,12 @@ fn bround(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
             Some((x * scale).round_ties_even() / scale)
         })
         .collect();
+    // An integer stays an integer of its type (bround(25, -1) is 20).
+    if args[0].data_type().is_integer() {
+        let rounded: ArrayRef = Arc::new(out);
+        let as_int = datafusion::arrow::compute::cast(&rounded, &DataType::Int64)?;
+        return Ok(as_int);
+    }
     Ok(Arc::new(out))
 }
 
@@ -157,4 +163,11 @@ fn log1p(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
         .map(|x| x.map(f64::ln_1p))
         .collect();
     Ok(Arc::new(out))
+}
+
+fn bround_type(args: &[DataType]) -> DataType {
+    match args.first() {
+        Some(t) if t.is_integer() => DataType::Int64,
+        _ => DataType::Float64,
+    }
 }

@@ -37,6 +37,24 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         Simple::udf("months_between", (2, 3), DataType::Float64, months_between),
         Simple::udf("dayname", (1, 1), DataType::Utf8, dayname),
         Simple::udf(
+            "make_timestamp_ltz",
+            (6, 7),
+            timestamp.clone(),
+            make_timestamp,
+        ),
+        Simple::udf(
+            "try_make_timestamp",
+            (6, 7),
+            timestamp.clone(),
+            make_timestamp,
+        ),
+        Simple::udf(
+            "try_make_timestamp_ltz",
+            (6, 7),
+            timestamp.clone(),
+            make_timestamp,
+        ),
+        Simple::udf(
             "timestamp_seconds",
             (1, 1),
             timestamp.clone(),
@@ -466,6 +484,46 @@ fn from_epoch<const MICROS: i64>(args: &[ArrayRef], config: &ConfigOptions) -> R
                     .and_utc()
                     .timestamp_micros(),
             )
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `make_timestamp(year, month, day, hour, minute, second[, zone])`: seconds may have
+/// a fraction, and 60 is the next minute; a zone reads the fields in it. Fields that
+/// are not a time give NULL.
+fn make_timestamp(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    let session = session_zone(config)?;
+    let ints: Vec<Vec<Option<i64>>> = (0..5)
+        .map(|i| {
+            let a = arg_as(args, i, &DataType::Int64)?.expect("an argument");
+            Ok(a.as_primitive::<Int64Type>().iter().collect())
+        })
+        .collect::<Result<_>>()?;
+    let seconds = arg_as(args, 5, &DataType::Float64)?.expect("argument 5");
+    let seconds = seconds.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let zones = arg_as(args, 6, &DataType::Utf8)?;
+    let out: TimestampMicrosecondArray = (0..seconds.len())
+        .map(|row| {
+            let field = |i: usize| ints[i][row].and_then(|v| u32::try_from(v).ok());
+            let year = i32::try_from(ints[0][row]?).ok()?;
+            let date = NaiveDate::from_ymd_opt(year, field(1)?, field(2)?)?;
+            let second = (!seconds.is_null(row)).then(|| seconds.value(row))?;
+            if !(0.0..=60.0).contains(&second) {
+                return None;
+            }
+            let micros = (second * 1e6).round() as i64;
+            let time = chrono::NaiveTime::from_hms_opt(field(3)?, field(4)?, 0)?;
+            let local = date.and_time(time) + chrono::Duration::microseconds(micros);
+            let local = match &zones {
+                Some(z) if !z.is_null(row) => {
+                    let zone: Tz = z.as_string::<i32>().value(row).parse().ok()?;
+                    let instant = zone.from_local_datetime(&local).earliest()?;
+                    instant.with_timezone(&session).naive_local()
+                }
+                _ => local,
+            };
+            Some(local.and_utc().timestamp_micros())
         })
         .collect();
     Ok(Arc::new(out))

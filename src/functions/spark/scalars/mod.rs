@@ -44,8 +44,15 @@ pub(super) struct Simple {
     name: &'static str,
     signature: Signature,
     arity: (usize, usize),
-    returns: DataType,
+    returns: Returns,
     compute: Compute,
+}
+
+/// A [`Simple`] function's return type: one type, or one computed from the arguments'.
+#[derive(Debug, Clone)]
+enum Returns {
+    Always(DataType),
+    Of(fn(&[DataType]) -> DataType),
 }
 
 impl Simple {
@@ -61,7 +68,23 @@ impl Simple {
             name,
             signature: Signature::variadic_any(Volatility::Immutable),
             arity,
-            returns,
+            returns: Returns::Always(returns),
+            compute,
+        })
+    }
+
+    /// [`Simple::udf`] whose return type `returns` computes from the arguments' types.
+    pub(super) fn udf_returning(
+        name: &'static str,
+        arity: (usize, usize),
+        returns: fn(&[DataType]) -> DataType,
+        compute: Compute,
+    ) -> ScalarUDF {
+        ScalarUDF::from(Simple {
+            name,
+            signature: Signature::variadic_any(Volatility::Immutable),
+            arity,
+            returns: Returns::Of(returns),
             compute,
         })
     }
@@ -104,7 +127,10 @@ impl ScalarUDFImpl for Simple {
                 arg_types.len()
             );
         }
-        Ok(self.returns.clone())
+        Ok(match &self.returns {
+            Returns::Always(t) => t.clone(),
+            Returns::Of(f) => f(arg_types),
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
