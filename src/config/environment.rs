@@ -217,6 +217,7 @@ pub struct Environment {
 
 /// Checks `[engine]` and `[python]`; `Err((key, message))`.
 fn check_settings(parsed: &EnvironmentFile) -> std::result::Result<(), (&'static str, String)> {
+    parsed.engine.check()?;
     if let Some(n) = parsed.engine.max_concurrent_tasks.filter(|n| *n == 0) {
         return Err((
             "engine.max_concurrent_tasks",
@@ -251,10 +252,6 @@ impl Environment {
             key,
             message,
         };
-        parsed
-            .engine
-            .check()
-            .map_err(|(key, message)| config_err(key.into(), message))?;
         for (source, tables) in &parsed.sources {
             if !super::names::is_identifier(source) {
                 return Err(config_err(
