@@ -238,6 +238,7 @@ pub(super) fn scaled(function: &str, x: &Expr, digits: i32) -> Option<Expr> {
 /// name, number of arguments, the expression.
 pub(super) const TEMPLATES: &[(&str, usize, &str)] = &[
     ("e", 0, "exp(1.0)"),
+    ("validate_utf8", 1, "CAST({0} AS STRING)"),
     ("to_timestamp_ltz", 1, "to_timestamp({0})"),
     ("to_timestamp_ltz", 2, "to_timestamp({0}, {1})"),
     ("try_to_timestamp", 1, "to_timestamp({0})"),
@@ -295,5 +296,37 @@ pub(super) fn template(f: &ast::Function) -> Option<Expr> {
     for (i, arg) in args.iter().enumerate() {
         sql = sql.replace(&format!("{{{i}}}"), arg);
     }
+    parse_expr(&sql)
+}
+
+/// Spark's `decode(x, search1, result1, …[, default])` (more than two arguments) as
+/// `CASE WHEN x IS NOT DISTINCT FROM search1 THEN result1 … ELSE default END`.
+pub(super) fn decode_case(f: &ast::Function) -> Option<Expr> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if list.args.len() < 3 {
+        return None;
+    }
+    let args: Vec<String> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let (x, rest) = args.split_first()?;
+    let mut sql = String::from("CASE");
+    for pair in rest.chunks(2) {
+        match pair {
+            [search, result] => sql.push_str(&format!(
+                " WHEN ({x}) IS NOT DISTINCT FROM ({search}) THEN {result}"
+            )),
+            [default] => sql.push_str(&format!(" ELSE {default}")),
+            _ => {}
+        }
+    }
+    sql.push_str(" END");
     parse_expr(&sql)
 }

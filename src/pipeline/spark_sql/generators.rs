@@ -1,4 +1,5 @@
-//! Spark's generators as DataFusion's `unnest`: `explode(x)` and `posexplode(x)` in a
+//! Spark's generators as DataFusion's `unnest`: `explode`, `posexplode`, `inline` (and
+//! their `_outer` forms) in a
 //! select list, in FROM, and in `LATERAL VIEW` (a subquery per view).
 
 use std::ops::ControlFlow;
@@ -45,8 +46,14 @@ pub(super) fn generator_sql(
     let x = only_argument(args)?;
     let name =
         |i: usize, default: &str| names.get(i).map_or(default.to_string(), |n| n.to_string());
+    // `_outer`: an empty or NULL array is one row of NULLs.
+    let outer = format!("CASE WHEN size({x}) > 0 THEN {x} ELSE array(NULL) END");
     match function {
         "explode" => Some(format!("unnest({x}) AS {}", name(0, "col"))),
+        "explode_outer" => Some(format!("unnest({outer}) AS {}", name(0, "col"))),
+        // An array of structs: a column per field.
+        "inline" => Some(format!("unnest(unnest({x}))")),
+        "inline_outer" => Some(format!("unnest(unnest({outer}))")),
         // The positions count from 0, for a non-empty array.
         "posexplode" => Some(format!(
             "unnest(CASE WHEN size({x}) > 0 THEN sequence(0, size({x}) - 1) END) AS {}, unnest({x}) AS {}",
@@ -62,8 +69,8 @@ pub(super) fn parse_items(sql: &str) -> Option<Vec<SelectItem>> {
     parser.parse_projection().ok()
 }
 
-/// `posexplode(x)` in a select list: the columns `pos` (from 0) and `col`.
-pub(super) fn posexplode(call: &Expr) -> Vec<SelectItem> {
+/// A generator in a select list: its columns (`col`; `pos` and `col`; one per field).
+pub(super) fn generator_columns(call: &Expr) -> Vec<SelectItem> {
     generator_items(call, &[])
         .and_then(|sql| parse_items(&sql))
         .unwrap_or_else(|| vec![SelectItem::UnnamedExpr(call.clone())])

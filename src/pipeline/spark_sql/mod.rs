@@ -21,10 +21,10 @@ mod text;
 pub(crate) use text::plain_sql;
 
 use calls::{
-    equal_null, first_or_last, int_literals, name_struct_fields, no_arguments, pair_map,
-    scaled_call, scaled_floor_or_ceil, sorted, struct_call, template,
+    decode_case, equal_null, first_or_last, int_literals, name_struct_fields, no_arguments,
+    pair_map, scaled_call, scaled_floor_or_ceil, sorted, struct_call, template,
 };
-use generators::{generator_sql, lateral_views, parse_from, posexplode};
+use generators::{generator_columns, generator_sql, lateral_views, parse_from};
 
 /// Spark SQL as sqlparser's `SparkSqlDialect` parses it, plus what Spark's own parser
 /// does that sqlparser's does not: backslash escapes in string literals (`'a\tb'`).
@@ -114,7 +114,7 @@ impl ast::VisitorMut for Rewrite {
     fn pre_visit_select(&mut self, select: &mut ast::Select) -> ControlFlow<()> {
         lateral_views(select);
         // Spark names the column of a select-list `explode(x)` `col`; `posexplode(x)`
-        // is two columns, `pos` (from 0) and `col`.
+        // is two columns, `pos` (from 0) and `col`; `inline` a column per field.
         let mut projection = Vec::with_capacity(select.projection.len());
         for item in std::mem::take(&mut select.projection) {
             let SelectItem::UnnamedExpr(expr) = &item else {
@@ -122,11 +122,9 @@ impl ast::VisitorMut for Rewrite {
                 continue;
             };
             match function_name(expr).as_deref() {
-                Some("explode") => projection.push(SelectItem::ExprWithAlias {
-                    expr: expr.clone(),
-                    alias: Ident::new("col"),
-                }),
-                Some("posexplode") => projection.extend(posexplode(expr)),
+                Some("explode" | "explode_outer" | "posexplode" | "inline" | "inline_outer") => {
+                    projection.extend(generator_columns(expr))
+                }
                 // A struct of the values, unnested into one column each (c0, c1, …).
                 Some("json_tuple") => projection.push(SelectItem::UnnamedExpr(
                     parse_expr(&format!("unnest({expr})")).unwrap_or_else(|| expr.clone()),
@@ -204,6 +202,11 @@ impl ast::VisitorMut for Rewrite {
             // DataFusion's nvl coerces `nvl(NULL, array('2'))` to text; coalesce does not.
             Some("nvl" | "ifnull") => f.name = ObjectName::from(vec![Ident::new("coalesce")]),
             Some("collect_set") => *expr = sorted(f),
+            Some("decode") => {
+                if let Some(e) = decode_case(f) {
+                    *expr = e;
+                }
+            }
             Some("equal_null") => {
                 if let Some(e) = equal_null(f) {
                     *expr = e;

@@ -3,6 +3,8 @@
 //! `from_unixtime`), calendar fields, regular expressions with Java's semantics, JSON,
 //! Spark's `hash`, `bround` and `element_at`.
 
+mod arithmetic;
+mod bytes;
 mod collections;
 mod datetime;
 mod from_json;
@@ -30,6 +32,8 @@ pub(super) fn all() -> Vec<Arc<ScalarUDF>> {
     all.extend(hash::all());
     all.extend(collections::all());
     all.push(from_json::udf());
+    all.extend(arithmetic::all());
+    all.extend(bytes::all());
     all.into_iter().map(Arc::new).collect()
 }
 

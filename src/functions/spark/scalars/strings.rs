@@ -31,6 +31,7 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         Simple::udf("split", (2, 3), strings, split),
         Simple::udf("to_char", (2, 2), DataType::Utf8, to_char),
         Simple::udf("to_varchar", (2, 2), DataType::Utf8, to_char),
+        Simple::udf("format_number", (2, 2), DataType::Utf8, format_number),
     ]
 }
 
@@ -325,6 +326,59 @@ fn number_format(x: f64, format: &str) -> Result<String> {
         (None, None) if x < 0.0 => format!("-{out}"),
         _ => out,
     })
+}
+
+/// `format_number(x, d)`: `x` rounded to `d` decimals with `,` grouping
+/// (`12,332.1235`); `format_number(x, '#,###.##')`: a `DecimalFormat` pattern's
+/// grouping and most decimals, trailing zeros dropped where the pattern has `#`.
+fn format_number(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let x = x.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let pattern = match args[1].data_type().is_integer() {
+        true => None,
+        false => constant_string(args, 1, "format_number")?,
+    };
+    let decimals = integers(args, 1, 0)?;
+    let out: StringArray = (0..x.len())
+        .map(|i| {
+            let v = (!x.is_null(i)).then(|| x.value(i))?;
+            let (digits, grouped, trim) = match &pattern {
+                Some(p) => {
+                    let fraction = p.split_once('.').map_or("", |(_, f)| f);
+                    (fraction.len(), p.contains(','), !fraction.contains('0'))
+                }
+                None => (usize::try_from(decimals[i]?).ok()?, true, false),
+            };
+            let mut text = format!("{:.*}", digits, v.abs());
+            if trim && text.contains('.') {
+                text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+            }
+            let (int, fraction) = text
+                .split_once('.')
+                .map_or((text.as_str(), None), |(a, b)| (a, Some(b)));
+            let int = match grouped {
+                true => group_thousands(int),
+                false => int.to_string(),
+            };
+            let sign = if v < 0.0 { "-" } else { "" };
+            Some(match fraction {
+                Some(f) => format!("{sign}{int}.{f}"),
+                None => format!("{sign}{int}"),
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn group_thousands(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
