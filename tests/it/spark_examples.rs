@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use quern::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use quern::datafusion::arrow::compute::cast;
-use quern::datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
+use quern::datafusion::arrow::datatypes::{
+    DataType, DurationMicrosecondType, Float32Type, Float64Type, TimeUnit,
+};
 use quern::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use quern::{Dialect, Engine};
 
@@ -86,22 +88,17 @@ const NOT_YET: &[&str] = &[
     "aes_decrypt",
     "aggregate",
     "approx_percentile",
-    "array_insert",
     "array_sort",
     "arrays_zip",
     "bround",
-    "convert_timezone",
     "current_timezone",
     "date_part",
     "datepart",
     "div",
-    "exists",
     "extract",
     "filter",
-    "forall",
     "ilike",
     "lpad",
-    "make_dt_interval",
     "make_interval",
     "make_ym_interval",
     "map_filter",
@@ -116,17 +113,13 @@ const NOT_YET: &[&str] = &[
     "reduce",
     "round",
     "schema_of_csv",
-    "sentences",
     "sequence",
     "shiftright",
     "shiftrightunsigned",
     "sign",
     "signum",
-    "skewness",
     "stack",
     "sum",
-    "timestampdiff",
-    "to_number",
     "to_time",
     "transform_keys",
     "transform_values",
@@ -484,6 +477,23 @@ fn spark_text(array: &ArrayRef, row: usize, nested: bool) -> Result<String, Stri
                 })
                 .collect::<Result<_, String>>()?;
             format!("{{{}}}", items.join(","))
+        }
+        // Spark's day-time interval text: days, then hh:mm:ss and nanoseconds.
+        DataType::Duration(_) => {
+            let micros = cast(array, &DataType::Duration(TimeUnit::Microsecond))
+                .map_err(|e| e.to_string())?;
+            let v = micros.as_primitive::<DurationMicrosecondType>().value(row);
+            let (sign, v) = if v < 0 { ("-", -v) } else { ("", v) };
+            let (days, rest) = (v / 86_400_000_000, v % 86_400_000_000);
+            let (h, m, s) = (
+                rest / 3_600_000_000,
+                rest / 60_000_000 % 60,
+                rest / 1_000_000 % 60,
+            );
+            format!(
+                "{sign}{days} {h:02}:{m:02}:{s:02}.{:06}000",
+                rest % 1_000_000
+            )
         }
         DataType::Dictionary(_, value) => {
             let plain = cast(array, value).map_err(|e| e.to_string())?;

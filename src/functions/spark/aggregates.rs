@@ -1,7 +1,8 @@
 //! Spark's `percentile_approx(col, percentage[, accuracy])` (and its alias
 //! `approx_percentile`): the smallest value of the column such that no more than
 //! `percentage` of the values are below it, for one percentage or an array of them;
-//! and `percentile(col, percentage)`, the exact percentile interpolated between values.
+//! and `percentile(col, percentage)`, the exact percentile interpolated between values;
+//! `skewness(col)`, the population skewness.
 //!
 //! Spark answers from a Greenwald–Khanna sketch whose error is at most 1/accuracy of
 //! the rank; quern keeps the group's values and answers exactly, which is within any
@@ -32,6 +33,9 @@ pub(super) fn all() -> Vec<Arc<AggregateUDF>> {
     vec![
         percentile("percentile_approx", &["approx_percentile"], false),
         percentile("percentile", &[], true),
+        Arc::new(AggregateUDF::from(Skewness {
+            signature: Signature::numeric(1, Volatility::Immutable),
+        })),
     ]
 }
 
@@ -228,5 +232,93 @@ impl Accumulator for Values {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + self.values.capacity() * 8
+    }
+}
+
+/// `skewness(col)`: the third central moment over the second to the power 1.5.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Skewness {
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for Skewness {
+    fn name(&self) -> &str {
+        "skewness"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Moments::default()))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(["n", "s1", "s2", "s3"]
+            .iter()
+            .map(|m| {
+                Arc::new(Field::new(
+                    format!("{}_{m}", args.name),
+                    DataType::Float64,
+                    false,
+                ))
+            })
+            .collect())
+    }
+}
+
+/// The count and the sums of the values, their squares and cubes.
+#[derive(Debug, Default)]
+struct Moments([f64; 4]);
+
+impl Accumulator for Moments {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let values = cast(&values[0], &DataType::Float64)?;
+        for x in values.as_primitive::<Float64Type>().iter().flatten() {
+            self.0[0] += 1.0;
+            self.0[1] += x;
+            self.0[2] += x * x;
+            self.0[3] += x * x * x;
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        for (sum, state) in self.0.iter_mut().zip(states) {
+            *sum += state
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .sum::<f64>();
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(self
+            .0
+            .iter()
+            .map(|v| ScalarValue::Float64(Some(*v)))
+            .collect())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let [n, s1, s2, s3] = self.0;
+        if n == 0.0 {
+            return Ok(ScalarValue::Float64(None));
+        }
+        let mean = s1 / n;
+        let m2 = s2 / n - mean * mean;
+        let m3 = s3 / n - 3.0 * mean * s2 / n + 2.0 * mean * mean * mean;
+        Ok(ScalarValue::Float64((m2 != 0.0).then(|| m3 / m2.powf(1.5))))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
     }
 }

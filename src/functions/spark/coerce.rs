@@ -187,3 +187,105 @@ impl ScalarUDFImpl for OrArrays {
         self.pick(first.as_ref()).invoke_with_args(args)
     }
 }
+
+/// Spark's `date_part('SECONDS', ts)` (and `EXTRACT(SECONDS FROM ts)`) has the
+/// microseconds as a fraction, a DECIMAL(8, 6): `f` for every other field.
+pub(super) fn seconds_with_fraction(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    if f.name() != "date_part" {
+        return f;
+    }
+    Arc::new(ScalarUDF::from(SecondsWithFraction { inner: f }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SecondsWithFraction {
+    inner: Arc<ScalarUDF>,
+}
+
+const SECONDS: DataType = DataType::Decimal128(8, 6);
+
+impl ScalarUDFImpl for SecondsWithFraction {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        use datafusion::common::ScalarValue;
+        let seconds = match args.scalar_arguments.first().copied().flatten() {
+            Some(ScalarValue::Utf8(Some(u)) | ScalarValue::Utf8View(Some(u))) => {
+                matches!(
+                    u.to_ascii_uppercase().as_str(),
+                    "SECOND" | "SECONDS" | "S" | "SEC" | "SECS"
+                )
+            }
+            _ => false,
+        };
+        let timestamp = matches!(
+            args.arg_fields.get(1).map(|f| f.data_type()),
+            Some(DataType::Timestamp(_, None))
+        );
+        match seconds && timestamp {
+            true => Ok(Arc::new(datafusion::arrow::datatypes::Field::new(
+                self.name(),
+                SECONDS,
+                true,
+            ))),
+            false => self.inner.return_field_from_args(args),
+        }
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let seconds = matches!(
+            args.first(),
+            Some(Expr::Literal(datafusion::common::ScalarValue::Utf8(Some(u)), _))
+                if matches!(u.to_ascii_uppercase().as_str(), "SECOND" | "SECONDS" | "S" | "SEC" | "SECS")
+        );
+        let timestamp = match args.get(1) {
+            Some(a) => matches!(info.get_data_type(a)?, DataType::Timestamp(_, None)),
+            None => false,
+        };
+        match seconds && timestamp {
+            true => Ok(ExprSimplifyResult::Original(args)),
+            false => self.inner.simplify(args, info),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Decimal128Array};
+        use datafusion::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
+        if args.return_type() != &SECONDS {
+            return self.inner.invoke_with_args(args);
+        }
+        let scalar = matches!(args.args[1], ColumnarValue::Scalar(_));
+        let times = args.args[1].to_array(args.number_rows)?;
+        let micros = datafusion::arrow::compute::cast(
+            &times,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let out = micros
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|v| v.map(|v| i128::from(v.rem_euclid(60_000_000))))
+            .collect::<Decimal128Array>()
+            .with_precision_and_scale(8, 6)?;
+        let out: datafusion::arrow::array::ArrayRef = Arc::new(out);
+        Ok(match scalar {
+            true => {
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+            }
+            false => ColumnarValue::Array(out),
+        })
+    }
+}

@@ -41,6 +41,7 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
         .into_iter()
         .map(coerce::with_spark_casts)
         .map(coerce::or_arrays)
+        .map(coerce::seconds_with_fraction)
         .collect();
     spark.extend(scalars::all());
     for f in functions.iter_mut() {

@@ -238,6 +238,8 @@ pub(super) fn scaled(function: &str, x: &Expr, digits: i32) -> Option<Expr> {
 /// name, number of arguments, the expression.
 pub(super) const TEMPLATES: &[(&str, usize, &str)] = &[
     ("e", 0, "exp(1.0)"),
+    // Spark sorts NULLs last.
+    ("array_sort", 1, "array_sort({0}, 'ASC', 'NULLS LAST')"),
     ("validate_utf8", 1, "CAST({0} AS STRING)"),
     ("to_timestamp_ltz", 1, "to_timestamp({0})"),
     ("to_timestamp_ltz", 2, "to_timestamp({0}, {1})"),
@@ -329,4 +331,35 @@ pub(super) fn decode_case(f: &ast::Function) -> Option<Expr> {
     }
     sql.push_str(" END");
     parse_expr(&sql)
+}
+
+/// `forall(xs, x -> p)` as `NOT array_any_match(xs, x -> NOT (p))`: false if some
+/// element fails, NULL if none fails but some is unknown, else true.
+pub(super) fn forall(f: &ast::Function) -> Option<Expr> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(xs)), FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(l)))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    parse_expr(&format!(
+        "NOT array_any_match({xs}, {} -> NOT ({}))",
+        l.params, l.body
+    ))
+}
+
+/// `timestampdiff(HOUR, a, b)`: the unit, a keyword in Spark, as a string argument.
+pub(super) fn unit_as_string(f: &mut ast::Function) {
+    let FunctionArguments::List(list) = &mut f.args else {
+        return;
+    };
+    if list.args.len() != 3 {
+        return;
+    }
+    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(unit))) = &list.args[0] {
+        let unit = Expr::Value(Value::SingleQuotedString(unit.value.to_uppercase()).into());
+        list.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Expr(unit));
+    }
 }

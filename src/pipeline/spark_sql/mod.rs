@@ -21,8 +21,8 @@ mod text;
 pub(crate) use text::plain_sql;
 
 use calls::{
-    decode_case, equal_null, first_or_last, int_literals, name_struct_fields, no_arguments,
-    pair_map, scaled_call, scaled_floor_or_ceil, sorted, struct_call, template,
+    decode_case, equal_null, first_or_last, forall, int_literals, name_struct_fields, no_arguments,
+    pair_map, scaled_call, scaled_floor_or_ceil, sorted, struct_call, template, unit_as_string,
 };
 use generators::{generator_columns, generator_sql, lateral_views, parse_from};
 
@@ -202,6 +202,12 @@ impl ast::VisitorMut for Rewrite {
             // DataFusion's nvl coerces `nvl(NULL, array('2'))` to text; coalesce does not.
             Some("nvl" | "ifnull") => f.name = ObjectName::from(vec![Ident::new("coalesce")]),
             Some("collect_set") => *expr = sorted(f),
+            Some("timestampdiff") => unit_as_string(f),
+            Some("forall") => {
+                if let Some(e) = forall(f) {
+                    *expr = e;
+                }
+            }
             Some("decode") => {
                 if let Some(e) = decode_case(f) {
                     *expr = e;

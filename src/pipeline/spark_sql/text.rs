@@ -59,6 +59,20 @@ pub(crate) fn plain_sql(sql: &str) -> std::borrow::Cow<'_, str> {
                 out.push_str(&word);
                 i = end;
                 let upper = word.to_ascii_uppercase();
+                if matches!(upper.as_str(), "TIMESTAMP_NTZ" | "TIMESTAMP_LTZ")
+                    && chars[end..].iter().find(|c| !c.is_whitespace()) == Some(&'\'')
+                {
+                    // Typed literals: a timestamp is a wall-clock time in quern.
+                    out.truncate(out.len() - word.len());
+                    out.push_str("TIMESTAMP ");
+                    changed = true;
+                }
+                if upper == "EXISTS" && is_call_not_subquery(&chars[end..]) {
+                    // Spark's `exists(array, x -> …)` is DataFusion's array_any_match.
+                    out.truncate(out.len() - word.len());
+                    out.push_str("array_any_match");
+                    changed = true;
+                }
                 if matches!(upper.as_str(), "BOTH" | "LEADING" | "TRAILING") {
                     let rest: String = chars[end..].iter().take(12).collect();
                     let rest = rest.trim_start().to_ascii_uppercase();
@@ -83,6 +97,20 @@ pub(crate) fn plain_sql(sql: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Whether `rest` (what follows a word) opens a call whose first argument is not a
+/// query: `(array(1), x -> …)`, not `(SELECT …)`.
+fn is_call_not_subquery(rest: &[char]) -> bool {
+    let text: String = rest.iter().take(40).collect();
+    let Some(inside) = text.trim_start().strip_prefix('(') else {
+        return false;
+    };
+    let inside = inside.trim_start().to_ascii_uppercase();
+    !(inside.starts_with('(')
+        || ["SELECT", "WITH", "VALUES", "FROM", "TABLE"]
+            .iter()
+            .any(|k| inside.starts_with(k)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::plain_sql;
@@ -96,6 +124,14 @@ mod tests {
         assert_eq!(
             plain_sql("SELECT 'a' -- r'x'\n, R\"b\\c\""),
             "SELECT 'a' -- r'x'\n, \"b\\\\c\""
+        );
+        assert_eq!(
+            plain_sql("SELECT exists(xs, x -> x > 1) WHERE EXISTS (SELECT 1)"),
+            "SELECT array_any_match(xs, x -> x > 1) WHERE EXISTS (SELECT 1)"
+        );
+        assert_eq!(
+            plain_sql("SELECT timestamp_ntz'2021-12-06 00:00:00'"),
+            "SELECT TIMESTAMP '2021-12-06 00:00:00'"
         );
         assert_eq!(
             plain_sql("SELECT trim(both  from s), trim(LEADING 'x' FROM s), both_from"),

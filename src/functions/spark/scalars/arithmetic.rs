@@ -1,8 +1,9 @@
 //! Spark's `try_add`, `try_subtract`, `try_multiply`, `try_divide` and `try_mod`: the
 //! operation, or NULL where Spark's would fail (an overflow of the result's type, a
 //! division by zero). Integers stay integers (INT when both are, else BIGINT);
-//! `try_divide` is a double, as `/` is; `try_add(date, n)` adds days. Intervals are
-//! not supported yet.
+//! `try_divide` is a double, as `/` is; `try_add(date, n)` adds days, and a date or
+//! timestamp plus an interval is calendar arithmetic. Intervals on their own are not
+//! supported yet.
 
 use std::sync::Arc;
 
@@ -72,6 +73,11 @@ impl ScalarUDFImpl for Try {
         let number = |t: &DataType| t.is_numeric() || *t == DataType::Null;
         Ok(match (self.op, a, b) {
             (Op::Add | Op::Subtract, DataType::Date32, b) if b.is_integer() => DataType::Date32,
+            (
+                Op::Add | Op::Subtract,
+                t @ (DataType::Date32 | DataType::Timestamp(_, _)),
+                DataType::Interval(_),
+            ) => t.clone(),
             (_, a, b) if !(number(a) && number(b)) => {
                 return plan_err!(
                     "{} of {a} and {b} is not supported; it takes numbers (and a date and days)",
@@ -111,6 +117,12 @@ impl ScalarUDFImpl for Try {
 impl Try {
     fn compute(&self, arrays: &[ArrayRef], returns: &DataType) -> Result<ArrayRef> {
         use datafusion::arrow::compute::cast;
+        if matches!(arrays[1].data_type(), DataType::Interval(_)) {
+            // A date or timestamp and an interval: arrow's calendar arithmetic.
+            use datafusion::arrow::compute::kernels::numeric::{add, sub};
+            let f = if self.op == Op::Add { add } else { sub };
+            return Ok(f(&arrays[0], &arrays[1])?);
+        }
         match returns {
             DataType::Int32 | DataType::Int64 | DataType::Date32 => {
                 let a = cast(&arrays[0], &DataType::Int64)?;

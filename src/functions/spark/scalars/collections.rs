@@ -1,6 +1,7 @@
 //! `element_at(array, index)` (1-based, negative from the end, NULL past either end) and
 //! `element_at(map, key)`, planned as DataFusion's `array_element` and `map_extract`;
-//! `bround(x[, d])`, rounding half to even; `sequence(start, stop[, step])` of integers.
+//! `bround(x[, d])`, rounding half to even; `sequence(start, stop[, step])` of integers;
+//! `array_insert(xs, position, x)`.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         }),
         Simple::udf_returning("bround", (1, 2), bround_type, bround),
         Simple::udf("log1p", (1, 1), DataType::Float64, log1p),
+        Simple::udf_returning("array_insert", (3, 3), |args| args[0].clone(), array_insert),
         Simple::udf(
             "sequence",
             (2, 3),
@@ -170,4 +172,67 @@ fn bround_type(args: &[DataType]) -> DataType {
         Some(t) if t.is_integer() => DataType::Int64,
         _ => DataType::Float64,
     }
+}
+
+/// `array_insert(xs, position, x)`: `x` inserted at `position` (from 1; past the end
+/// pads with NULLs; negative counts from the end, -1 after the last element).
+fn array_insert(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let DataType::List(field) = args[0].data_type() else {
+        return exec_err!("array_insert takes an array, not {}", args[0].data_type());
+    };
+    let lists = args[0].as_list::<i32>();
+    let positions = arg_as(args, 1, &DataType::Int64)?.expect("argument 1");
+    let positions = positions.as_primitive::<Int64Type>();
+    let items = datafusion::arrow::compute::cast(&args[2], field.data_type())?;
+    let null = datafusion::arrow::array::new_null_array(field.data_type(), 1);
+    let mut pieces: Vec<ArrayRef> = Vec::new();
+    let mut lengths = Vec::with_capacity(lists.len());
+    let mut valid = Vec::with_capacity(lists.len());
+    for row in 0..lists.len() {
+        if lists.is_null(row) || positions.is_null(row) {
+            lengths.push(0);
+            valid.push(false);
+            continue;
+        }
+        let values = lists.value(row);
+        let n = values.len() as i64;
+        let p = positions.value(row);
+        let at = match p {
+            0 => return exec_err!("array_insert: the position must not be 0"),
+            p if p > 0 => p - 1,
+            p => n + p + 1,
+        };
+        let (head, pad) = match at {
+            at if at < 0 => (0, -at),
+            at if at > n => (n, at - n),
+            at => (at, 0),
+        };
+        let before = if at < 0 { 0 } else { pad };
+        pieces.push(values.slice(0, head as usize));
+        for _ in 0..before {
+            pieces.push(null.clone());
+        }
+        pieces.push(items.slice(row, 1));
+        if at < 0 {
+            for _ in 0..pad {
+                pieces.push(null.clone());
+            }
+        }
+        pieces.push(values.slice(head as usize, (n - head) as usize));
+        lengths.push((n + 1 + pad) as usize);
+        valid.push(true);
+    }
+    let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
+    let values = match refs.is_empty() {
+        true => datafusion::arrow::array::new_empty_array(field.data_type()),
+        false => datafusion::arrow::compute::concat(&refs)?,
+    };
+    let offsets = datafusion::arrow::buffer::OffsetBuffer::from_lengths(lengths);
+    let list = datafusion::arrow::array::ListArray::try_new(
+        field.clone(),
+        offsets,
+        values,
+        Some(valid.into()),
+    )?;
+    Ok(Arc::new(list))
 }

@@ -37,6 +37,13 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         Simple::udf("months_between", (2, 3), DataType::Float64, months_between),
         Simple::udf("dayname", (1, 1), DataType::Utf8, dayname),
         Simple::udf(
+            "convert_timezone",
+            (2, 3),
+            timestamp.clone(),
+            convert_timezone,
+        ),
+        Simple::udf("timestampdiff", (3, 3), DataType::Int64, timestampdiff),
+        Simple::udf(
             "make_timestamp_ltz",
             (6, 7),
             timestamp.clone(),
@@ -524,6 +531,99 @@ fn make_timestamp(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef>
                 _ => local,
             };
             Some(local.and_utc().timestamp_micros())
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `convert_timezone([from,] to, t)`: the wall-clock time `t` in zone `from` (default
+/// the session's), as a wall-clock time in zone `to`.
+fn convert_timezone(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    let session = session_zone(config)?;
+    let (from, to, t) = match args.len() {
+        2 => (None, &args[0], &args[1]),
+        _ => (Some(&args[0]), &args[1], &args[2]),
+    };
+    let zones = |a: &ArrayRef| -> Result<Vec<Option<Tz>>> {
+        let names = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+        names
+            .as_string::<i32>()
+            .iter()
+            .map(|n| {
+                n.map(|n| {
+                    n.parse::<Tz>()
+                        .map_err(|e| exec_datafusion_err!("convert_timezone: `{n}`: {e}"))
+                })
+                .transpose()
+            })
+            .collect()
+    };
+    let to = zones(to)?;
+    let from = match from {
+        Some(f) => zones(f)?,
+        None => vec![Some(session); to.len()],
+    };
+    let times = wall_clock(t, &session)?;
+    let out: TimestampMicrosecondArray = (0..times.len())
+        .map(|i| {
+            let (t, from, to) = (times[i]?, from[i]?, to[i]?);
+            let instant = from.from_local_datetime(&t).earliest()?;
+            Some(
+                instant
+                    .with_timezone(&to)
+                    .naive_local()
+                    .and_utc()
+                    .timestamp_micros(),
+            )
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `timestampdiff(unit, a, b)`: whole `unit`s from `a` to `b` (negative when `b` is
+/// earlier), for MICROSECOND up to WEEK by elapsed time and MONTH, QUARTER, YEAR by the
+/// calendar.
+fn timestampdiff(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
+    let zone = session_zone(config)?;
+    let Some(unit) = constant_string(args, 0, "timestampdiff")? else {
+        return Ok(Arc::new(Int64Array::new_null(args[0].len())));
+    };
+    let micros_per = match unit.to_ascii_uppercase().as_str() {
+        "MICROSECOND" => Some(1),
+        "MILLISECOND" => Some(1_000),
+        "SECOND" => Some(1_000_000),
+        "MINUTE" => Some(60_000_000),
+        "HOUR" => Some(3_600_000_000),
+        "DAY" => Some(86_400_000_000),
+        "WEEK" => Some(7 * 86_400_000_000),
+        "MONTH" | "QUARTER" | "YEAR" => None,
+        other => return exec_err!("timestampdiff: `{other}` is not a unit; use YEAR, QUARTER, MONTH, WEEK, DAY, HOUR, MINUTE, SECOND, MILLISECOND or MICROSECOND"),
+    };
+    let months_per = match unit.to_ascii_uppercase().as_str() {
+        "QUARTER" => 3,
+        "YEAR" => 12,
+        _ => 1,
+    };
+    let (a, b) = (wall_clock(&args[1], &zone)?, wall_clock(&args[2], &zone)?);
+    let out: Int64Array = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| {
+            let (a, b) = ((*a)?, (*b)?);
+            let micros = (b - a).num_microseconds()?;
+            if let Some(per) = micros_per {
+                return Some(micros / per);
+            }
+            let mut months =
+                i64::from((b.year() - a.year()) * 12 + b.month() as i32 - a.month() as i32);
+            // A month not yet complete does not count.
+            let rest = |t: &NaiveDateTime| (t.day(), t.time());
+            if months > 0 && rest(&b) < rest(&a) {
+                months -= 1;
+            } else if months < 0 && rest(&b) > rest(&a) {
+                months += 1;
+            }
+            Some(months / months_per)
         })
         .collect();
     Ok(Arc::new(out))

@@ -10,6 +10,7 @@ mod datetime;
 mod from_json;
 mod hash;
 mod json;
+mod numbers;
 mod strings;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub(super) fn all() -> Vec<Arc<ScalarUDF>> {
     all.push(from_json::udf());
     all.extend(arithmetic::all());
     all.extend(bytes::all());
+    all.extend(numbers::all());
     all.into_iter().map(Arc::new).collect()
 }
 

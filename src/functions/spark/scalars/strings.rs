@@ -32,6 +32,16 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         Simple::udf("to_char", (2, 2), DataType::Utf8, to_char),
         Simple::udf("to_varchar", (2, 2), DataType::Utf8, to_char),
         Simple::udf("format_number", (2, 2), DataType::Utf8, format_number),
+        Simple::udf(
+            "sentences",
+            (1, 3),
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ))),
+            sentences,
+        ),
     ]
 }
 
@@ -379,6 +389,34 @@ fn group_thousands(digits: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `sentences(text[, language, country])`: the text's sentences (ended by `.`, `!` or
+/// `?`), each as its words (letters, digits and apostrophes).
+fn sentences(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let text = text(args)?;
+    let mut out = ListBuilder::new(ListBuilder::new(StringBuilder::new()));
+    for t in text.as_string::<i32>().iter() {
+        let Some(t) = t else {
+            out.append_null();
+            continue;
+        };
+        for sentence in t.split(['.', '!', '?']) {
+            let words: Vec<&str> = sentence
+                .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+                .filter(|w| !w.is_empty())
+                .collect();
+            if words.is_empty() {
+                continue;
+            }
+            for w in words {
+                out.values().values().append_value(w);
+            }
+            out.values().append(true);
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]
