@@ -105,12 +105,7 @@ impl ScalarUDFImpl for Try {
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let out = self.compute(&arrays, args.return_type())?;
-        Ok(match scalar {
-            true => {
-                ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
-            }
-            false => ColumnarValue::Array(out),
-        })
+        super::columnar(out, scalar)
     }
 }
 

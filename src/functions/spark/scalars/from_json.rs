@@ -80,10 +80,7 @@ impl ScalarUDFImpl for FromJson {
             )?,
             _ => read(texts.as_string::<i32>(), &target)?,
         };
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
-            false => ColumnarValue::Array(out),
-        })
+        super::columnar(out, scalar)
     }
 }
 

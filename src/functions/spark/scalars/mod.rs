@@ -70,13 +70,7 @@ impl Simple {
         returns: DataType,
         compute: Compute,
     ) -> ScalarUDF {
-        ScalarUDF::from(Simple {
-            name,
-            signature: Signature::variadic_any(Volatility::Immutable),
-            arity,
-            returns: Returns::Always(returns),
-            compute,
-        })
+        Self::build(name, arity, Returns::Always(returns), compute)
     }
 
     /// [`Simple::udf`] whose return type `returns` computes from the arguments' types.
@@ -86,14 +80,32 @@ impl Simple {
         returns: fn(&[DataType]) -> DataType,
         compute: Compute,
     ) -> ScalarUDF {
+        Self::build(name, arity, Returns::Of(returns), compute)
+    }
+
+    fn build(
+        name: &'static str,
+        arity: (usize, usize),
+        returns: Returns,
+        compute: Compute,
+    ) -> ScalarUDF {
         ScalarUDF::from(Simple {
             name,
             signature: Signature::variadic_any(Volatility::Immutable),
             arity,
-            returns: Returns::Of(returns),
+            returns,
             compute,
         })
     }
+}
+
+/// A function's result: one value when every argument was one (`scalar`), else the
+/// array.
+pub(super) fn columnar(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    Ok(match scalar {
+        true => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+        false => ColumnarValue::Array(out),
+    })
 }
 
 /// Two functions are the same function when they have the same name (no two share one).
@@ -149,10 +161,7 @@ impl ScalarUDFImpl for Simple {
         if out.len() != arrays.first().map_or(0, |a| a.len()) {
             return exec_err!("{} computed the wrong number of values", self.name);
         }
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+        columnar(out, scalar)
     }
 }
 

@@ -143,9 +143,6 @@ impl ScalarUDFImpl for ToNumber {
             .collect::<Result<Decimal128Array>>()?
             .with_precision_and_scale(precision, scale)?;
         let out: ArrayRef = Arc::new(values);
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
-            false => ColumnarValue::Array(out),
-        })
+        super::columnar(out, scalar)
     }
 }
