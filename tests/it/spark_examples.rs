@@ -98,7 +98,6 @@ const NOT_YET: &[&str] = &[
     "extract",
     "filter",
     "ilike",
-    "lpad",
     "make_interval",
     "make_ym_interval",
     "map_filter",

@@ -106,18 +106,41 @@ pub(super) fn or_arrays(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
         "reverse" => array_reverse_udf(),
         _ => return f,
     };
-    Arc::new(ScalarUDF::from(OrArrays {
+    by_first(f, arrays, is_array)
+}
+
+/// Spark's `lpad` and `rpad` take bytes as well as text: `f` for text, `bytes` for
+/// binary.
+pub(super) fn or_bytes(f: Arc<ScalarUDF>, bytes: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    by_first(f, bytes, |t| {
+        matches!(
+            t,
+            Some(DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
+        )
+    })
+}
+
+fn by_first(
+    default: Arc<ScalarUDF>,
+    alternative: Arc<ScalarUDF>,
+    takes: fn(Option<&DataType>) -> bool,
+) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::from(ByFirst {
         signature: Signature::user_defined(Volatility::Immutable),
-        text: f,
-        arrays,
+        default,
+        alternative,
+        takes,
     }))
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct OrArrays {
-    text: Arc<ScalarUDF>,
-    arrays: Arc<ScalarUDF>,
+/// A function that is `alternative` when its first argument's type is one `takes`,
+/// else `default`.
+#[derive(Debug)]
+struct ByFirst {
+    default: Arc<ScalarUDF>,
+    alternative: Arc<ScalarUDF>,
     signature: Signature,
+    takes: fn(Option<&DataType>) -> bool,
 }
 
 fn is_array(t: Option<&DataType>) -> bool {
@@ -127,22 +150,38 @@ fn is_array(t: Option<&DataType>) -> bool {
     )
 }
 
-impl OrArrays {
+/// The two functions make the wrapper (`takes` follows from them).
+impl PartialEq for ByFirst {
+    fn eq(&self, other: &Self) -> bool {
+        self.default == other.default && self.alternative == other.alternative
+    }
+}
+
+impl Eq for ByFirst {}
+
+impl std::hash::Hash for ByFirst {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.default.hash(state);
+        self.alternative.hash(state);
+    }
+}
+
+impl ByFirst {
     fn pick(&self, first: Option<&DataType>) -> &ScalarUDF {
-        match is_array(first) {
-            true => &self.arrays,
-            false => &self.text,
+        match (self.takes)(first) {
+            true => &self.alternative,
+            false => &self.default,
         }
     }
 }
 
-impl ScalarUDFImpl for OrArrays {
+impl ScalarUDFImpl for ByFirst {
     fn name(&self) -> &str {
-        self.text.name()
+        self.default.name()
     }
 
     fn aliases(&self) -> &[String] {
-        self.text.aliases()
+        self.default.aliases()
     }
 
     fn signature(&self) -> &Signature {
@@ -150,22 +189,26 @@ impl ScalarUDFImpl for OrArrays {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if is_array(arg_types.first()) {
-            return Ok(arg_types.to_vec());
+        let f = self.pick(arg_types.first());
+        if let datafusion::logical_expr::TypeSignature::UserDefined = f.signature().type_signature {
+            return f.coerce_types(arg_types);
         }
-        match self.text.signature().type_signature {
-            datafusion::logical_expr::TypeSignature::UserDefined => {
-                self.text.coerce_types(arg_types)
-            }
-            // Text functions of fixed signatures take text.
-            _ => Ok(arg_types
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| {
+                Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "a",
+                    t.clone(),
+                    true,
+                ))
+            })
+            .collect();
+        Ok(
+            datafusion::logical_expr::type_coercion::functions::fields_with_udf(&fields, f)?
                 .iter()
-                .map(|t| match t {
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => t.clone(),
-                    _ => DataType::Utf8,
-                })
-                .collect()),
-        }
+                .map(|f| f.data_type().clone())
+                .collect(),
+        )
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {

@@ -56,8 +56,11 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     });
     functions.extend(spark);
     for f in functions.iter_mut() {
-        if f.name() == "reverse" {
-            *f = coerce::or_arrays(f.clone());
+        match f.name() {
+            "reverse" => *f = coerce::or_arrays(f.clone()),
+            "lpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(true)),
+            "rpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(false)),
+            _ => {}
         }
     }
     let aggregates = builder.aggregate_functions().get_or_insert_with(Vec::new);

@@ -1,7 +1,7 @@
 //! Text and bytes as Spark converts them: `encode(text, charset)` and
 //! `decode(bytes, charset)` with Java's charset names (`UTF-8`, `US-ASCII`,
 //! `ISO-8859-1`, `UTF-16BE`, `UTF-16LE`, `UTF-16`), and `to_binary(text[, format])`
-//! (`hex`, `utf-8`, `base64`).
+//! (`hex`, `utf-8`, `base64`); `lpad` and `rpad` of bytes.
 
 use std::sync::Arc;
 
@@ -123,5 +123,55 @@ fn to_binary(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
         .iter()
         .map(|t| Ok(t.map(convert).transpose()?.flatten()))
         .collect::<Result<BinaryArray>>()?;
+    Ok(Arc::new(out))
+}
+
+/// `lpad(bytes, length[, pad])` (or `rpad`): `bytes` cut or padded to `length` with
+/// `pad` repeated (default a zero byte).
+pub(super) fn pad(left: bool) -> ScalarUDF {
+    match left {
+        true => Simple::udf("lpad", (2, 3), DataType::Binary, pad_left),
+        false => Simple::udf("rpad", (2, 3), DataType::Binary, pad_right),
+    }
+}
+
+fn pad_left(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    pad_with(args, true)
+}
+
+fn pad_right(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    pad_with(args, false)
+}
+
+fn pad_with(args: &[ArrayRef], left: bool) -> Result<ArrayRef> {
+    use datafusion::arrow::array::Array;
+    let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+    let lengths = arg_as(args, 1, &DataType::Int64)?.expect("argument 1");
+    let lengths = lengths.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let pads = match arg_as(args, 2, &DataType::Binary)? {
+        Some(p) => p,
+        None => Arc::new(BinaryArray::from_vec(vec![&[0u8][..]; bytes.len()])),
+    };
+    let (bytes, pads) = (bytes.as_binary::<i32>(), pads.as_binary::<i32>());
+    let out: BinaryArray = (0..bytes.len())
+        .map(|i| {
+            if bytes.is_null(i) || lengths.is_null(i) || pads.is_null(i) {
+                return None;
+            }
+            let (b, n, p) = (
+                bytes.value(i),
+                lengths.value(i).max(0) as usize,
+                pads.value(i),
+            );
+            if b.len() >= n || p.is_empty() {
+                return Some(b[..n.min(b.len())].to_vec());
+            }
+            let fill: Vec<u8> = p.iter().copied().cycle().take(n - b.len()).collect();
+            Some(match left {
+                true => [fill.as_slice(), b].concat(),
+                false => [b, fill.as_slice()].concat(),
+            })
+        })
+        .collect();
     Ok(Arc::new(out))
 }

@@ -39,6 +39,11 @@ pub(super) fn all() -> Vec<Arc<ScalarUDF>> {
     all.into_iter().map(Arc::new).collect()
 }
 
+/// Spark's `lpad` (`left`) or `rpad` of bytes, for [`super::coerce::or_bytes`].
+pub(super) fn pad_bytes(left: bool) -> Arc<ScalarUDF> {
+    Arc::new(bytes::pad(left))
+}
+
 /// How a [`Simple`] function computes: its arguments as arrays of one length (scalars
 /// expanded), the session's settings; one array of that length out.
 type Compute = fn(&[ArrayRef], &ConfigOptions) -> Result<ArrayRef>;
