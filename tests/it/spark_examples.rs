@@ -16,7 +16,8 @@ use std::sync::Arc;
 use quern::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use quern::datafusion::arrow::compute::cast;
 use quern::datafusion::arrow::datatypes::{
-    DataType, DurationMicrosecondType, Float32Type, Float64Type, TimeUnit,
+    DataType, DurationMicrosecondType, Float32Type, Float64Type, IntervalMonthDayNanoType,
+    IntervalUnit, TimeUnit,
 };
 use quern::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use quern::{Dialect, Engine};
@@ -98,12 +99,10 @@ const NOT_YET: &[&str] = &[
     "extract",
     "filter",
     "ilike",
-    "make_interval",
     "make_ym_interval",
     "map_filter",
     "map_zip_with",
     "monotonically_increasing_id",
-    "octet_length",
     "percentile",
     "percentile_approx",
     "percentile_cont",
@@ -119,12 +118,10 @@ const NOT_YET: &[&str] = &[
     "signum",
     "stack",
     "sum",
-    "to_time",
     "transform_keys",
     "transform_values",
     "try_add",
     "try_divide",
-    "try_make_interval",
     "uniform",
     "window",
     "window_time",
@@ -476,6 +473,34 @@ fn spark_text(array: &ArrayRef, row: usize, nested: bool) -> Result<String, Stri
                 })
                 .collect::<Result<_, String>>()?;
             format!("{{{}}}", items.join(","))
+        }
+        // Spark's calendar interval text: `1 years 2 months 3 days 4 hours 5.5 seconds`.
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            let (years, months) = (v.months / 12, v.months % 12);
+            let nanos = v.nanoseconds;
+            let (hours, minutes) = (nanos / 3_600_000_000_000, nanos / 60_000_000_000 % 60);
+            let seconds = (nanos % 60_000_000_000) as f64 / 1e9;
+            let mut parts = Vec::new();
+            for (n, unit) in [(years, "years"), (months, "months"), (v.days, "days")] {
+                if n != 0 {
+                    parts.push(format!("{n} {unit}"));
+                }
+            }
+            for (n, unit) in [(hours, "hours"), (minutes, "minutes")] {
+                if n != 0 {
+                    parts.push(format!("{n} {unit}"));
+                }
+            }
+            if seconds != 0.0 || parts.is_empty() {
+                parts.push(format!(
+                    "{} seconds",
+                    format!("{seconds:.9}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                ));
+            }
+            parts.join(" ")
         }
         // Spark's day-time interval text: days, then hh:mm:ss and nanoseconds.
         DataType::Duration(_) => {

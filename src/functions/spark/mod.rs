@@ -60,6 +60,7 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
             "reverse" => *f = coerce::or_arrays(f.clone()),
             "lpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(true)),
             "rpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(false)),
+            "octet_length" => *f = coerce::or_bytes(f.clone(), scalars::byte_length()),
             _ => {}
         }
     }

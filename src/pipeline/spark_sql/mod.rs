@@ -203,6 +203,9 @@ impl ast::VisitorMut for Rewrite {
             Some("nvl" | "ifnull") => f.name = ObjectName::from(vec![Ident::new("coalesce")]),
             Some("collect_set") => *expr = sorted(f),
             Some("timestampdiff") => unit_as_string(f),
+            Some("try_make_interval") => {
+                f.name = ObjectName::from(vec![Ident::new("make_interval")])
+            }
             Some("forall") => {
                 if let Some(e) = forall(f) {
                     *expr = e;

@@ -175,3 +175,16 @@ fn pad_with(args: &[ArrayRef], left: bool) -> Result<ArrayRef> {
         .collect();
     Ok(Arc::new(out))
 }
+
+/// `octet_length(bytes)`: how many bytes.
+pub(super) fn byte_length() -> ScalarUDF {
+    Simple::udf("octet_length", (1, 1), DataType::Int32, |args, _| {
+        let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+        let out: datafusion::arrow::array::Int32Array = bytes
+            .as_binary::<i32>()
+            .iter()
+            .map(|b| b.map(|b| b.len() as i32))
+            .collect();
+        Ok(Arc::new(out))
+    })
+}

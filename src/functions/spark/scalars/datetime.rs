@@ -44,6 +44,12 @@ pub(super) fn all() -> Vec<ScalarUDF> {
         ),
         Simple::udf("timestampdiff", (3, 3), DataType::Int64, timestampdiff),
         Simple::udf(
+            "to_time",
+            (1, 2),
+            DataType::Time64(TimeUnit::Microsecond),
+            to_time,
+        ),
+        Simple::udf(
             "make_timestamp_ltz",
             (6, 7),
             timestamp.clone(),
@@ -626,5 +632,50 @@ fn timestampdiff(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> 
             Some(months / months_per)
         })
         .collect();
+    Ok(Arc::new(out))
+}
+
+/// `to_time(text[, pattern])`: a time of day, read with a Java pattern (default
+/// `HH:mm:ss` with an optional fraction); text that is not one is an error, as in Spark.
+fn to_time(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
+    let items = match args.len() {
+        1 => None,
+        _ => constant_string(args, 1, "to_time")?
+            .map(|p| java_pattern(&p))
+            .transpose()?,
+    };
+    let text = arg_as(args, 0, &DataType::Utf8)?.expect("argument 0");
+    let out = text
+        .as_string::<i32>()
+        .iter()
+        .map(|t| {
+            let Some(t) = t else { return Ok(None) };
+            let time = match &items {
+                Some(items) => {
+                    let mut p = Parsed::new();
+                    chrono::format::parse(&mut p, t, items.iter())
+                        .ok()
+                        .and_then(|_| {
+                            if p.minute().is_none() {
+                                p.set_minute(0).ok()?;
+                            }
+                            if p.second().is_none() {
+                                p.set_second(0).ok()?;
+                            }
+                            p.to_naive_time().ok()
+                        })
+                }
+                None => chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f").ok(),
+            };
+            match time {
+                Some(time) => {
+                    let micros = i64::from(time.num_seconds_from_midnight()) * 1_000_000
+                        + i64::from(time.nanosecond() / 1_000);
+                    Ok(Some(micros))
+                }
+                None => exec_err!("to_time: `{t}` is not a time in the pattern given"),
+            }
+        })
+        .collect::<Result<datafusion::arrow::array::Time64MicrosecondArray>>()?;
     Ok(Arc::new(out))
 }

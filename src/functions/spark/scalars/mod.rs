@@ -44,6 +44,11 @@ pub(super) fn pad_bytes(left: bool) -> Arc<ScalarUDF> {
     Arc::new(bytes::pad(left))
 }
 
+/// `octet_length` of bytes, for [`super::coerce::or_bytes`].
+pub(super) fn byte_length() -> Arc<ScalarUDF> {
+    Arc::new(bytes::byte_length())
+}
+
 /// How a [`Simple`] function computes: its arguments as arrays of one length (scalars
 /// expanded), the session's settings; one array of that length out.
 type Compute = fn(&[ArrayRef], &ConfigOptions) -> Result<ArrayRef>;
