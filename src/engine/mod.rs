@@ -627,10 +627,9 @@ impl Engine {
             .statement_to_plan(parsed.statement.clone())
             .await
             .map_err(|source| {
-                match crate::functions::other_dialects(&ctx.state(), dialect, &parsed.functions) {
-                    Some(found) => Error::wrong_dialect("query", "<query>", sql, found),
-                    None => Error::query(source),
-                }
+                let file = std::path::Path::new("<query>");
+                crate::functions::wrong_dialect(&ctx.state(), &parsed, "query", file, sql)
+                    .unwrap_or_else(|| Error::query(source))
             })?;
         Ok(DataFrame::new(ctx.state(), plan))
     }

@@ -768,10 +768,8 @@ impl Planner<'_> {
         p: &ParsedTask,
         source: datafusion::error::DataFusionError,
     ) -> Error {
-        match crate::functions::other_dialects(&self.ctx.state(), p.dialect, &p.functions) {
-            Some(found) => Error::wrong_dialect(r.task.as_str(), r.file.clone(), &r.sql, found),
-            None => plan_error(r, source),
-        }
+        crate::functions::wrong_dialect(&self.ctx.state(), p, r.task.as_str(), &r.file, &r.sql)
+            .unwrap_or_else(|| plan_error(r, source))
     }
 }
 

@@ -7,7 +7,7 @@ mod odds_ratio;
 mod spark;
 mod stl;
 
-pub(crate) use spark::{other_dialects, state_for};
+pub(crate) use spark::{state_for, wrong_dialect};
 
 use datafusion::logical_expr::AggregateUDF;
 

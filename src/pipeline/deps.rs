@@ -165,14 +165,18 @@ fn error_line(message: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// `sql` as the datafusion-dialect task `t` of `t.sql`.
+    fn parse(sql: &str) -> Result<ParsedTask> {
+        extract_relations("t", Path::new("t.sql"), sql, Dialect::Datafusion)
+    }
+
     fn tables(sql: &str) -> Vec<String> {
-        let mut v: Vec<String> =
-            extract_relations("t", Path::new("t.sql"), sql, Dialect::Datafusion)
-                .unwrap()
-                .relations
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+        let mut v: Vec<String> = parse(sql)
+            .unwrap()
+            .relations
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         v.sort();
         v
     }
@@ -197,40 +201,15 @@ mod tests {
 
     #[test]
     fn rejects_non_queries_and_reports_lines() {
-        let err = extract_relations(
-            "t",
-            Path::new("t.sql"),
-            "SELECT 1\nFROM t\nWHERE )",
-            Dialect::Datafusion,
-        )
-        .unwrap_err();
+        let err = parse("SELECT 1\nFROM t\nWHERE )").unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
-        let err = extract_relations(
-            "t",
-            Path::new("t.sql"),
-            "SELECT 1\nFROM t\nWHERE (",
-            Dialect::Datafusion,
-        )
-        .unwrap_err();
+        let err = parse("SELECT 1\nFROM t\nWHERE (").unwrap_err();
         assert!(matches!(err, Error::Parse { line: Some(3), .. }), "{err:?}");
-        let err = extract_relations(
-            "t",
-            Path::new("t.sql"),
-            "DROP TABLE p.a",
-            Dialect::Datafusion,
-        )
-        .unwrap_err();
+        let err = parse("DROP TABLE p.a").unwrap_err();
         assert!(err.to_string().contains("single query"), "{err}");
-        let err = extract_relations(
-            "t",
-            Path::new("t.sql"),
-            "SELECT 1; SELECT 2",
-            Dialect::Datafusion,
-        )
-        .unwrap_err();
+        let err = parse("SELECT 1; SELECT 2").unwrap_err();
         assert!(err.to_string().contains("several statements"), "{err}");
-        let err =
-            extract_relations("t", Path::new("t.sql"), "  ", Dialect::Datafusion).unwrap_err();
+        let err = parse("  ").unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 }

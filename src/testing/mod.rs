@@ -374,20 +374,15 @@ impl Case<'_> {
         match result {
             Ok((schema, batches)) => self.compare(&ctx, &schema, &batches).await,
             Err(e) => {
-                let state = ctx.state();
-                let error = match crate::functions::other_dialects(
-                    &state,
-                    parsed.dialect,
-                    &parsed.functions,
-                ) {
-                    Some(found) => Error::wrong_dialect(
-                        task.name.as_str(),
-                        task.file.clone(),
-                        &rendered_sql,
-                        found,
-                    ),
-                    None => Error::plan(task.name.as_str(), task.file.clone(), e),
-                };
+                let (name, file) = (task.name.as_str(), task.file.as_path());
+                let error = crate::functions::wrong_dialect(
+                    &ctx.state(),
+                    &parsed,
+                    name,
+                    file,
+                    &rendered_sql,
+                )
+                .unwrap_or_else(|| Error::plan(name, file, e));
                 Ok(self.error_outcome(&error))
             }
         }

@@ -5,7 +5,8 @@
 //! expression planning (`EXTRACT`, `SUBSTRING … FROM`), and Spark's arithmetic: `/`
 //! between integers is fractional, `DIV` is integer division.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::DataType;
@@ -14,10 +15,14 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{binary_expr, Expr, ExprSchemable, Operator};
+use datafusion::logical_expr::{
+    binary_expr, AggregateUDF, Expr, ExprSchemable, HigherOrderUDF, Operator, ScalarUDF, WindowUDF,
+};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
 use crate::config::Dialect;
+use crate::error::Error;
+use crate::pipeline::ParsedTask;
 
 mod aggregates;
 mod coerce;
@@ -30,68 +35,155 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     if dialect != Dialect::Spark {
         return state;
     }
+    let spark = registry();
     let mut planners: Vec<Arc<dyn ExprPlanner>> = vec![
         Arc::new(SparkOperators),
         Arc::new(datafusion_spark::planner::SparkFunctionPlanner),
     ];
     planners.extend(state.expr_planners().iter().cloned());
     let mut builder = SessionStateBuilder::new_from_existing(state).with_expr_planners(planners);
-    let functions = builder.scalar_functions().get_or_insert_with(Vec::new);
-    let mut spark: Vec<_> = datafusion_spark::all_default_scalar_functions()
-        .into_iter()
-        .map(coerce::with_spark_casts)
-        .map(coerce::or_arrays)
-        .map(coerce::seconds_with_fraction)
-        .collect();
-    spark.extend(scalars::all());
-    for f in functions.iter_mut() {
-        if let Some(names) = spark_names_of(f.name()) {
-            *f = Arc::new(f.as_ref().clone().with_aliases(names.iter().copied()));
-        }
-    }
-    functions.retain(|f| {
-        in_spark(f.name(), f.aliases())
-            && !spark.iter().any(|s| s.name() == f.name())
-            && !NOT_SPARKS.contains(&f.name())
+    // The session's own functions (quern's, models) stay; DataFusion's built-ins give
+    // way to the dialect's.
+    let own = |name: &str| !spark.builtin.contains(name);
+    replace_builtins(
+        builder.scalar_functions(),
+        &spark.scalars,
+        |f| own(f.name()),
+    );
+    replace_builtins(builder.aggregate_functions(), &spark.aggregates, |f| {
+        own(f.name())
     });
-    functions.extend(spark);
-    for f in functions.iter_mut() {
-        match f.name() {
-            "reverse" => *f = coerce::or_arrays(f.clone()),
-            "lpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(true)),
-            "rpad" => *f = coerce::or_bytes(f.clone(), scalars::pad_bytes(false)),
-            "octet_length" => *f = coerce::or_bytes(f.clone(), scalars::byte_length()),
-            _ => {}
-        }
-    }
-    let aggregates = builder.aggregate_functions().get_or_insert_with(Vec::new);
-    let mut spark = datafusion_spark::all_default_aggregate_functions();
-    spark.extend(aggregates::all());
-    for f in aggregates.iter_mut() {
-        if let Some(names) = spark_names_of(f.name()) {
-            *f = Arc::new(f.as_ref().clone().with_aliases(names.iter().copied()));
-        }
-    }
-    aggregates
-        .retain(|f| in_spark(f.name(), f.aliases()) && !spark.iter().any(|s| s.name() == f.name()));
-    aggregates.extend(spark);
-    // Spark's names for DataFusion's lambda functions.
-    if let Some(lambdas) = builder.higher_order_functions() {
-        for f in lambdas.iter_mut() {
-            let spark = match f.name() {
-                "array_transform" => "transform",
-                "array_filter" => "filter",
-                "array_any_match" => "exists",
-                _ => continue,
-            };
-            *f = Arc::new(f.as_ref().clone().with_aliases([spark]));
-        }
-    }
-    let windows = builder.window_functions().get_or_insert_with(Vec::new);
-    windows.retain(|f| in_spark(f.name(), f.aliases()));
+    replace_builtins(
+        builder.window_functions(),
+        &spark.windows,
+        |f| own(f.name()),
+    );
+    replace_builtins(builder.higher_order_functions(), &spark.lambdas, |f| {
+        own(f.name())
+    });
     let mut state = builder.build();
     state.config_mut().options_mut().sql_parser.dialect = datafusion::config::Dialect::Spark;
     state
+}
+
+/// `functions` without DataFusion's built-ins (`own` keeps the others), then `spark`'s.
+fn replace_builtins<T>(
+    functions: &mut Option<Vec<Arc<T>>>,
+    spark: &[Arc<T>],
+    own: impl Fn(&T) -> bool,
+) {
+    let functions = functions.get_or_insert_with(Vec::new);
+    functions.retain(|f| own(f));
+    functions.extend(spark.iter().cloned());
+}
+
+/// The functions of the `spark` dialect, the same for every session: DataFusion's
+/// built-ins that are Spark's (some under Spark's names, some dispatching to bytes or
+/// arrays), datafusion-spark's and quern's own replacing those of the same names.
+struct Registry {
+    /// The names and aliases of DataFusion's built-ins, which a session's own functions
+    /// are not.
+    builtin: HashSet<String>,
+    scalars: Vec<Arc<ScalarUDF>>,
+    aggregates: Vec<Arc<AggregateUDF>>,
+    windows: Vec<Arc<WindowUDF>>,
+    lambdas: Vec<Arc<HigherOrderUDF>>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut defaults = SessionStateBuilder::new().with_default_features();
+        let builtin = {
+            let state = defaults.clone().build();
+            let scalars = state.scalar_functions().keys();
+            let aggregates = state.aggregate_functions().keys();
+            let windows = state.window_functions().keys();
+            let lambdas = state.higher_order_functions().keys();
+            scalars
+                .chain(aggregates)
+                .chain(windows)
+                .chain(lambdas)
+                .cloned()
+                .collect()
+        };
+        let mut spark: Vec<_> = datafusion_spark::all_default_scalar_functions()
+            .into_iter()
+            .map(coerce::with_spark_casts)
+            .map(coerce::or_arrays)
+            .map(coerce::seconds_with_fraction)
+            .collect();
+        spark.extend(scalars::all());
+        let mut scalars: Vec<Arc<ScalarUDF>> = defaults
+            .scalar_functions()
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| match spark_names_of(f.name()) {
+                Some(names) => Arc::new(f.as_ref().clone().with_aliases(names.iter().copied())),
+                None => f,
+            })
+            .filter(|f| {
+                in_spark(f.name(), f.aliases())
+                    && !spark.iter().any(|s| s.name() == f.name())
+                    && !NOT_SPARKS.contains(&f.name())
+            })
+            .map(|f| match f.name() {
+                "reverse" => coerce::or_arrays(f),
+                "lpad" => coerce::or_bytes(f, scalars::pad_bytes(true)),
+                "rpad" => coerce::or_bytes(f, scalars::pad_bytes(false)),
+                "octet_length" => coerce::or_bytes(f, scalars::byte_length()),
+                _ => f,
+            })
+            .collect();
+        scalars.extend(spark);
+        let mut spark = datafusion_spark::all_default_aggregate_functions();
+        spark.extend(aggregates::all());
+        let mut aggregates: Vec<Arc<AggregateUDF>> = defaults
+            .aggregate_functions()
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| match spark_names_of(f.name()) {
+                Some(names) => Arc::new(f.as_ref().clone().with_aliases(names.iter().copied())),
+                None => f,
+            })
+            .filter(|f| {
+                in_spark(f.name(), f.aliases()) && !spark.iter().any(|s| s.name() == f.name())
+            })
+            .collect();
+        aggregates.extend(spark);
+        let windows = defaults
+            .window_functions()
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| in_spark(f.name(), f.aliases()))
+            .collect();
+        // Spark's names for DataFusion's lambda functions.
+        let lambdas = defaults
+            .higher_order_functions()
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| {
+                let spark = match f.name() {
+                    "array_transform" => "transform",
+                    "array_filter" => "filter",
+                    "array_any_match" => "exists",
+                    _ => return f,
+                };
+                Arc::new(f.as_ref().clone().with_aliases([spark]))
+            })
+            .collect();
+        Registry {
+            builtin,
+            scalars,
+            aggregates,
+            windows,
+            lambdas,
+        }
+    })
 }
 
 /// DataFusion functions named as Spark's that do something else: Spark's
@@ -116,28 +208,17 @@ fn spark_names_of(datafusion_name: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Whether a function of the session belongs in the `spark` dialect: it is one of
-/// Spark's (by its name or an alias), or it is not a DataFusion built-in (quern's own
-/// functions, models).
+/// Whether a DataFusion built-in belongs in the `spark` dialect: it is one of Spark's
+/// functions, by its name or an alias.
 fn in_spark(name: &str, aliases: &[String]) -> bool {
     static SPARK: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    static BUILTIN: OnceLock<HashSet<String>> = OnceLock::new();
     let spark = SPARK.get_or_init(|| {
         include_str!("names.txt")
             .lines()
             .filter(|l| !l.starts_with('#'))
             .collect()
     });
-    let builtin = BUILTIN.get_or_init(|| {
-        let state = SessionStateBuilder::new().with_default_features().build();
-        let scalars = state.scalar_functions().keys();
-        let aggregates = state.aggregate_functions().keys();
-        let windows = state.window_functions().keys();
-        scalars.chain(aggregates).chain(windows).cloned().collect()
-    });
-    !builtin.contains(name)
-        || spark.contains(name)
-        || aliases.iter().any(|a| spark.contains(a.as_str()))
+    spark.contains(name) || aliases.iter().any(|a| spark.contains(a.as_str()))
 }
 
 /// Whether `name` is a scalar, aggregate or window function of `state`.
@@ -148,28 +229,35 @@ fn has_function(state: &SessionState, name: &str) -> bool {
         || state.window_functions().contains_key(name)
 }
 
-/// The first of `functions` (lower-cased names a query calls) that SQL of `dialect`
-/// does not have and the other dialect has, with both dialects; `state` is the session's
-/// own (the `datafusion` dialect).
-pub(crate) fn other_dialects(
+/// Why `parsed` (the rendered SQL `sql` of `task`, from `file`) did not plan, when it
+/// calls a function that its dialect does not have and the other dialect has: the
+/// error names the function, the line that first calls it and the dialect that has
+/// it. `state` is the session's own (the `datafusion` dialect).
+pub(crate) fn wrong_dialect(
     state: &SessionState,
-    dialect: Dialect,
-    functions: &BTreeSet<String>,
-) -> Option<(String, Dialect, Dialect)> {
-    let here = state_for(state.clone(), dialect);
-    let missing: Vec<&String> = functions
+    parsed: &ParsedTask,
+    task: &str,
+    file: &Path,
+    sql: &str,
+) -> Option<Error> {
+    let here = state_for(state.clone(), parsed.dialect);
+    let missing: Vec<&String> = parsed
+        .functions
         .iter()
         .filter(|f| !has_function(&here, f))
         .collect();
     if missing.is_empty() {
         return None;
     }
-    let other = dialect.other();
+    let other = parsed.dialect.other();
     let there = state_for(state.clone(), other);
-    missing
-        .into_iter()
-        .find(|f| has_function(&there, f))
-        .map(|f| (f.clone(), dialect, other))
+    let function = missing.into_iter().find(|f| has_function(&there, f))?;
+    Some(Error::wrong_dialect(
+        task,
+        file,
+        sql,
+        (function.clone(), parsed.dialect, other),
+    ))
 }
 
 /// Spark's operator semantics: `a / b` of two integers divides as doubles, and

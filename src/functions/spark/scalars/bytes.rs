@@ -13,7 +13,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::{arg_as, constant_string, Simple};
+use super::{arg, arg_as, constant_string, Simple};
 
 pub(super) fn all() -> Vec<ScalarUDF> {
     vec![
@@ -68,7 +68,7 @@ fn encode(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
     let Some(charset) = constant_string(args, 1, "encode")? else {
         return Ok(Arc::new(BinaryArray::new_null(args[0].len())));
     };
-    let text = arg_as(args, 0, &DataType::Utf8)?.expect("argument 0");
+    let text = arg(args, 0, &DataType::Utf8)?;
     let out = text
         .as_string::<i32>()
         .iter()
@@ -81,7 +81,7 @@ fn decode(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
     let Some(charset) = constant_string(args, 1, "decode")? else {
         return Ok(Arc::new(StringArray::new_null(args[0].len())));
     };
-    let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+    let bytes = arg(args, 0, &DataType::Binary)?;
     let out = bytes
         .as_binary::<i32>()
         .iter()
@@ -97,7 +97,7 @@ fn to_binary(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
         1 => "hex".to_string(),
         _ => constant_string(args, 1, "to_binary")?.unwrap_or_else(|| "hex".into()),
     };
-    let text = arg_as(args, 0, &DataType::Utf8)?.expect("argument 0");
+    let text = arg(args, 0, &DataType::Utf8)?;
     let convert = |t: &str| -> Result<Option<Vec<u8>>> {
         Ok(match format.to_ascii_lowercase().as_str() {
             "hex" => {
@@ -145,8 +145,8 @@ fn pad_right(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 
 fn pad_with(args: &[ArrayRef], left: bool) -> Result<ArrayRef> {
     use datafusion::arrow::array::Array;
-    let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
-    let lengths = arg_as(args, 1, &DataType::Int64)?.expect("argument 1");
+    let bytes = arg(args, 0, &DataType::Binary)?;
+    let lengths = arg(args, 1, &DataType::Int64)?;
     let lengths = lengths.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
     let pads = match arg_as(args, 2, &DataType::Binary)? {
         Some(p) => p,
@@ -179,7 +179,7 @@ fn pad_with(args: &[ArrayRef], left: bool) -> Result<ArrayRef> {
 /// `octet_length(bytes)`: how many bytes.
 pub(super) fn byte_length() -> ScalarUDF {
     Simple::udf("octet_length", (1, 1), DataType::Int32, |args, _| {
-        let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+        let bytes = arg(args, 0, &DataType::Binary)?;
         let out: datafusion::arrow::array::Int32Array = bytes
             .as_binary::<i32>()
             .iter()

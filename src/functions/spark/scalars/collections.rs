@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
     lit, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{arg_as, Simple};
+use super::{arg, integers, Simple};
 
 pub(super) fn all() -> Vec<ScalarUDF> {
     vec![
@@ -87,11 +87,8 @@ impl ScalarUDFImpl for ElementAt {
 /// `x` rounded to `d` decimals (default 0; negative rounds to tens, hundreds, …), halves
 /// to the even neighbour.
 fn bround(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
-    let digits = match arg_as(args, 1, &DataType::Int64)? {
-        Some(d) => d.as_primitive::<Int64Type>().iter().collect(),
-        None => vec![Some(0); x.len()],
-    };
+    let x = arg(args, 0, &DataType::Float64)?;
+    let digits = integers(args, 1, Some(0))?;
     let out: Float64Array = x
         .as_primitive::<Float64Type>()
         .iter()
@@ -114,13 +111,11 @@ fn bround(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 /// The integers from `start` to `stop`, both included, by `step` (default 1, or -1 when
 /// `stop` is below `start`).
 fn sequence(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let column = |i: usize| -> Result<Vec<Option<i64>>> {
-        Ok(match arg_as(args, i, &DataType::Int64)? {
-            Some(a) => a.as_primitive::<Int64Type>().iter().collect(),
-            None => vec![None; args[0].len()],
-        })
-    };
-    let (starts, stops, steps) = (column(0)?, column(1)?, column(2)?);
+    let (starts, stops, steps) = (
+        integers(args, 0, None)?,
+        integers(args, 1, None)?,
+        integers(args, 2, None)?,
+    );
     let mut out = ListBuilder::new(Int64Builder::new());
     for i in 0..starts.len() {
         let (Some(start), Some(stop)) = (starts[i], stops[i]) else {
@@ -158,7 +153,7 @@ fn sequence(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 
 /// `ln(1 + x)`, exact for small `x`.
 fn log1p(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let x = arg(args, 0, &DataType::Float64)?;
     let out: Float64Array = x
         .as_primitive::<Float64Type>()
         .iter()
@@ -181,7 +176,7 @@ fn array_insert(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
         return exec_err!("array_insert takes an array, not {}", args[0].data_type());
     };
     let lists = args[0].as_list::<i32>();
-    let positions = arg_as(args, 1, &DataType::Int64)?.expect("argument 1");
+    let positions = arg(args, 1, &DataType::Int64)?;
     let positions = positions.as_primitive::<Int64Type>();
     let items = datafusion::arrow::compute::cast(&args[2], field.data_type())?;
     let null = datafusion::arrow::array::new_null_array(field.data_type(), 1);

@@ -21,7 +21,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::{arg_as, constant_string, Simple};
+use super::{arg, arg_as, constant_string, Simple};
 
 const DEFAULT_TIMESTAMP: &str = "yyyy-MM-dd HH:mm:ss";
 
@@ -312,7 +312,7 @@ fn read_times(
                 return Ok(vec![None; args[0].len()]);
             };
             let items = java_pattern(&pattern)?;
-            let text = arg_as(args, 0, &DataType::Utf8)?.expect("argument 0");
+            let text = arg(args, 0, &DataType::Utf8)?;
             Ok(text
                 .as_string::<i32>()
                 .iter()
@@ -393,7 +393,7 @@ fn from_unixtime(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> 
         return Ok(Arc::new(StringArray::new_null(args[0].len())));
     };
     let items = java_pattern(&pattern)?;
-    let seconds = arg_as(args, 0, &DataType::Int64)?.expect("argument 0");
+    let seconds = arg(args, 0, &DataType::Int64)?;
     let texts = seconds
         .as_primitive::<Int64Type>()
         .iter()
@@ -485,7 +485,7 @@ fn dayname(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
 /// microseconds each) after the epoch, as a wall-clock time in the session zone.
 fn from_epoch<const MICROS: i64>(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
     let zone = session_zone(config)?;
-    let counts = arg_as(args, 0, &DataType::Int64)?.expect("argument 0");
+    let counts = arg(args, 0, &DataType::Int64)?;
     let out: TimestampMicrosecondArray = counts
         .as_primitive::<Int64Type>()
         .iter()
@@ -509,11 +509,11 @@ fn make_timestamp(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef>
     let session = session_zone(config)?;
     let ints: Vec<Vec<Option<i64>>> = (0..5)
         .map(|i| {
-            let a = arg_as(args, i, &DataType::Int64)?.expect("an argument");
+            let a = arg(args, i, &DataType::Int64)?;
             Ok(a.as_primitive::<Int64Type>().iter().collect())
         })
         .collect::<Result<_>>()?;
-    let seconds = arg_as(args, 5, &DataType::Float64)?.expect("argument 5");
+    let seconds = arg(args, 5, &DataType::Float64)?;
     let seconds = seconds.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
     let zones = arg_as(args, 6, &DataType::Utf8)?;
     let out: TimestampMicrosecondArray = (0..seconds.len())
@@ -644,7 +644,7 @@ fn to_time(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
             .map(|p| java_pattern(&p))
             .transpose()?,
     };
-    let text = arg_as(args, 0, &DataType::Utf8)?.expect("argument 0");
+    let text = arg(args, 0, &DataType::Utf8)?;
     let out = text
         .as_string::<i32>()
         .iter()

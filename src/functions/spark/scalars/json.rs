@@ -15,7 +15,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::ScalarUDF;
 use serde_json::Value;
 
-use super::{arg_as, constant_string, Simple};
+use super::{arg, constant_string, Simple};
 
 pub(super) fn all() -> Vec<ScalarUDF> {
     let strings = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
@@ -99,29 +99,22 @@ fn as_text(value: &Value) -> Option<String> {
     }
 }
 
-fn texts(args: &[ArrayRef]) -> Result<ArrayRef> {
-    Ok(arg_as(args, 0, &DataType::Utf8)?.expect("argument 0"))
-}
-
 fn get_json_object(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let json = texts(args)?;
+    let json = arg(args, 0, &DataType::Utf8)?;
     let steps = constant_string(args, 1, "get_json_object")?.and_then(|p| parse_path(&p));
     let Some(steps) = steps else {
         return Ok(Arc::new(StringArray::new_null(json.len())));
     };
-    let wildcard = steps.contains(&Step::All);
     let out: StringArray = json
         .as_string::<i32>()
         .iter()
         .map(|j| {
             let value: Value = serde_json::from_str(j?).ok()?;
             let found = walk(&value, &steps);
-            match (found.as_slice(), wildcard) {
-                ([], _) => None,
-                ([one], _) => as_text(one),
-                (many, _) => {
-                    Some(Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string())
-                }
+            match found.as_slice() {
+                [] => None,
+                [one] => as_text(one),
+                many => Some(Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string()),
             }
         })
         .collect();
@@ -129,7 +122,7 @@ fn get_json_object(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 }
 
 fn json_array_length(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let json = texts(args)?;
+    let json = arg(args, 0, &DataType::Utf8)?;
     let out: Int32Array = json
         .as_string::<i32>()
         .iter()
@@ -142,7 +135,7 @@ fn json_array_length(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 }
 
 fn json_object_keys(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let json = texts(args)?;
+    let json = arg(args, 0, &DataType::Utf8)?;
     let mut out = ListBuilder::new(StringBuilder::new());
     for j in json.as_string::<i32>().iter() {
         // serde_json's map keeps the keys in the order they are written.

@@ -182,6 +182,29 @@ pub(super) fn arg_as(args: &[ArrayRef], i: usize, to: &DataType) -> Result<Optio
         .transpose()
 }
 
+/// Argument `i`, which the function's arity makes present, cast to `to`.
+pub(super) fn arg(args: &[ArrayRef], i: usize, to: &DataType) -> Result<ArrayRef> {
+    arg_as(args, i, to)?
+        .ok_or_else(|| datafusion::common::exec_datafusion_err!("argument {} is missing", i + 1))
+}
+
+/// Argument `i` as one integer per row (`default` on every row when the call has
+/// fewer arguments).
+pub(super) fn integers(
+    args: &[ArrayRef],
+    i: usize,
+    default: Option<i64>,
+) -> Result<Vec<Option<i64>>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    Ok(match arg_as(args, i, &DataType::Int64)? {
+        Some(a) => a
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .iter()
+            .collect(),
+        None => vec![default; args.first().map_or(0, |a| a.len())],
+    })
+}
+
 /// The value of a constant argument (the same on every row) that must be given as a
 /// literal, such as a format pattern; `None` when it is NULL.
 pub(super) fn constant_string(

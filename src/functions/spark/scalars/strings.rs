@@ -8,14 +8,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{exec_datafusion_err, exec_err};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
-use super::{arg_as, constant_string, Simple};
+use super::{arg, constant_string, integers, Simple};
 
 pub(super) fn all() -> Vec<ScalarUDF> {
     let strings = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
@@ -55,25 +55,13 @@ fn pattern(args: &[ArrayRef], i: usize, function: &str) -> Result<Option<Regex>>
         .map_err(|e| exec_datafusion_err!("{function}: `{p}` is not a regular expression: {e}"))
 }
 
-/// Argument `i` as one integer per row (`default` when the call has fewer arguments).
-fn integers(args: &[ArrayRef], i: usize, default: i64) -> Result<Vec<Option<i64>>> {
-    Ok(match arg_as(args, i, &DataType::Int64)? {
-        Some(a) => a.as_primitive::<Int64Type>().iter().collect(),
-        None => vec![Some(default); args[0].len()],
-    })
-}
-
-fn text(args: &[ArrayRef]) -> Result<ArrayRef> {
-    Ok(arg_as(args, 0, &DataType::Utf8)?.expect("argument 0"))
-}
-
 /// The text of group `group` of the first match, `""` when nothing matches.
 fn regexp_extract(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let text = text(args)?;
+    let text = arg(args, 0, &DataType::Utf8)?;
     let Some(re) = pattern(args, 1, "regexp_extract")? else {
         return Ok(Arc::new(StringArray::new_null(text.len())));
     };
-    let groups = integers(args, 2, 1)?;
+    let groups = integers(args, 2, Some(1))?;
     let out = text
         .as_string::<i32>()
         .iter()
@@ -102,9 +90,9 @@ fn group_index(re: &Regex, group: i64, function: &str) -> Result<usize> {
 
 /// The text of group `group` of every match.
 fn regexp_extract_all(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let text = text(args)?;
+    let text = arg(args, 0, &DataType::Utf8)?;
     let re = pattern(args, 1, "regexp_extract_all")?;
-    let groups = integers(args, 2, 1)?;
+    let groups = integers(args, 2, Some(1))?;
     let mut out = ListBuilder::new(StringBuilder::new());
     for (t, g) in text.as_string::<i32>().iter().zip(&groups) {
         let (Some(t), Some(g), Some(re)) = (t, g, &re) else {
@@ -151,11 +139,11 @@ fn replacement(java: &str) -> String {
 
 /// Every match from character `pos` (1-based) on replaced.
 fn regexp_replace(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let text = text(args)?;
+    let text = arg(args, 0, &DataType::Utf8)?;
     let re = pattern(args, 1, "regexp_replace")?;
-    let with = arg_as(args, 2, &DataType::Utf8)?.expect("argument 2");
+    let with = arg(args, 2, &DataType::Utf8)?;
     let with = with.as_string::<i32>();
-    let positions = integers(args, 3, 1)?;
+    let positions = integers(args, 3, Some(1))?;
     let out = text
         .as_string::<i32>()
         .iter()
@@ -185,9 +173,9 @@ fn regexp_replace(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
 /// `split(text, regex[, limit])`: at most `limit` pieces when it is positive (the last
 /// holds the rest), else all of them.
 fn split(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let text = text(args)?;
+    let text = arg(args, 0, &DataType::Utf8)?;
     let re = pattern(args, 1, "split")?;
-    let limits = integers(args, 2, -1)?;
+    let limits = integers(args, 2, Some(-1))?;
     let mut out = ListBuilder::new(StringBuilder::new());
     for (t, limit) in text.as_string::<i32>().iter().zip(&limits) {
         let (Some(t), Some(re), Some(limit)) = (t, &re, limit) else {
@@ -236,7 +224,7 @@ fn to_char(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
         t,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView
     ) {
-        let bytes = arg_as(args, 0, &DataType::Binary)?.expect("argument 0");
+        let bytes = arg(args, 0, &DataType::Binary)?;
         let encode = |b: &[u8]| -> Result<String> {
             Ok(match format.to_ascii_lowercase().as_str() {
                 "base64" => base64::engine::general_purpose::STANDARD.encode(b),
@@ -256,7 +244,7 @@ fn to_char(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
             .collect::<Result<StringArray>>()?;
         return Ok(Arc::new(out));
     }
-    let numbers = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let numbers = arg(args, 0, &DataType::Float64)?;
     let out = numbers
         .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
         .iter()
@@ -342,13 +330,13 @@ fn number_format(x: f64, format: &str) -> Result<String> {
 /// (`12,332.1235`); `format_number(x, '#,###.##')`: a `DecimalFormat` pattern's
 /// grouping and most decimals, trailing zeros dropped where the pattern has `#`.
 fn format_number(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let x = arg_as(args, 0, &DataType::Float64)?.expect("argument 0");
+    let x = arg(args, 0, &DataType::Float64)?;
     let x = x.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
     let pattern = match args[1].data_type().is_integer() {
         true => None,
         false => constant_string(args, 1, "format_number")?,
     };
-    let decimals = integers(args, 1, 0)?;
+    let decimals = integers(args, 1, Some(0))?;
     let out: StringArray = (0..x.len())
         .map(|i| {
             let v = (!x.is_null(i)).then(|| x.value(i))?;
@@ -394,7 +382,7 @@ fn group_thousands(digits: &str) -> String {
 /// `sentences(text[, language, country])`: the text's sentences (ended by `.`, `!` or
 /// `?`), each as its words (letters, digits and apostrophes).
 fn sentences(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
-    let text = text(args)?;
+    let text = arg(args, 0, &DataType::Utf8)?;
     let mut out = ListBuilder::new(ListBuilder::new(StringBuilder::new()));
     for t in text.as_string::<i32>().iter() {
         let Some(t) = t else {
