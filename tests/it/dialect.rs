@@ -65,6 +65,32 @@ fn query_takes_a_dialect() {
 }
 
 #[test]
+fn spark_rounds_decimals_exactly() {
+    let project = TempProject::new();
+    // `2.25` is a DECIMAL in Spark, `2.25e0` a DOUBLE (which rounds 2.675 down).
+    let sql = "SELECT round(x, 1) AS r, bround(x, 1) AS b, round(x, -1) AS tens, \
+               round(x, 5) AS same FROM VALUES (2.25), (-2.35), (2.675), (15.00) AS t(x)";
+    let out = project.quern(&["query", "--format", "csv", "--dialect", "spark", sql]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "r,b,tens,same\n2.3,2.2,0,2.250\n-2.4,-2.4,0,-2.350\n2.7,2.7,0,2.675\n15.0,15.0,20,15.000\n"
+    );
+    let out = project.quern(&[
+        "query",
+        "--dialect",
+        "spark",
+        "SELECT round(x, n) FROM VALUES (2.5, 0) AS t(x, n)",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("round of a DECIMAL takes a constant number of decimals"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_function_of_the_other_dialect_says_which_has_it() {
     let project = two_dialects();
     // bround is Spark's, not DataFusion's.

@@ -1,6 +1,7 @@
 //! Spark's implicit casts for the `datafusion-spark` date functions whose signatures
 //! take exact types: `date_add('2016-07-30', 1)` reads the text as a date (as does a
-//! timestamp), and a BIGINT day count is an INT, as Spark casts them.
+//! timestamp), and a BIGINT day count is an INT, as Spark casts them; `rint` of a
+//! DECIMAL reads it as a DOUBLE.
 
 use std::sync::Arc;
 
@@ -26,13 +27,21 @@ const DATE_FIRST: &[&str] = &[
 /// The functions of a timestamp, which Spark also gives text.
 const TIMESTAMP_FIRST: &[&str] = &["hour", "minute", "second"];
 
-/// `f`, taking Spark's implicit casts if it is one of [`DATE_FIRST`] or
-/// [`TIMESTAMP_FIRST`].
+/// The functions of a DOUBLE, which Spark also gives a DECIMAL (`rint(12.3456)`).
+const DOUBLE_ONLY: &[&str] = &["rint"];
+
+/// `f`, taking Spark's implicit casts if it is one of [`DATE_FIRST`],
+/// [`TIMESTAMP_FIRST`] or [`DOUBLE_ONLY`].
 pub(super) fn with_spark_casts(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
     let first = if DATE_FIRST.contains(&f.name()) {
-        DataType::Date32
+        Some(DataType::Date32)
     } else if TIMESTAMP_FIRST.contains(&f.name()) {
-        DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None)
+        Some(DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            None,
+        ))
+    } else if DOUBLE_ONLY.contains(&f.name()) {
+        None
     } else {
         return f;
     };
@@ -47,8 +56,9 @@ pub(super) fn with_spark_casts(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
 struct Casting {
     inner: Arc<ScalarUDF>,
     signature: Signature,
-    /// What the first argument is cast to when it is text (or a date or timestamp).
-    first: DataType,
+    /// What the first argument is cast to when it is text (or a date or timestamp);
+    /// `None`: the function takes DOUBLEs, and a DECIMAL is cast to one.
+    first: Option<DataType>,
 }
 
 impl ScalarUDFImpl for Casting {
@@ -68,14 +78,19 @@ impl ScalarUDFImpl for Casting {
         Ok(arg_types
             .iter()
             .enumerate()
-            .map(|(i, t)| match (i, t) {
-                (0, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-                | (0, DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64) => {
-                    self.first.clone()
+            .map(|(i, t)| match (i, t, &self.first) {
+                (_, DataType::Decimal128(_, _), None) => DataType::Float64,
+                (0, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(first))
+                | (
+                    0,
+                    DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64,
+                    Some(first),
+                ) => first.clone(),
+                (_, DataType::Int64 | DataType::UInt32 | DataType::UInt64, Some(_)) => {
+                    DataType::Int32
                 }
-                (_, DataType::Int64 | DataType::UInt32 | DataType::UInt64) => DataType::Int32,
-                (_, DataType::Utf8View | DataType::LargeUtf8) => DataType::Utf8,
-                (_, other) => other.clone(),
+                (_, DataType::Utf8View | DataType::LargeUtf8, _) => DataType::Utf8,
+                (_, other, _) => other.clone(),
             })
             .collect())
     }
@@ -117,6 +132,14 @@ pub(super) fn or_bytes(f: Arc<ScalarUDF>, bytes: Arc<ScalarUDF>) -> Arc<ScalarUD
             t,
             Some(DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
         )
+    })
+}
+
+/// Spark rounds a DECIMAL in decimal arithmetic: `f` for the other types, `decimals`
+/// for a DECIMAL.
+pub(super) fn or_decimals(f: Arc<ScalarUDF>, decimals: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    by_first(f, decimals, |t| {
+        matches!(t, Some(DataType::Decimal128(_, _)))
     })
 }
 

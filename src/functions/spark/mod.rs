@@ -62,7 +62,10 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
         own(f.name())
     });
     let mut state = builder.build();
-    state.config_mut().options_mut().sql_parser.dialect = datafusion::config::Dialect::Spark;
+    let parser = &mut state.config_mut().options_mut().sql_parser;
+    parser.dialect = datafusion::config::Dialect::Spark;
+    // Spark types `2.5` as DECIMAL(2,1), `2.5e0` as DOUBLE.
+    parser.parse_float_as_decimal = true;
     state
 }
 
@@ -137,6 +140,14 @@ fn registry() -> &'static Registry {
             })
             .collect();
         scalars.extend(spark);
+        let scalars = scalars
+            .into_iter()
+            .map(|f| match f.name() {
+                "round" => coerce::or_decimals(f, scalars::decimal_round(false)),
+                "bround" => coerce::or_decimals(f, scalars::decimal_round(true)),
+                _ => f,
+            })
+            .collect();
         let mut spark = datafusion_spark::all_default_aggregate_functions();
         spark.extend(aggregates::all());
         let mut aggregates: Vec<Arc<AggregateUDF>> = defaults

@@ -109,11 +109,15 @@ pub(super) fn first_or_last(f: &mut ast::Function, first: bool) {
     f.name = ObjectName::from(vec![Ident::new(name)]);
 }
 
+/// Functions whose integer literal arguments stay literals (see [`int_literals`]).
+const KEEP_LITERALS: &[&str] = &["round", "bround"];
+
 /// Integer literals passed to a function as Spark types them: `INT` when they fit in
 /// 32 bits (DataFusion's are `BIGINT`), so `date_add(d, 1)` finds Spark's signature.
 pub(super) fn int_literals(f: &mut ast::Function) {
-    // A window function's offsets and bucket counts must stay plain literals.
-    if f.over.is_some() {
+    // A window function's offsets and bucket counts must stay plain literals, as must
+    // the decimals of a rounding, which its result type depends on.
+    if f.over.is_some() || KEEP_LITERALS.contains(&f.name.to_string().to_lowercase().as_str()) {
         return;
     }
     let FunctionArguments::List(list) = &mut f.args else {

@@ -11,6 +11,7 @@ mod from_json;
 mod hash;
 mod json;
 mod numbers;
+mod round;
 mod strings;
 
 use std::sync::Arc;
@@ -42,6 +43,11 @@ pub(super) fn all() -> Vec<Arc<ScalarUDF>> {
 /// Spark's `lpad` (`left`) or `rpad` of bytes, for [`super::coerce::or_bytes`].
 pub(super) fn pad_bytes(left: bool) -> Arc<ScalarUDF> {
     Arc::new(bytes::pad(left))
+}
+
+/// `round` (or `bround`, `half_even`) of a DECIMAL, for [`super::coerce::or_decimals`].
+pub(super) fn decimal_round(half_even: bool) -> Arc<ScalarUDF> {
+    Arc::new(round::udf(half_even))
 }
 
 /// `octet_length` of bytes, for [`super::coerce::or_bytes`].
