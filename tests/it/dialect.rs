@@ -91,6 +91,34 @@ fn spark_rounds_decimals_exactly() {
 }
 
 #[test]
+fn spark_intervals_are_typed_and_keep_date_arithmetic() {
+    let project = TempProject::new();
+    // Year-month literals are Spark's YEAR-MONTH INTERVAL (Arrow's Interval(YearMonth)),
+    // day-time ranges DataFusion's intervals; dates and timestamps move by both.
+    let sql = "SELECT DATE '2021-01-31' + INTERVAL '1' MONTH AS a, \
+               DATE '2021-01-31' - interval 1 year AS b, \
+               DATE '2021-01-31' - INTERVAL 7 DAYS AS c, \
+               TIMESTAMP '2021-01-31 10:00:00' - INTERVAL '1 02:00:00' DAY TO SECOND AS d, \
+               TIMESTAMP '2021-01-31 10:00:00' + INTERVAL '1-2' YEAR TO MONTH AS e";
+    let out = project.quern(&["query", "--format", "csv", "--dialect", "spark", sql]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "a,b,c,d,e\n2021-02-28,2020-01-31,2021-01-24,2021-01-30T08:00:00,2022-03-31T10:00:00\n"
+    );
+    // A percentile of day-time intervals is one; one with months is an error.
+    let sql =
+        "SELECT percentile_approx(col, 0.5) FROM VALUES (make_interval(0, 1, 0, 1)) AS t(col)";
+    let out = project.quern(&["query", "--dialect", "spark", sql]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("percentile of an interval with months (1 months)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_function_of_the_other_dialect_says_which_has_it() {
     let project = two_dialects();
     // bround is Spark's, not DataFusion's.

@@ -17,7 +17,7 @@ use quern::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use quern::datafusion::arrow::compute::cast;
 use quern::datafusion::arrow::datatypes::{
     DataType, DurationMicrosecondType, Float32Type, Float64Type, IntervalMonthDayNanoType,
-    IntervalUnit, TimeUnit,
+    IntervalUnit, IntervalYearMonthType, TimeUnit,
 };
 use quern::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use quern::{Dialect, Engine};
@@ -88,7 +88,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 const NOT_YET: &[&str] = &[
     "aes_decrypt",
     "aggregate",
-    "approx_percentile",
     "array_sort",
     "arrays_zip",
     "current_timezone",
@@ -98,12 +97,9 @@ const NOT_YET: &[&str] = &[
     "extract",
     "filter",
     "ilike",
-    "make_ym_interval",
     "map_filter",
     "map_zip_with",
     "monotonically_increasing_id",
-    "percentile",
-    "percentile_approx",
     "percentile_cont",
     "randn",
     "randstr",
@@ -220,22 +216,29 @@ async fn spark_examples() {
         ),
     );
     let engine = project.engine("spark_examples");
-    let mut examples: Vec<Example> = Vec::new();
+    let mut examples: Vec<(&str, Example)> = Vec::new();
     for file in ["examples.jsonl", "targets.jsonl"] {
         let path = repo_root().join("tests/fixtures/spark").join(file);
         let text = std::fs::read_to_string(&path).expect("examples");
-        examples.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<Example>(l).expect("an example")),
-        );
+        examples.extend(text.lines().map(|l| {
+            (
+                file,
+                serde_json::from_str::<Example>(l).expect("an example"),
+            )
+        }));
     }
+    // Per file: comparable examples and how many of them match.
+    let mut files: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
 
     let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
     // Per function: whether every example of it matched (or ran, if not comparable).
     let mut all_good: BTreeMap<&str, bool> = BTreeMap::new();
     let mut unexpected = Vec::new();
-    for e in &examples {
+    for (file, e) in &examples {
         let outcome = run(&engine, e).await;
+        let tally = files.entry(file).or_default();
+        tally.0 += usize::from(e.deterministic);
+        tally.1 += usize::from(matches!(outcome, Outcome::Matched));
         let counts = groups.entry(e.group.clone()).or_default();
         counts.examples += 1;
         counts.comparable += usize::from(e.deterministic);
@@ -279,6 +282,10 @@ async fn spark_examples() {
         *all_good.entry(&e.function).or_insert(true) &= good;
     }
     print_counts(&groups);
+    for (file, (comparable, matched)) in &files {
+        let share = percent(*matched, *comparable);
+        println!("{file}: {matched} of {comparable} comparable examples match ({share:.1}%)");
+    }
     let targets: Vec<String> = TARGETS
         .iter()
         .map(|f| match all_good.get(f) {
@@ -499,6 +506,13 @@ fn spark_text(array: &ArrayRef, row: usize, nested: bool) -> Result<String, Stri
                 ));
             }
             parts.join(" ")
+        }
+        // Spark's year-month interval text: `1-2`, `-0-11`.
+        DataType::Interval(IntervalUnit::YearMonth) => {
+            let months = array.as_primitive::<IntervalYearMonthType>().value(row);
+            let sign = if months < 0 { "-" } else { "" };
+            let months = months.unsigned_abs();
+            format!("{sign}{}-{}", months / 12, months % 12)
         }
         // Spark's day-time interval text: days, then hh:mm:ss and nanoseconds.
         DataType::Duration(_) => {

@@ -2,7 +2,8 @@
 //! `approx_percentile`): the smallest value of the column such that no more than
 //! `percentage` of the values are below it, for one percentage or an array of them;
 //! and `percentile(col, percentage)`, the exact percentile interpolated between values;
-//! `skewness(col)`, the population skewness.
+//! `skewness(col)`, the population skewness. Both percentiles take intervals too (a
+//! year-month interval's in months, a day-time interval's in microseconds).
 //!
 //! Spark answers from a Greenwald–Khanna sketch whose error is at most 1/accuracy of
 //! the rank; quern keeps the group's values and answers exactly, which is within any
@@ -11,9 +12,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, DurationMicrosecondArray, Float64Array, IntervalYearMonthArray,
+    ListArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Float64Type, IntervalMonthDayNanoType, IntervalUnit,
+    IntervalYearMonthType, TimeUnit,
+};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -50,7 +57,73 @@ struct PercentileApprox {
 }
 
 fn is_number(t: &DataType) -> bool {
-    t.is_numeric() || *t == DataType::Null
+    t.is_numeric() || *t == DataType::Null || interval_value(t).is_some()
+}
+
+/// The type a percentile of an interval column is: a year-month interval stays one;
+/// a day-time one (DataFusion's month-day-nano interval, which Spark's day-time
+/// literals are, or a duration) is a duration of microseconds, Spark's DAY TO SECOND.
+fn interval_value(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Interval(IntervalUnit::YearMonth) => Some(t.clone()),
+        DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Duration(_) => {
+            Some(DataType::Duration(TimeUnit::Microsecond))
+        }
+        _ => None,
+    }
+}
+
+/// `values` as doubles: numbers cast, intervals in months or microseconds.
+fn as_doubles(values: &ArrayRef) -> Result<ArrayRef> {
+    let doubles: Float64Array = match values.data_type() {
+        DataType::Interval(IntervalUnit::YearMonth) => values
+            .as_primitive::<IntervalYearMonthType>()
+            .iter()
+            .map(|m| m.map(f64::from))
+            .collect(),
+        DataType::Interval(IntervalUnit::MonthDayNano) => values
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .map(|v| match v {
+                Some(v) if v.months != 0 => exec_err!(
+                    "percentile of an interval with months ({} months) is not supported: \
+                     a percentile takes year-month or day-time intervals",
+                    v.months
+                ),
+                Some(v) => Ok(Some(
+                    f64::from(v.days) * 86_400e6 + (v.nanoseconds / 1000) as f64,
+                )),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?,
+        DataType::Duration(_) => {
+            let micros = cast(values, &DataType::Duration(TimeUnit::Microsecond))?;
+            let micros = cast(&micros, &DataType::Int64)?;
+            return Ok(cast(&micros, &DataType::Float64)?);
+        }
+        _ => return Ok(cast(values, &DataType::Float64)?),
+    };
+    Ok(Arc::new(doubles))
+}
+
+/// Percentiles computed as doubles, as `to` (an interval's truncated to whole months or
+/// microseconds).
+fn from_doubles(picked: Vec<Option<f64>>, to: &DataType) -> Result<ArrayRef> {
+    Ok(match to {
+        DataType::Interval(IntervalUnit::YearMonth) => Arc::new(
+            picked
+                .into_iter()
+                .map(|v| v.map(|v| v.trunc() as i32))
+                .collect::<IntervalYearMonthArray>(),
+        ),
+        DataType::Duration(TimeUnit::Microsecond) => Arc::new(
+            picked
+                .into_iter()
+                .map(|v| v.map(|v| v.trunc() as i64))
+                .collect::<DurationMicrosecondArray>(),
+        ),
+        _ => cast(&(Arc::new(Float64Array::from(picked)) as ArrayRef), to)?,
+    })
 }
 
 impl AggregateUDFImpl for PercentileApprox {
@@ -72,13 +145,14 @@ impl AggregateUDFImpl for PercentileApprox {
         }
         if !is_number(&arg_types[0]) {
             return plan_err!(
-                "percentile_approx of a {} is not supported; it takes numbers",
+                "percentile_approx of a {} is not supported; it takes numbers or intervals",
                 arg_types[0]
             );
         }
-        let value = match self.interpolate {
-            true => DataType::Float64,
-            false => arg_types[0].clone(),
+        let value = match (interval_value(&arg_types[0]), self.interpolate) {
+            (Some(interval), _) => interval,
+            (None, true) => DataType::Float64,
+            (None, false) => arg_types[0].clone(),
         };
         Ok(match &arg_types[1] {
             DataType::List(_) | DataType::FixedSizeList(_, _) | DataType::LargeList(_) => {
@@ -153,7 +227,7 @@ fn percentages_at(array: &ArrayRef, row: usize) -> Result<Vec<f64>> {
 
 impl Values {
     fn add(&mut self, values: &ArrayRef) -> Result<()> {
-        let values = cast(values, &DataType::Float64)?;
+        let values = as_doubles(values)?;
         self.values
             .extend(values.as_primitive::<Float64Type>().iter().flatten());
         Ok(())
@@ -212,10 +286,7 @@ impl Accumulator for Values {
             .iter()
             .map(|p| (!values.is_empty()).then(|| pick(values, *p, self.interpolate)))
             .collect();
-        let picked = cast(
-            &(Arc::new(Float64Array::from(picked)) as ArrayRef),
-            &element,
-        )?;
+        let picked = from_doubles(picked, &element)?;
         match &self.returns {
             DataType::List(f) => {
                 if self.values.is_empty() {

@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
 mod calls;
 mod generators;
+mod intervals;
 mod text;
 
 pub(crate) use text::plain_sql;
@@ -165,6 +166,12 @@ impl ast::VisitorMut for Rewrite {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Interval(interval) = expr {
+            if let Some(e) = intervals::ansi(interval) {
+                *expr = e;
+            }
+            return ControlFlow::Continue(());
+        }
         if let Some(e) = scaled_floor_or_ceil(expr) {
             *expr = e;
             return ControlFlow::Continue(());

@@ -9,6 +9,7 @@ mod collections;
 mod datetime;
 mod from_json;
 mod hash;
+mod intervals;
 mod json;
 mod numbers;
 mod round;
@@ -37,6 +38,7 @@ pub(super) fn all() -> Vec<Arc<ScalarUDF>> {
     all.extend(arithmetic::all());
     all.extend(bytes::all());
     all.extend(numbers::all());
+    all.extend(intervals::all());
     all.into_iter().map(Arc::new).collect()
 }
 
