@@ -145,9 +145,23 @@ pub struct EngineSettings {
     /// truncated in, and what Spark's date functions read local times in.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The memory all of a run's queries share (`"4GiB"`; default: three quarters of
+    /// the machine's or its cgroup's). Sorts, aggregations and joins past it spill to
+    /// disk, or fail naming this key when spilling is off.
+    #[serde(default)]
+    pub memory_limit: Option<super::memory::MemoryLimit>,
+    /// Whether operators past `memory_limit` spill to the OS temp folder (`$TMPDIR`);
+    /// default true.
+    #[serde(default)]
+    pub spill: Option<bool>,
 }
 
 impl EngineSettings {
+    /// `memory_limit` in bytes, when set.
+    pub(crate) fn memory_limit_bytes(&self) -> Option<u64> {
+        self.memory_limit.map(|m| m.bytes())
+    }
+
     /// The settings' values that TOML's types do not check, as (key, what is wrong).
     fn check(&self) -> std::result::Result<(), (&'static str, String)> {
         if let Some(tz) = &self.time_zone {

@@ -6,6 +6,7 @@ mod backfill;
 mod command;
 mod events;
 mod graph;
+mod memory;
 mod plan;
 mod run;
 
@@ -112,6 +113,8 @@ pub struct Engine {
     target_partitions: Option<usize>,
     batch_size: Option<usize>,
     max_concurrent_tasks: usize,
+    /// The memory pool and spill disk every session of this engine shares.
+    memory: memory::Memory,
 }
 
 /// Builds an [`Engine`]; see [`Engine::builder`].
@@ -157,12 +160,14 @@ impl EngineBuilder {
             .max_concurrent_tasks
             .or(env.engine.max_concurrent_tasks)
             .unwrap_or(2);
+        let memory = memory::Memory::for_environment(&env)?;
         Ok(Engine {
             project: Arc::new(self.project),
             env: Arc::new(env),
             target_partitions,
             batch_size,
             max_concurrent_tasks,
+            memory,
         })
     }
 }
@@ -243,9 +248,15 @@ impl Engine {
         if let Some(tz) = &self.env.engine.time_zone {
             config.options_mut().execution.time_zone = Some(tz.clone());
         }
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_default_features()
-            .with_config(config)
+            .with_config(config);
+        // A runtime is the engine's pool and disk and new, empty caches; making one was
+        // checked when the engine was built.
+        if let Ok(runtime) = self.memory.runtime() {
+            state = state.with_runtime_env(runtime);
+        }
+        let state = state
             .with_query_planner(DeltaPlanner::new())
             .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
             .build();

@@ -14,6 +14,7 @@ mod expectations;
 mod faults;
 mod forecast;
 mod functions;
+mod memory;
 mod metrics;
 mod mlflow;
 mod models;

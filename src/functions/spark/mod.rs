@@ -69,6 +69,16 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     state
 }
 
+/// `round` and `bround` (`f`), rounding a DECIMAL in decimal arithmetic; `f` itself for
+/// every other function.
+fn with_decimal_rounding(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {
+    match f.name() {
+        "round" => coerce::or_decimals(f, scalars::decimal_round(false)),
+        "bround" => coerce::or_decimals(f, scalars::decimal_round(true)),
+        _ => f,
+    }
+}
+
 /// `functions` without DataFusion's built-ins (`own` keeps the others), then `spark`'s.
 fn replace_builtins<T>(
     functions: &mut Option<Vec<Arc<T>>>,
@@ -140,14 +150,7 @@ fn registry() -> &'static Registry {
             })
             .collect();
         scalars.extend(spark);
-        let scalars = scalars
-            .into_iter()
-            .map(|f| match f.name() {
-                "round" => coerce::or_decimals(f, scalars::decimal_round(false)),
-                "bround" => coerce::or_decimals(f, scalars::decimal_round(true)),
-                _ => f,
-            })
-            .collect();
+        let scalars = scalars.into_iter().map(with_decimal_rounding).collect();
         let mut spark = datafusion_spark::all_default_aggregate_functions();
         spark.extend(aggregates::all());
         let mut aggregates: Vec<Arc<AggregateUDF>> = defaults
