@@ -144,7 +144,7 @@ impl Catalog {
         let Some(table) = crate::delta::open(url, self.storage()).await? else {
             return Ok(false);
         };
-        let provider = crate::delta::provider(&table, url).await?;
+        let provider = crate::delta::provider(&table, url, ctx).await?;
         register_provider(ctx, reference, provider)?;
         Ok(true)
     }

@@ -43,7 +43,7 @@ pub(super) async fn provider(
                 message: format!("there is no Delta table at {url}"),
             });
         };
-        return crate::delta::provider(&t, &url).await;
+        return crate::delta::provider(&t, &url, ctx).await;
     }
     if url.scheme() == "s3" {
         stores::register_s3(ctx, &url, storage).map_err(|e| storage_err(env, &key, e))?;

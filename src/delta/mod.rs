@@ -101,12 +101,26 @@ pub(crate) async fn open_at(
     }
 }
 
-/// A table provider reading the current version of `table`.
-pub(crate) async fn provider(table: &DeltaTable, url: &Url) -> Result<Arc<dyn TableProvider>> {
-    table.table_provider().await.map_err(|source| Error::Read {
-        uri: url.to_string(),
-        source: Box::new(source),
-    })
+/// A table provider reading the current version of `table` with `ctx`'s settings.
+///
+/// Given the session, delta-rs' scan follows its Parquet settings as a Parquet source's
+/// scan does; without it, the scan pushes every filter into the Parquet decoder
+/// (`pushdown_filters`), which made TPC-H Q6 twice as slow on a Delta table as on the
+/// same Parquet file (scripts/bench-tpch).
+pub(crate) async fn provider(
+    table: &DeltaTable,
+    url: &Url,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<Arc<dyn TableProvider>> {
+    let session = Arc::new(ctx.state());
+    table
+        .table_provider()
+        .with_session(session)
+        .await
+        .map_err(|source| Error::Read {
+            uri: url.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// How the output's columns differ from an existing table's.

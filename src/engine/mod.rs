@@ -589,7 +589,9 @@ impl Engine {
     }
 
     /// Runs ad-hoc SQL over the environment: every `pipeline.task` table in the
-    /// warehouse and every declared `source.table` can be read.
+    /// warehouse and every declared `source.table` can be read. `EXPLAIN [ANALYZE]
+    /// [VERBOSE] <query>` gives DataFusion's plan of the query (run, with each
+    /// operator's time, rows and spills, for ANALYZE).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -622,10 +624,13 @@ impl Engine {
     /// ```
     pub async fn query_in(&self, sql: &str, dialect: crate::config::Dialect) -> Result<DataFrame> {
         let ctx = self.session();
+        // `EXPLAIN [ANALYZE] <query>`: the query is read (and its tables found) as any
+        // other, then explained.
+        let explain = crate::pipeline::explained(sql, dialect);
         let parsed = crate::pipeline::extract_relations(
             "query",
             std::path::Path::new("<query>"),
-            sql,
+            explain.as_ref().map_or(sql, |(_, query)| query.as_str()),
             dialect,
         )?;
         let catalog = self.catalog()?;
@@ -634,8 +639,17 @@ impl Engine {
             // A table that does not exist (yet) is left for DataFusion to report.
             catalog.register(&ctx, relation).await?;
         }
+        let statement = match explain {
+            Some((options, _)) => datafusion::sql::parser::Statement::Explain(
+                datafusion::sql::parser::ExplainStatement {
+                    options,
+                    statement: Box::new(parsed.statement.clone()),
+                },
+            ),
+            None => parsed.statement.clone(),
+        };
         let plan = crate::functions::state_for(ctx.state(), dialect)
-            .statement_to_plan(parsed.statement.clone())
+            .statement_to_plan(statement)
             .await
             .map_err(|source| {
                 let file = std::path::Path::new("<query>");

@@ -406,7 +406,7 @@ async fn run_task(
     };
     let written = crate::delta::write(&ctx.state(), plan, target).await?;
     // Downstream tasks read the committed table.
-    let provider = crate::delta::provider(&written.table, url).await?;
+    let provider = crate::delta::provider(&written.table, url, ctx).await?;
     register_provider(ctx, reference, provider)?;
     Ok(Some(written.outcome))
 }
@@ -461,7 +461,7 @@ async fn run_command(
         let (table, mut outcome) = command::check_output(task, url, schema, storage, before)
             .await?
             .map_err(fail)?;
-        let provider = crate::delta::provider(&table, url).await?;
+        let provider = crate::delta::provider(&table, url, run.ctx).await?;
         let reference = TableReference::partial(task.pipeline.as_str(), task.task.as_str());
         register_provider(run.ctx, reference.clone(), provider)?;
         let rows = run

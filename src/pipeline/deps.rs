@@ -22,6 +22,25 @@ pub(crate) fn sql_dialect(dialect: Dialect) -> &'static dyn SqlDialect {
     }
 }
 
+/// `sql` as `EXPLAIN [ANALYZE] [VERBOSE] <query>` (of an ad-hoc query, not a task): the
+/// explain's options and the query's text; `None` for anything else.
+pub(crate) fn explained(
+    sql: &str,
+    dialect: Dialect,
+) -> Option<(datafusion::common::format::ExplainStatementOptions, String)> {
+    let text = match dialect {
+        Dialect::Spark => super::spark_sql::plain_sql(sql),
+        _ => sql.into(),
+    };
+    let mut statements = DFParser::parse_sql_with_dialect(&text, sql_dialect(dialect)).ok()?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(Statement::Explain(explain)), true) => {
+            Some((explain.options, explain.statement.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// A task's SQL parsed into a single query statement, with the tables it reads.
 #[derive(Debug, Clone)]
 pub(crate) struct ParsedTask {

@@ -7,5 +7,5 @@ mod project;
 mod spark_sql;
 
 pub use dag::{Dag, Selector, SelectorTarget};
-pub(crate) use deps::{extract_relations, sql_dialect, ParsedTask};
+pub(crate) use deps::{explained, extract_relations, sql_dialect, ParsedTask};
 pub use project::{Command, Metric, Pipeline, Project, Task};

@@ -220,6 +220,42 @@ const NESTED: &str = "SELECT MAP {'a': 1, 'b': NULL} AS m, MAP {1: 'x', 2: NULL}
     [1, NULL, 3] AS arr, '' AS e";
 
 #[test]
+fn query_explains_a_query_and_analyzes_it() {
+    let project = TempProject::new();
+    let sql = "SELECT country_code, count(*) AS n FROM raw.countries GROUP BY country_code";
+    let out = project.quern(&["query", "--format", "csv", &format!("EXPLAIN {sql}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(plan.starts_with("plan_type,plan\n"), "{plan}");
+    assert!(plan.contains("AggregateExec"), "{plan}");
+    // ANALYZE runs it: each operator with its rows and time.
+    let out = project.quern(&[
+        "query",
+        "--format",
+        "csv",
+        &format!("explain analyze {sql}"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let analyzed = stdout(&out);
+    assert!(analyzed.contains("output_rows="), "{analyzed}");
+    assert!(analyzed.contains("elapsed_compute="), "{analyzed}");
+    // Only a query is explained.
+    let out = project.quern(&["query", "EXPLAIN DROP TABLE raw.countries"]);
+    assert!(!out.status.success());
+    // A Delta table's scan follows the session's Parquet settings, as a Parquet
+    // source's does: filters are not pushed into the decoder (DataFusion's default
+    // `pushdown_filters = false`) but evaluated above the scan.
+    let run = project.quern(&["run", "events", "--ds", "2024-03-01"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let sql = "EXPLAIN SELECT count(*) FROM events.events_by_day WHERE event_id > 1";
+    let out = project.quern(&["query", "--format", "csv", sql]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(plan.contains("DeltaScanExec"), "{plan}");
+    assert!(plan.contains("FilterExec"), "{plan}");
+}
+
+#[test]
 fn query_prints_every_value_in_every_format() {
     let project = TempProject::new();
     let query = |format: &str| {
