@@ -145,8 +145,9 @@ pub struct EngineSettings {
     /// truncated in, and what Spark's date functions read local times in.
     #[serde(default)]
     pub time_zone: Option<String>,
-    /// The memory all of a run's queries share (`"4GiB"`; default: three quarters of
-    /// the machine's or its cgroup's). Sorts, aggregations and joins past it spill to
+    /// The memory all of a run's queries share — all of one [`Engine`](crate::Engine)'s,
+    /// for a library user (`"4GiB"`; default: three quarters of the machine's or its
+    /// cgroup's). Sorts, aggregations and joins past it spill to
     /// disk, or fail naming this key when spilling is off.
     #[serde(default)]
     pub memory_limit: Option<super::memory::MemoryLimit>,
