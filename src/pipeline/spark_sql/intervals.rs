@@ -15,12 +15,12 @@ pub(super) fn ansi(interval: &ast::Interval) -> Option<Expr> {
     let (negative, text) = literal(&interval.value)?;
     let leading = interval.leading_field.as_ref()?;
     let sql = match (unit(leading)?, interval.last_field.as_ref().map(unit)) {
-        (Unit::Year, None) => ym_sql(negative, text.trim(), "0"),
-        (Unit::Month, None) => ym_sql(negative, "0", text.trim()),
+        (Unit::Year, None) => ym_sql(negative, text.trim(), "0")?,
+        (Unit::Month, None) => ym_sql(negative, "0", text.trim())?,
         (Unit::Year, Some(Some(Unit::Month))) => {
             let (negative, text) = signed(negative, text.trim());
             let (years, months) = text.split_once('-')?;
-            ym_sql(negative, years, months)
+            ym_sql(negative, years, months)?
         }
         (from, Some(Some(to))) if from >= Unit::Day && to > from => {
             return day_time(negative, text, from, to)
@@ -76,8 +76,9 @@ fn signed(negative: bool, text: &str) -> (bool, &str) {
     }
 }
 
-/// `make_ym_interval` of whole years and months (text checked to be integers).
-fn ym_sql(negative: bool, years: &str, months: &str) -> String {
+/// `make_ym_interval` of whole years and months; `None` when the text is not integers
+/// (the literal is then left for DataFusion to say what is wrong).
+fn ym_sql(negative: bool, years: &str, months: &str) -> Option<String> {
     let (years, months) = (years.trim(), months.trim());
     let valid = |t: &str| {
         t.trim_start_matches('-')
@@ -85,11 +86,10 @@ fn ym_sql(negative: bool, years: &str, months: &str) -> String {
             .all(|b| b.is_ascii_digit())
     };
     if !valid(years) || !valid(months) {
-        // Not Spark's form: left for DataFusion to say what is wrong.
-        return format!("INTERVAL '{years} years {months} months'");
+        return None;
     }
     let sign = if negative { "-" } else { "" };
-    format!("make_ym_interval({sign}{years}, {sign}{months})")
+    Some(format!("make_ym_interval({sign}{years}, {sign}{months})"))
 }
 
 /// A day-time range `'d hh:mm:ss.f'` (the fields from `from` to `to`) as the interval of

@@ -107,12 +107,8 @@ impl ScalarUDFImpl for DecimalRound {
         };
         let d = match args.args.get(1) {
             Some(ColumnarValue::Scalar(s)) => digits(self.name, Some(s), true)?,
-            Some(ColumnarValue::Array(_)) => {
-                return plan_err!(
-                    "{} of a DECIMAL takes a constant number of decimals",
-                    self.name
-                )
-            }
+            // Not a constant: digits' error.
+            Some(ColumnarValue::Array(_)) => digits(self.name, None, true)?,
             None => 0,
         };
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
