@@ -1,10 +1,10 @@
 //! Reading a tree ensemble's attributes into checked trees, and laying them out as
-//! perfect binary trees: the split and leaf tables the portable walk and the AVX-512
-//! kernel read.
+//! perfect binary trees: the split and leaf tables the portable walk and the vector
+//! kernels read.
 
 use std::collections::BTreeMap;
 
-use super::avx512::Tables;
+use super::simd::Tables;
 use super::{Aggregate, ClassifierRules, Mode, Node, TreeEnsemble};
 use crate::models::error::OnnxError;
 use crate::models::transform::PostTransform;

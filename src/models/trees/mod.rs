@@ -13,10 +13,15 @@
 //! holding NaN takes the generic walk, which honours the missing-value tracks.
 //!
 //! `layout` reads the attributes and builds the perfect-tree tables, `walk` is the
-//! portable walk over them, and `avx512` the vector kernel taken where the CPU has it.
+//! portable walk over them, and `simd` chooses the vector kernel (`avx512`, `avx2`)
+//! the CPU has for the rows it can take.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod layout;
+mod simd;
 mod walk;
 
 pub(crate) use layout::TreeAttributes;
@@ -103,6 +108,12 @@ impl TreeEnsemble {
     /// Evaluates the ensemble on `rows` rows of column-major `x` (at least
     /// [`n_features`](Self::n_features) columns); returns the output columns.
     pub(crate) fn eval(&self, x: &[&[f64]], rows: usize) -> Vec<Vec<f64>> {
+        self.eval_with(simd::Kernel::chosen(), x, rows)
+    }
+
+    /// [`eval`](Self::eval) with the given vector kernel (`None`: the portable walk
+    /// alone), which must be one the CPU supports.
+    fn eval_with(&self, kernel: Option<simd::Kernel>, x: &[&[f64]], rows: usize) -> Vec<Vec<f64>> {
         let k = self.n_outputs;
         let mut acc = vec![0.0f64; rows * k];
         let has_nan = x[..self.n_features]
@@ -110,9 +121,9 @@ impl TreeEnsemble {
             .any(|c| c[..rows].iter().any(|v| v.is_nan()));
         match &self.perfect {
             Some(p) if !has_nan => {
-                // The SIMD kernel takes what it can (single-output layouts only).
-                let done =
-                    avx512::eval(p.depth, p.simd.as_ref(), self.n_features, x, rows, &mut acc);
+                // The vector kernel takes what it can (single-output layouts only).
+                let tables = p.simd.as_ref();
+                let done = simd::eval(kernel, p.depth, tables, self.n_features, x, rows, &mut acc);
                 walk::eval_perfect(p, self.trees.len(), k, x, done, rows, &mut acc);
             }
             _ => self.eval_generic(x, rows, &mut acc),
@@ -289,9 +300,9 @@ mod tests {
     }
 
     #[test]
-    fn the_simd_kernel_agrees_with_the_node_walk_on_float_inputs() {
+    fn every_vector_kernel_agrees_with_the_node_walk_on_float_inputs() {
         // Float-exact values at, just below and just above each threshold, 16k rows so
-        // that whole 16-row groups go through the vector kernel where the CPU has it.
+        // that whole vectors of rows go through each kernel the CPU has.
         let near = |t: f32| [t, t.next_down(), t.next_up()].map(f64::from);
         let (a, b) = (near(0.5), [near(-1.0), near(2.0)].concat());
         let mut f0 = Vec::new();
@@ -308,10 +319,135 @@ mod tests {
             ["BRANCH_GT"; 3],
         ] {
             let e = ensemble(modes);
-            let fast = e.eval(&[&f0, &f1], rows);
             let mut acc = vec![0.0; rows];
             e.eval_generic(&[&f0, &f1], rows, &mut acc);
-            assert_eq!(fast, e.finalize(&acc, rows), "{modes:?}");
+            let exact = e.finalize(&acc, rows);
+            for kernel in simd::Kernel::supported() {
+                let fast = e.eval_with(Some(kernel), &[&f0, &f1], rows);
+                assert_eq!(fast, exact, "{kernel:?} {modes:?}");
+            }
+        }
+    }
+
+    /// `trees` random trees of `depth` over `n_features` float features, uneven (a
+    /// node is a leaf early one time in five below the root), with float thresholds
+    /// and weights.
+    fn random_ensemble(trees: usize, depth: u32, n_features: usize, seed: u64) -> TreeEnsemble {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut tree_ids, mut node_ids, mut features, mut values, mut modes) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut true_ids, mut false_ids) = (vec![], vec![]);
+        let (mut leaf_trees, mut leaf_nodes, mut leaf_weights) = (vec![], vec![], vec![]);
+        let mode_names = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"];
+        for t in 0..trees as i64 {
+            // (node id, level), breadth first; ids are handed out as nodes are made.
+            let mut queue = std::collections::VecDeque::from([(0i64, 0u32)]);
+            let mut next_id = 1i64;
+            while let Some((id, level)) = queue.pop_front() {
+                tree_ids.push(t);
+                node_ids.push(id);
+                let leaf = level == depth || (level > 0 && next() < 0.2);
+                if leaf {
+                    features.push(0);
+                    values.push(0.0);
+                    modes.push("LEAF".to_string());
+                    true_ids.push(0);
+                    false_ids.push(0);
+                    leaf_trees.push(t);
+                    leaf_nodes.push(id);
+                    leaf_weights.push(f64::from((next() - 0.5) as f32));
+                } else {
+                    features.push((next() * n_features as f64) as i64 % n_features as i64);
+                    values.push(f64::from((next() * 4.0 - 2.0) as f32));
+                    modes.push(mode_names[(next() * 4.0) as usize % 4].to_string());
+                    true_ids.push(next_id);
+                    false_ids.push(next_id + 1);
+                    queue.push_back((next_id, level + 1));
+                    queue.push_back((next_id + 1, level + 1));
+                    next_id += 2;
+                }
+            }
+        }
+        // Every feature is read, so the model has n_features inputs.
+        let mut e = TreeEnsemble::new(TreeAttributes {
+            op: "TreeEnsembleRegressor",
+            nodes_treeids: &tree_ids,
+            nodes_nodeids: &node_ids,
+            nodes_featureids: &features,
+            nodes_values: values,
+            nodes_modes: modes,
+            nodes_truenodeids: &true_ids,
+            nodes_falsenodeids: &false_ids,
+            nodes_missing_value_tracks_true: &[],
+            leaf_treeids: &leaf_trees,
+            leaf_nodeids: &leaf_nodes,
+            leaf_ids: &vec![0; leaf_trees.len()],
+            leaf_weights,
+            base_values: vec![0.25],
+            post_transform: PostTransform::None,
+            aggregate_function: "SUM".into(),
+            n_outputs: 1,
+            is_classifier: false,
+        })
+        .unwrap();
+        e.n_features = n_features;
+        e
+    }
+
+    #[test]
+    fn every_vector_kernel_agrees_with_the_node_walk_at_every_depth_and_width() {
+        // Rows that are not a whole number of vectors, so the portable walk finishes
+        // each batch. Each feature value is one of the model's thresholds, or the
+        // float just below or above it, so every comparison is tested at its edge.
+        let rows = 1000 + 13;
+        for n_features in [1, 3, 8, 9, 16] {
+            for depth in 1..=6 {
+                let e = random_ensemble(20, depth, n_features, 17 + u64::from(depth));
+                assert!(
+                    e.perfect.as_ref().is_some_and(|p| p.simd.is_some()),
+                    "depth {depth}: the vector tables are built"
+                );
+                let thresholds: Vec<f32> = e
+                    .trees
+                    .iter()
+                    .flatten()
+                    .filter(|n| n.mode != Mode::Leaf)
+                    .map(|n| n.threshold as f32)
+                    .collect();
+                let x: Vec<Vec<f64>> = (0..n_features)
+                    .map(|f| {
+                        (0..rows)
+                            .map(|i| {
+                                let k = i * 7919 + f * 104_729;
+                                let t = thresholds[k % thresholds.len()];
+                                f64::from([t, t.next_down(), t.next_up()][(k / 13) % 3])
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let cols: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
+                let mut acc = vec![0.0; rows];
+                e.eval_generic(&cols, rows, &mut acc);
+                let exact = e.finalize(&acc, rows);
+                assert_eq!(
+                    e.eval_with(None, &cols, rows),
+                    exact,
+                    "portable, depth {depth}"
+                );
+                for kernel in simd::Kernel::supported() {
+                    let fast = e.eval_with(Some(kernel), &cols, rows);
+                    assert_eq!(
+                        fast, exact,
+                        "{kernel:?}, depth {depth}, {n_features} features"
+                    );
+                }
+            }
         }
     }
 

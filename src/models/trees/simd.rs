@@ -1,0 +1,175 @@
+//! The vector kernels of perfect trees of depth ≤ 6 with one output and f32 splits and
+//! leaves, and the choice between them at run time: AVX-512F (16 rows at a time),
+//! else AVX2 (8 rows), else none and the portable walk scores every row.
+//! `QUERN_PORTABLE_TREES=1` turns the kernels off, to measure the portable walk.
+//!
+//! Both kernels read the same tables and give the same sums as the portable walk, bit
+//! for bit: the splits compare f32 features with f32 thresholds (exact, as the layout
+//! only builds the tables when every threshold is a float and the features are checked
+//! to be floats), and each row's leaves are added in f64 in tree order.
+//!
+//! No kernel is written for aarch64 NEON yet; an aarch64 build takes the portable walk.
+
+/// Per tree: for each of 6 levels, 32 split offsets (feature × 16) and 32
+/// thresholds; then 64 leaves.
+#[derive(Debug, Clone)]
+pub(super) struct Tables {
+    pub(super) n_trees: usize,
+    pub(super) feat: Vec<i32>,
+    pub(super) thr: Vec<f32>,
+    pub(super) leaves: Vec<f32>,
+}
+
+impl Tables {
+    /// From a perfect-tree layout of depth ≤ 6 with one output (its split features
+    /// and leaves), and its f32 thresholds.
+    pub(super) fn new(
+        depth: usize,
+        features: &[u32],
+        leaves_f64: &[f64],
+        t32: &[f32],
+        n_trees: usize,
+    ) -> Self {
+        let inner = (1usize << depth) - 1;
+        let mut feat = vec![0i32; n_trees * 6 * 32];
+        let mut thr = vec![f32::INFINITY; n_trees * 6 * 32];
+        let mut leaves = vec![0f32; n_trees * 64];
+        for t in 0..n_trees {
+            for level in 0..depth {
+                let first = (1usize << level) - 1;
+                for j in 0..(1usize << level) {
+                    feat[(t * 6 + level) * 32 + j] = (features[t * inner + first + j] * 16) as i32;
+                    thr[(t * 6 + level) * 32 + j] = t32[t * inner + first + j];
+                }
+            }
+            for j in 0..=inner {
+                leaves[t * 64 + j] = leaves_f64[t * (inner + 1) + j] as f32;
+            }
+        }
+        Tables {
+            n_trees,
+            feat,
+            thr,
+            leaves,
+        }
+    }
+}
+
+/// A vector kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    Avx512,
+    Avx2,
+}
+
+impl Kernel {
+    /// Rows per vector: a kernel scores the leading multiple of it.
+    fn lanes(self) -> usize {
+        match self {
+            Kernel::Avx512 => 16,
+            Kernel::Avx2 => 8,
+        }
+    }
+
+    /// Whether this CPU has the kernel's instructions.
+    fn is_supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The kernels this CPU can run, fastest first.
+    pub(super) fn supported() -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
+    }
+
+    /// The kernel scoring takes: the fastest supported, unless `QUERN_PORTABLE_TREES`
+    /// is set. Detected once.
+    pub(super) fn chosen() -> Option<Kernel> {
+        static CHOSEN: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            if std::env::var_os("QUERN_PORTABLE_TREES").is_some() {
+                return None;
+            }
+            Kernel::supported().first().copied()
+        })
+    }
+}
+
+/// Scores the leading whole vectors of rows with `kernel` when the model and the
+/// data allow it; returns how many rows it scored (0 when it cannot). `kernel` must be
+/// one of [`Kernel::supported`].
+pub(super) fn eval(
+    kernel: Option<Kernel>,
+    depth: usize,
+    tables: Option<&Tables>,
+    n_features: usize,
+    x: &[&[f64]],
+    rows: usize,
+    acc: &mut [f64],
+) -> usize {
+    let (Some(kernel), Some(tables)) = (kernel, tables) else {
+        return 0;
+    };
+    let usable = n_features <= 16
+        && depth <= 6
+        // The features must be floats too, as they are for a float input.
+        && x[..n_features]
+            .iter()
+            .all(|c| c[..rows].iter().all(|v| f64::from(*v as f32) == *v));
+    if !usable {
+        return 0;
+    }
+    let whole = rows - rows % kernel.lanes();
+    run(kernel, depth, tables, n_features, x, whole, acc);
+    whole
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run(
+    kernel: Kernel,
+    depth: usize,
+    tables: &Tables,
+    n_features: usize,
+    x: &[&[f64]],
+    rows: usize,
+    acc: &mut [f64],
+) {
+    assert!(
+        kernel.is_supported(),
+        "{kernel:?} is not supported by this CPU"
+    );
+    // SAFETY: the CPU has the kernel's instructions (asserted above); its other
+    // preconditions (depth ≤ 6, ≤ 16 features, whole vectors of rows, table sizes)
+    // were checked by `eval` and the layout.
+    unsafe {
+        match kernel {
+            Kernel::Avx512 => super::avx512::eval(depth, tables, n_features, x, rows, acc),
+            Kernel::Avx2 => super::avx2::eval(depth, tables, n_features, x, rows, acc),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn run(
+    kernel: Kernel,
+    _depth: usize,
+    _tables: &Tables,
+    _n_features: usize,
+    _x: &[&[f64]],
+    _rows: usize,
+    _acc: &mut [f64],
+) {
+    unreachable!("{kernel:?} is not supported on this architecture")
+}
