@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::Tables;
+use super::tables::Tables;
 
 /// Rows per block: their features (≤ 16 × 512 floats) stay in L1.
 const BLOCK: usize = 512;

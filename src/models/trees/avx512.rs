@@ -5,11 +5,11 @@
 //! registers by four permutes and three blends (gathers are several times slower on
 //! current Xeons), or with one gather from the 16-row block for 9 to 16 features.
 //!
-//! [`simd`](super::simd) chooses it at run time when the CPU has AVX-512F.
+//! It is chosen at run time when the CPU has AVX-512F.
 
 use std::arch::x86_64::*;
 
-use super::simd::Tables;
+use super::tables::Tables;
 
 /// Rows per block: their features (≤ 16 × 512 floats) stay in L1.
 const BLOCK: usize = 512;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::simd::Tables;
+use super::tables::Tables;
 use super::{Aggregate, ClassifierRules, Mode, Node, TreeEnsemble};
 use crate::models::error::OnnxError;
 use crate::models::transform::PostTransform;

@@ -13,8 +13,8 @@
 //! holding NaN takes the generic walk, which honours the missing-value tracks.
 //!
 //! `layout` reads the attributes and builds the perfect-tree tables, `walk` is the
-//! portable walk over them, and `simd` chooses the vector kernel (`avx512`, `avx2`)
-//! the CPU has for the rows it can take.
+//! portable walk over them, `tables` holds what the vector kernels read, and `simd`
+//! chooses the vector kernel (`avx512`, `avx2`) the CPU has for the rows it can take.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -22,6 +22,7 @@ mod avx2;
 mod avx512;
 mod layout;
 mod simd;
+mod tables;
 mod walk;
 
 pub(crate) use layout::TreeAttributes;
