@@ -155,6 +155,11 @@ pub struct EngineSettings {
     /// default true.
     #[serde(default)]
     pub spill: Option<bool>,
+    /// The Parquet codec of the files quern writes (Delta tables and `COPY`):
+    /// `"snappy"` (default, as Spark and DuckDB write), `"zstd(3)"`, `"lz4"`,
+    /// `"gzip(6)"`, `"brotli(4)"` or `"uncompressed"`.
+    #[serde(default)]
+    pub compression: Option<String>,
 }
 
 impl EngineSettings {
@@ -176,7 +181,26 @@ impl EngineSettings {
                 ));
             }
         }
+        if let Some(codec) = &self.compression {
+            if let Err(e) =
+                datafusion::common::file_options::parquet_writer::parse_compression_string(codec)
+            {
+                let why = match e {
+                    datafusion::error::DataFusionError::Configuration(m) => m,
+                    other => other.to_string(),
+                };
+                return Err((
+                    "engine.compression",
+                    format!("`{codec}` is not a Parquet codec quern can write: {why}"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The Parquet codec quern writes with, as DataFusion spells it.
+    pub(crate) fn compression(&self) -> &str {
+        self.compression.as_deref().unwrap_or("snappy")
     }
 }
 

@@ -11,6 +11,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::DataFrame;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::schema::cast::normalize_for_delta;
@@ -28,6 +29,19 @@ use crate::error::{Error, PlanError, Result};
 use datafusion::datasource::provider_as_source;
 
 mod progress;
+
+/// The session's Parquet writer settings (`[engine] compression` over DataFusion's
+/// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
+/// none, delta-rs would write with its own defaults instead.
+fn writer_properties(state: &SessionState) -> Result<WriterProperties> {
+    let options = &state.config().options().execution.parquet;
+    let builder = options
+        .into_writer_properties_builder()
+        .map_err(|e| Error::session("configuring the Parquet writer", e))?;
+    Ok(builder
+        .set_created_by(format!("quern version {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
 
 /// Whether `e` is a write stopped because the run was cancelled (`fail_fast`).
 pub(crate) fn is_cancelled(e: &Error) -> bool {
@@ -364,6 +378,7 @@ async fn commit(
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state.clone()))
+        .with_writer_properties(writer_properties(state)?)
         .with_save_mode(save_mode)
         .with_table_name(target.table_name);
     if !partition_by.is_empty() {
@@ -453,6 +468,7 @@ async fn merge(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(state.clone()))
+        .with_writer_properties(writer_properties(state)?)
         .with_merge_schema(evolve);
     let merge_err = |source| delta_err(url, "merge", source);
     if let Some(condition) = &delete_when {

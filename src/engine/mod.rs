@@ -248,6 +248,10 @@ impl Engine {
         if let Some(tz) = &self.env.engine.time_zone {
             config.options_mut().execution.time_zone = Some(tz.clone());
         }
+        // delta-rs writes with the session's Parquet options when given no writer
+        // properties; DataFusion's own default codec is zstd(3).
+        config.options_mut().execution.parquet.compression =
+            Some(self.env.engine.compression().to_owned());
         let mut state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config);

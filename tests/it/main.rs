@@ -7,6 +7,7 @@ mod backfill;
 mod cli;
 mod commands;
 mod common;
+mod compression;
 mod dialect;
 mod e2e;
 mod errors;
