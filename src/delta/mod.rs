@@ -28,6 +28,7 @@ use crate::config::{Materialization, TaskConfig};
 use crate::error::{Error, PlanError, Result};
 use datafusion::datasource::provider_as_source;
 
+mod overwrite;
 mod progress;
 
 /// The session's Parquet writer settings (`[engine] compression` over DataFusion's
@@ -305,42 +306,41 @@ fn table_or_new(target: &TableWrite<'_>, existing: Option<DeltaTable>) -> Result
 }
 
 /// `partition`: the partitions present in the output replace the same partitions of
-/// the table. With no rows there is nothing to replace: an existing table is left
-/// untouched (its expectations still judged), a new one is created empty so
-/// downstream tasks can read it.
+/// the table. A new table takes all of the rows (created empty when there are none,
+/// so downstream tasks can read it). An existing table is replaced in one pass when
+/// [`overwrite::one_pass_schema`] allows; otherwise a `SELECT DISTINCT` of the
+/// partition values comes first and delta-rs replaces those partitions. With no rows
+/// an existing table is left untouched (its expectations still judged).
 async fn replace_partitions(
     state: &SessionState,
     existing: Option<DeltaTable>,
     plan: LogicalPlan,
     target: &TableWrite<'_>,
 ) -> Result<Written> {
-    let predicate = written_partitions(state, &plan, target).await?;
-    match (predicate, existing) {
-        (Some(p), table) => {
-            let table = table_or_new(target, table)?;
-            commit(state, table, plan, target, SaveMode::Overwrite, Some(p)).await
-        }
-        (None, Some(table)) => {
-            // Still judge the (empty) output, e.g. a minimum row count.
-            let plan = with_expectations(plan, target.expectations.clone())?;
-            DataFrame::new(state.clone(), plan)
-                .collect()
-                .await
-                .map_err(|source| execute_err(target, source))?;
-            let outcome = WriteOutcome {
-                version: table.version().unwrap_or_default(),
-                rows: 0,
-                files_added: 0,
-                files_removed: 0,
-                already_appended: false,
-            };
-            Ok(Written { outcome, table })
-        }
-        (None, None) => {
-            let table = table_or_new(target, None)?;
-            commit(state, table, plan, target, SaveMode::Append, None).await
-        }
+    let Some(table) = existing else {
+        let table = table_or_new(target, None)?;
+        return commit(state, table, plan, target, SaveMode::Append, None).await;
+    };
+    if let Some(schema) = overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
+        return overwrite::replace_partitions(state, table, schema, plan, target).await;
     }
+    if let Some(p) = written_partitions(state, &plan, target).await? {
+        return commit(state, table, plan, target, SaveMode::Overwrite, Some(p)).await;
+    }
+    // Still judge the (empty) output, e.g. a minimum row count.
+    let plan = with_expectations(plan, target.expectations.clone())?;
+    DataFrame::new(state.clone(), plan)
+        .collect()
+        .await
+        .map_err(|source| execute_err(target, source))?;
+    let outcome = WriteOutcome {
+        version: table.version().unwrap_or_default(),
+        rows: 0,
+        files_added: 0,
+        files_removed: 0,
+        already_appended: false,
+    };
+    Ok(Written { outcome, table })
 }
 
 /// Streams `plan` through the task's expectations into new files of `table` and
@@ -550,27 +550,40 @@ async fn written_partitions(
         .collect()
         .await
         .map_err(|e| execute_err(target, e))?;
-    let mut disjuncts: Vec<Expr> = Vec::new();
+    let mut rows = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
-            let mut conj: Option<Expr> = None;
-            for (i, name) in partition_by.iter().enumerate() {
-                let value = ScalarValue::try_from_array(batch.column(i), row)
-                    .map_err(|e| execute_err(target, e))?;
-                let term = if value.is_null() {
-                    col(name.as_str()).is_null()
-                } else {
-                    col(name.as_str()).eq(lit(value))
-                };
-                conj = Some(match conj {
-                    Some(c) => c.and(term),
-                    None => term,
-                });
-            }
-            disjuncts.extend(conj);
+            let values = (0..partition_by.len())
+                .map(|i| ScalarValue::try_from_array(batch.column(i), row))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| execute_err(target, e))?;
+            rows.push(values);
         }
     }
-    Ok(disjuncts.into_iter().reduce(Expr::or))
+    Ok(partitions_predicate(partition_by, rows.into_iter()))
+}
+
+/// `(p1 = v1 AND p2 = v2) OR …` over `rows` of partition values (in `partition_by`'s
+/// order), or `None` when there are none.
+fn partitions_predicate(
+    partition_by: &[String],
+    rows: impl Iterator<Item = Vec<ScalarValue>>,
+) -> Option<Expr> {
+    rows.filter_map(|values| {
+        partition_by
+            .iter()
+            .zip(values)
+            .map(|(name, value)| {
+                let column = col(Column::new_unqualified(name));
+                if value.is_null() {
+                    column.is_null()
+                } else {
+                    column.eq(lit(value))
+                }
+            })
+            .reduce(Expr::and)
+    })
+    .reduce(Expr::or)
 }
 
 pub(crate) fn delta_err(url: &Url, action: &'static str, source: DeltaTableError) -> Error {

@@ -312,6 +312,85 @@ async fn partition_overwrite_replaces_exactly_the_partitions_in_the_output() {
     );
 }
 
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_rerun_replaces_the_partitions_it_wrote_even_from_volatile_values() {
+    // Half of the rows fall in buckets 0 to 4 on every run, the other half in buckets
+    // drawn at random: a rerun replaces exactly the buckets its rows fell in, which
+    // only a write that reads its input once can know. The third day
+    // fails part-way (a division by zero) and must leave the table and its folder
+    // as they were.
+    let project = project_with_task(
+        "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
+        "SELECT CASE WHEN n % 2 = 0 THEN n % 5 ELSE 5 + CAST(floor(random() * 1e9) AS BIGINT) END AS bucket,\n\
+         n, '{{ ds }}' AS written_by\n\
+         FROM (SELECT value{% if ds == '2024-03-03' %} / (value - 150){% endif %} AS n FROM generate_series(1, 200))",
+    );
+    let engine = project.engine("local");
+    for ds in ["2024-03-01", "2024-03-02"] {
+        let report = engine.run("events", &select(ds, "dim")).await.unwrap();
+        assert!(report.succeeded(), "{ds}: {:?}", report.first_error());
+    }
+    let got = rows(
+        &engine,
+        "SELECT written_by, count(*), count(DISTINCT bucket) FROM events.dim GROUP BY written_by ORDER BY written_by",
+    )
+    .await;
+    let second = got
+        .iter()
+        .find(|r| r[0] == "2024-03-02")
+        .expect("day 2's rows");
+    assert_eq!(second[1], "200", "{got:?}");
+    let mixed = rows(
+        &engine,
+        "SELECT bucket FROM events.dim GROUP BY bucket HAVING count(DISTINCT written_by) > 1",
+    )
+    .await;
+    assert!(mixed.is_empty(), "buckets holding both days: {mixed:?}");
+    let fixed = rows(
+        &engine,
+        "SELECT DISTINCT written_by FROM events.dim WHERE bucket < 5",
+    )
+    .await;
+    assert_eq!(fixed, [["2024-03-02"]]);
+    let first = got
+        .iter()
+        .find(|r| r[0] == "2024-03-01")
+        .expect("day 1's rows");
+    assert_eq!(
+        first[1], "100",
+        "day 1's rows in random buckets stay: {got:?}"
+    );
+
+    let table = project.path().join("warehouse/events/dim");
+    let before = files_under(&table);
+    let report = engine
+        .run("events", &select("2024-03-03", "dim"))
+        .await
+        .unwrap();
+    assert!(!report.succeeded());
+    let error = format!("{:?}", report.first_error());
+    assert!(error.contains("DivideByZero"), "{error}");
+    assert_eq!(files_under(&table), before, "the failed write left files");
+}
+
 /// A project with one extra task `dim` in the events pipeline, configured by `toml`.
 fn project_with_task(toml: &str, sql: &str) -> TempProject {
     let project = TempProject::new();

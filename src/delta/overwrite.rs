@@ -1,0 +1,338 @@
+//! `partition` tasks over an existing table, in one pass: the task's rows stream into
+//! delta-rs' data-file writers (one per partition of the plan, the rows hash-partitioned
+//! by the partition columns so each value is written by one writer), the partitions
+//! replaced are the ones the written files hold, and one Delta transaction removes
+//! those partitions' old files and adds the new ones. The input is read once, so a
+//! partition value computed by a volatile function (`now()`, `random()`) replaces
+//! exactly what was written.
+//!
+//! Tables this writer does not cover — protocol features past writer version 2
+//! (constraints, generated or identity columns, column mapping, deletion vectors,
+//! change data feed), append-only tables, columns that change — return `None` from
+//! [`one_pass_schema`], and go through delta-rs' write builder instead.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
+use datafusion::logical_expr::{cast, col, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
+use datafusion::physical_plan::ExecutionPlanProperties;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::Action;
+use deltalake::operations::write::WriterStatsConfig;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+
+use super::{
+    delta_err, execute_err, progress, with_expectations, write_err, writer_properties, TableWrite,
+    WriteOutcome, Written,
+};
+use crate::error::{Error, Result};
+
+/// The table's Arrow schema when `table` can take a one-pass replace of the rows of
+/// `plan`: the same columns, each of a type that casts losslessly to the table's (the
+/// same type, or another encoding of strings or bytes) and non-null where the table's
+/// is, the same partition columns, and no writer feature past protocol version 2.
+pub(super) fn one_pass_schema(
+    table: &DeltaTable,
+    plan: &LogicalPlan,
+    partition_by: &[String],
+) -> Option<SchemaRef> {
+    let snapshot = table.snapshot().ok()?;
+    if snapshot.protocol().min_writer_version() > 2
+        || snapshot.table_config().append_only()
+        || snapshot.metadata().partition_columns() != partition_by
+        || snapshot
+            .schema()
+            .fields()
+            .any(|f| f.metadata().contains_key("delta.invariants"))
+    {
+        return None;
+    }
+    let schema = snapshot.snapshot().arrow_schema();
+    let output = plan.schema();
+    if output.fields().len() != schema.fields().len() {
+        return None;
+    }
+    for field in schema.fields() {
+        let (_, produced) = output
+            .qualified_field_with_unqualified_name(field.name())
+            .ok()?;
+        let same_family = |a: &DataType, b: &DataType| {
+            use DataType::*;
+            a == b
+                || matches!(
+                    (a, b),
+                    (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
+                )
+                || matches!(
+                    (a, b),
+                    (
+                        Binary | LargeBinary | BinaryView,
+                        Binary | LargeBinary | BinaryView
+                    )
+                )
+        };
+        if !same_family(produced.data_type(), field.data_type())
+            || (produced.is_nullable() && !field.is_nullable())
+        {
+            return None;
+        }
+    }
+    Some(schema)
+}
+
+/// Replaces the partitions of `table` that `plan`'s rows fall in with those rows, in
+/// one read of `plan` and one commit; `schema` is [`one_pass_schema`]'s. With no rows
+/// nothing is committed (the expectations are still judged).
+pub(super) async fn replace_partitions(
+    state: &SessionState,
+    table: DeltaTable,
+    schema: SchemaRef,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    let start = Instant::now();
+    let (url, partition_by) = (target.url, &target.config.partition_by);
+    let plan = with_expectations(plan, target.expectations.clone())?;
+    let rows = target.rows.clone().unwrap_or_default();
+    let query_error = progress::QueryError::default();
+    let cancel = target.cancel.clone().unwrap_or_default();
+    let plan = progress::counted(plan, rows, query_error.clone(), cancel)?;
+    let plan = to_table_schema(plan, &schema, partition_by, state)?;
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
+        .map_err(|e| execute_err(target, e))?;
+
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_err(url, "read the log of", source))?;
+    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+    let config = WriterConfig::new(
+        schema.clone(),
+        partition_by.clone(),
+        Some(writer_properties(state)?),
+        Some(snapshot.table_config().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let store = table.log_store().object_store(None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for partition in 0..physical.output_partitioning().partition_count() {
+        let stream = physical
+            .execute(partition, state.task_ctx())
+            .map_err(|e| execute_err(target, e))?;
+        let writer = DeltaWriter::new(store.clone(), config.clone());
+        writers.spawn(write_stream(stream, writer, schema.clone(), stop.clone()));
+    }
+    let (mut adds, mut written_rows, mut first_error) = (Vec::new(), 0u64, None);
+    while let Some(joined) = writers.join_next().await {
+        match joined {
+            Ok(Ok((files, n))) => {
+                adds.extend(files);
+                written_rows += n;
+            }
+            Ok(Err(Failure::Stopped)) => {}
+            Ok(Err(failure)) => {
+                first_error.get_or_insert(failure);
+            }
+            Err(e) => {
+                let e = DataFusionError::External(Box::new(e));
+                first_error.get_or_insert(Failure::Query(e));
+            }
+        }
+    }
+    if let Some(failure) = first_error {
+        // The files already closed are in no commit; take them back.
+        for add in &adds {
+            if let Ok(path) = deltalake::Path::from_url_path(&add.path) {
+                let _ = store.delete(&path).await;
+            }
+        }
+        let kept = query_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(match (kept, failure) {
+            (Some(e), _) | (None, Failure::Query(e)) => execute_err(target, e),
+            (None, Failure::Write(e)) => write_err(target, e),
+            (None, Failure::Stopped) => unreachable!("a stopped writer is not kept as an error"),
+        });
+    }
+    if adds.is_empty() {
+        let outcome = WriteOutcome {
+            version: table.version().unwrap_or_default(),
+            rows: 0,
+            files_added: 0,
+            files_removed: 0,
+            already_appended: false,
+        };
+        return Ok(Written { outcome, table });
+    }
+
+    // The partitions written, as typed values (a value is spelled the same way in
+    // every file of a partition only if one writer wrote them all).
+    let types: Vec<DataType> = partition_by
+        .iter()
+        .map(|c| schema.field_with_name(c).map(|f| f.data_type().clone()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| execute_err(target, e.into()))?;
+    let key_of = |values: &HashMap<String, Option<String>>| {
+        partition_by
+            .iter()
+            .zip(&types)
+            .map(|(c, t)| match values.get(c).cloned().flatten() {
+                Some(text) => ScalarValue::try_from_string(text, t),
+                None => ScalarValue::try_from(t),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| execute_err(target, e))
+    };
+    let mut written = HashSet::new();
+    for add in &adds {
+        written.insert(key_of(&add.partition_values)?);
+    }
+    let mut actions: Vec<Action> = Vec::new();
+    let log_store = table.log_store();
+    let mut files = snapshot.snapshot().file_views(log_store.as_ref(), None);
+    while let Some(file) = files
+        .try_next()
+        .await
+        .map_err(|source| delta_err(url, "list the files of", source))?
+    {
+        if written.contains(&key_of(&file.partition_values_map())?) {
+            actions.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    drop(files);
+    let files_removed = actions.len() as u64;
+    let files_added = adds.len() as u64;
+    let partitions = written.len();
+    let predicate = super::partitions_predicate(partition_by, written.into_iter())
+        .map(|p| deltalake::delta_datafusion::expr::fmt_expr_to_sql(&p))
+        .transpose()
+        .map_err(|source| delta_err(url, "write", source))?;
+    actions.extend(adds.into_iter().map(Action::Add));
+    let metrics = serde_json::json!({
+        "num_added_files": files_added,
+        "num_removed_files": files_removed,
+        "num_partitions": partitions,
+        "num_added_rows": written_rows,
+        "execution_time_ms": start.elapsed().as_millis() as u64,
+        "num_retries": 0,
+    });
+    let properties =
+        CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(partition_by.clone()),
+        predicate,
+    };
+    let committed = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(snapshot as &dyn TableReference), log_store, operation)
+        .await
+        .map_err(|source| delta_err(url, "commit", source))?;
+    let outcome = WriteOutcome {
+        version: committed.version(),
+        rows: written_rows,
+        files_added,
+        files_removed,
+        already_appended: false,
+    };
+    let mut table = table;
+    table.state = Some(committed.snapshot);
+    Ok(Written { outcome, table })
+}
+
+/// `plan` with the table's columns in the table's order and types, hash-partitioned
+/// by the partition columns over the session's partitions.
+fn to_table_schema(
+    plan: LogicalPlan,
+    schema: &SchemaRef,
+    partition_by: &[String],
+    state: &SessionState,
+) -> Result<LogicalPlan> {
+    let output = plan.schema().clone();
+    let columns = schema.fields().iter().map(|field| {
+        let column = Expr::Column(Column::new_unqualified(field.name()));
+        let produced = output
+            .qualified_field_with_unqualified_name(field.name())
+            .map(|(_, f)| f.data_type().clone());
+        match produced {
+            Ok(t) if &t == field.data_type() => column,
+            _ => cast(column, field.data_type().clone()).alias(field.name()),
+        }
+    });
+    let n = state.config().target_partitions().max(1);
+    let keys = partition_by
+        .iter()
+        .map(|c| col(Column::new_unqualified(c)))
+        .collect();
+    LogicalPlanBuilder::from(plan)
+        .project(columns)
+        .and_then(|b| b.repartition(Partitioning::Hash(keys, n)))
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| Error::session("partitioning the rows to write", e))
+}
+
+/// Why a writer stopped.
+enum Failure {
+    /// The task's query failed.
+    Query(DataFusionError),
+    /// Writing or closing a file failed.
+    Write(DeltaTableError),
+    /// Another writer failed first.
+    Stopped,
+}
+
+/// Writes every batch of `stream` through `writer`, then closes it: its files and
+/// rows. On a failure, or when another writer has failed (`stop`), its uploads are
+/// aborted.
+async fn write_stream(
+    mut stream: SendableRecordBatchStream,
+    mut writer: DeltaWriter,
+    schema: SchemaRef,
+    stop: Arc<AtomicBool>,
+) -> std::result::Result<(Vec<deltalake::kernel::Add>, u64), Failure> {
+    let mut rows = 0u64;
+    let failure = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Failure::Stopped;
+        }
+        let batch = match stream.next().await {
+            None => {
+                return writer.close().await.map(|adds| (adds, rows)).map_err(|e| {
+                    stop.store(true, Ordering::Relaxed);
+                    Failure::Write(e)
+                })
+            }
+            Some(Err(e)) => break Failure::Query(e),
+            Some(Ok(batch)) => batch,
+        };
+        rows += batch.num_rows() as u64;
+        // The same columns, labelled with the table's fields (nullability, metadata).
+        let batch = match RecordBatch::try_new(schema.clone(), batch.columns().to_vec()) {
+            Ok(batch) => batch,
+            Err(e) => break Failure::Query(e.into()),
+        };
+        if let Err(e) = writer.write(&batch).await {
+            break Failure::Write(e);
+        }
+    };
+    if !matches!(failure, Failure::Stopped) {
+        stop.store(true, Ordering::Relaxed);
+    }
+    let _ = writer.abort().await;
+    Err(failure)
+}
