@@ -16,6 +16,7 @@
 //! object stores are made from `[storage]` options.
 
 mod columns;
+mod csv;
 mod location;
 mod sources;
 mod stores;

@@ -90,7 +90,9 @@ async fn listing_table(
         )
     };
     let file_format: Arc<dyn FileFormat> = match format {
-        SourceFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
+        SourceFormat::Csv => Arc::new(super::csv::SizedCsv(
+            CsvFormat::default().with_has_header(true),
+        )),
         _ => Arc::new(ParquetFormat::default()),
     };
     let options = ListingOptions::new(file_format).with_file_extension(ext);

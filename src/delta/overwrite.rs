@@ -40,9 +40,8 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The table's Arrow schema when `table` can take a one-pass replace of the rows of
-/// `plan`: the same columns, each of a type that casts losslessly to the table's (the
-/// same type, or another encoding of strings or bytes) and non-null where the table's
-/// is, the same partition columns, and no writer feature past protocol version 2.
+/// `plan`: the same columns, each of a type [`casts_as_delta_writes`] to the table's
+/// and non-null where the table's is, the same partition columns, and no writer feature past protocol version 2.
 pub(super) fn one_pass_schema(
     table: &DeltaTable,
     plan: &LogicalPlan,
@@ -68,28 +67,31 @@ pub(super) fn one_pass_schema(
         let (_, produced) = output
             .qualified_field_with_unqualified_name(field.name())
             .ok()?;
-        let same_family = |a: &DataType, b: &DataType| {
-            use DataType::*;
-            a == b
-                || matches!(
-                    (a, b),
-                    (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
-                )
-                || matches!(
-                    (a, b),
-                    (
-                        Binary | LargeBinary | BinaryView,
-                        Binary | LargeBinary | BinaryView
-                    )
-                )
-        };
-        if !same_family(produced.data_type(), field.data_type())
+        if !casts_as_delta_writes(produced.data_type(), field.data_type())
             || (produced.is_nullable() && !field.is_nullable())
         {
             return None;
         }
     }
     Some(schema)
+}
+
+/// Whether a column of type `produced` is written to a table column of type `table` by
+/// a cast delta-rs' own writer would make: the same type, another encoding of strings
+/// or of bytes, or a timestamp of another unit (Delta keeps microseconds) that is an
+/// instant on both sides or a local time on both.
+fn casts_as_delta_writes(produced: &DataType, table: &DataType) -> bool {
+    use DataType::*;
+    produced == table
+        || matches!(
+            (produced, table),
+            (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View)
+                | (
+                    Binary | LargeBinary | BinaryView,
+                    Binary | LargeBinary | BinaryView
+                )
+        )
+        || matches!((produced, table), (Timestamp(_, a), Timestamp(_, b)) if a.is_some() == b.is_some())
 }
 
 /// Replaces the partitions of `table` that `plan`'s rows fall in with those rows, in

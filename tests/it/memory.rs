@@ -1,6 +1,7 @@
 //! `[engine] memory_limit` and `spill`: a query needing more memory than the limit
 //! spills and gets the right answer; with spilling off it fails naming the limit, its
 //! file and what to change, and a task writes nothing; a bad limit is a config error.
+//! A join to a small CSV hashes the CSV, not the other side.
 
 use std::sync::Arc;
 
@@ -126,4 +127,30 @@ fn a_bad_memory_limit_is_a_config_error_naming_the_file_and_key() {
         );
         assert!(err.contains(says), "{err}");
     }
+}
+
+#[test]
+fn a_join_to_a_small_csv_builds_its_hash_table_from_the_csv() {
+    // `raw.events LEFT JOIN raw.countries`: the CSV files' sizes tell the planner the
+    // countries are the small side, so the join hashes them (a right join with the
+    // countries on the build side) instead of holding all of the events.
+    let project = TempProject::new();
+    let out = project.quern(&[
+        "query",
+        "EXPLAIN SELECT e.event_id, c.country_name FROM raw.events AS e \
+         LEFT JOIN raw.countries AS c ON e.country_code = c.country_code",
+    ]);
+    let plan = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let join = plan
+        .lines()
+        .find(|l| l.contains("HashJoinExec"))
+        .unwrap_or_else(|| panic!("no hash join in {plan}"));
+    assert!(join.contains("mode=CollectLeft, join_type=Right"), "{join}");
+    let build_side = plan
+        .lines()
+        .skip_while(|l| !l.contains("HashJoinExec"))
+        .find(|l| l.contains("DataSourceExec"))
+        .unwrap();
+    assert!(build_side.contains("countries.csv"), "{plan}");
 }
