@@ -6,9 +6,9 @@
 //! partition value computed by a volatile function (`now()`, `random()`) replaces
 //! exactly what was written.
 //!
-//! Tables this writer does not cover — protocol features past writer version 2
-//! (constraints, generated or identity columns, column mapping, deletion vectors,
-//! change data feed), append-only tables, columns that change — return `None` from
+//! Tables this writer does not cover — writer features it would have to act on
+//! (constraints, generated or identity columns, column mapping, change data feed, row
+//! tracking), append-only tables, columns that change — return `None` from
 //! [`one_pass_schema`], and go through delta-rs' write builder instead.
 
 use std::collections::{HashMap, HashSet};
@@ -39,16 +39,38 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// The writer features a one-pass write keeps without doing anything for them:
+/// `appendOnly` and `invariants` are looked at below, a timestamp without time zone
+/// needs nothing, a file's deletion vector goes with its remove, and the checkpoint
+/// features concern the log, which delta-rs' commit writes.
+const KEPT: &[&str] = &[
+    "appendOnly",
+    "invariants",
+    "timestampNtz",
+    "deletionVectors",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+];
+
 /// The table's Arrow schema when `table` can take a one-pass replace of the rows of
 /// `plan`: the same columns, each of a type [`casts_as_delta_writes`] to the table's
-/// and non-null where the table's is, the same partition columns, and no writer feature past protocol version 2.
+/// and non-null where the table's is, the same partition columns, no writer feature
+/// but the [`KEPT`] ones, not append-only, and no column invariants.
 pub(super) fn one_pass_schema(
     table: &DeltaTable,
     plan: &LogicalPlan,
     partition_by: &[String],
 ) -> Option<SchemaRef> {
     let snapshot = table.snapshot().ok()?;
-    if snapshot.protocol().min_writer_version() > 2
+    let protocol = snapshot.protocol();
+    let features_kept = match protocol.min_writer_version() {
+        ..=2 => true,
+        7 => protocol
+            .writer_features()
+            .is_some_and(|features| features.iter().all(|f| KEPT.contains(&f.as_ref()))),
+        _ => false,
+    };
+    if !features_kept
         || snapshot.table_config().append_only()
         || snapshot.metadata().partition_columns() != partition_by
         || snapshot

@@ -334,13 +334,14 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
 async fn a_partition_rerun_replaces_the_partitions_it_wrote_even_from_volatile_values() {
     // Half of the rows fall in buckets 0 to 4 on every run, the other half in buckets
     // drawn at random: a rerun replaces exactly the buckets its rows fell in, which
-    // only a write that reads its input once can know. The third day
+    // only a write that reads its input once can know. (A timestamp without time zone
+    // gives the table the `timestampNtz` writer feature.) The third day
     // fails part-way (a division by zero) and must leave the table and its folder
     // as they were.
     let project = project_with_task(
         "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
         "SELECT CASE WHEN n % 2 = 0 THEN n % 5 ELSE 5 + CAST(floor(random() * 1e9) AS BIGINT) END AS bucket,\n\
-         n, '{{ ds }}' AS written_by\n\
+         n, '{{ ds }}' AS written_by, CAST('{{ ds }} 10:00:00' AS TIMESTAMP) AS seen_at\n\
          FROM (SELECT value{% if ds == '2024-03-03' %} / (value - 150){% endif %} AS n FROM generate_series(1, 200))",
     );
     let engine = project.engine("local");
