@@ -22,7 +22,7 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::{cast, col, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
-use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake::kernel::Action;
@@ -153,46 +153,16 @@ pub(super) async fn replace_partitions(
         stats.stats_columns,
     );
     let store = table.log_store().object_store(None);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = tokio::task::JoinSet::new();
-    for partition in 0..physical.output_partitioning().partition_count() {
-        let stream = physical
-            .execute(partition, state.task_ctx())
-            .map_err(|e| execute_err(target, e))?;
-        let writer = DeltaWriter::new(store.clone(), config.clone());
-        writers.spawn(write_stream(stream, writer, schema.clone(), stop.clone()));
-    }
-    let (mut adds, mut written_rows, mut first_error) = (Vec::new(), 0u64, None);
-    while let Some(joined) = writers.join_next().await {
-        match joined {
-            Ok(Ok((files, n))) => {
-                adds.extend(files);
-                written_rows += n;
-            }
-            Ok(Err(Failure::Stopped)) => {}
-            Ok(Err(failure)) => {
-                first_error.get_or_insert(failure);
-            }
-            Err(e) => {
-                let e = DataFusionError::External(Box::new(e));
-                first_error.get_or_insert(Failure::Query(e));
-            }
-        }
-    }
-    if let Some(failure) = first_error {
-        // The files already closed are in no commit; take them back.
-        for add in &adds {
-            if let Ok(path) = deltalake::Path::from_url_path(&add.path) {
-                let _ = store.delete(&path).await;
-            }
-        }
-        let kept = query_error.lock().unwrap_or_else(|p| p.into_inner()).take();
-        return Err(match (kept, failure) {
-            (Some(e), _) | (None, Failure::Query(e)) => execute_err(target, e),
-            (None, Failure::Write(e)) => write_err(target, e),
-            (None, Failure::Stopped) => unreachable!("a stopped writer is not kept as an error"),
-        });
-    }
+    let (adds, written_rows) = write_files(
+        physical,
+        state,
+        &store,
+        &config,
+        &schema,
+        &query_error,
+        target,
+    )
+    .await?;
     if adds.is_empty() {
         let outcome = WriteOutcome {
             version: table.version().unwrap_or_default(),
@@ -204,41 +174,9 @@ pub(super) async fn replace_partitions(
         return Ok(Written { outcome, table });
     }
 
-    // The partitions written, as typed values (a value is spelled the same way in
-    // every file of a partition only if one writer wrote them all).
-    let types: Vec<DataType> = partition_by
-        .iter()
-        .map(|c| schema.field_with_name(c).map(|f| f.data_type().clone()))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| execute_err(target, e.into()))?;
-    let key_of = |values: &HashMap<String, Option<String>>| {
-        partition_by
-            .iter()
-            .zip(&types)
-            .map(|(c, t)| match values.get(c).cloned().flatten() {
-                Some(text) => ScalarValue::try_from_string(text, t),
-                None => ScalarValue::try_from(t),
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| execute_err(target, e))
-    };
-    let mut written = HashSet::new();
-    for add in &adds {
-        written.insert(key_of(&add.partition_values)?);
-    }
-    let mut actions: Vec<Action> = Vec::new();
     let log_store = table.log_store();
-    let mut files = snapshot.snapshot().file_views(log_store.as_ref(), None);
-    while let Some(file) = files
-        .try_next()
-        .await
-        .map_err(|source| delta_err(url, "list the files of", source))?
-    {
-        if written.contains(&key_of(&file.partition_values_map())?) {
-            actions.push(Action::Remove(file.remove_action(true)));
-        }
-    }
-    drop(files);
+    let (mut actions, written) =
+        replaced_files(snapshot, log_store.as_ref(), &adds, &schema, target).await?;
     let files_removed = actions.len() as u64;
     let files_added = adds.len() as u64;
     let partitions = written.len();
@@ -277,6 +215,108 @@ pub(super) async fn replace_partitions(
     let mut table = table;
     table.state = Some(committed.snapshot);
     Ok(Written { outcome, table })
+}
+
+/// The partitions the `adds` hold, as typed values (a value may be spelled otherwise
+/// in files another engine wrote), and the removes of the table's files in them.
+async fn replaced_files(
+    snapshot: &deltalake::table::state::DeltaTableState,
+    log_store: &dyn deltalake::logstore::LogStore,
+    adds: &[deltalake::kernel::Add],
+    schema: &SchemaRef,
+    target: &TableWrite<'_>,
+) -> Result<(Vec<Action>, HashSet<Vec<ScalarValue>>)> {
+    let (url, partition_by) = (target.url, &target.config.partition_by);
+    // The partitions written, as typed values (a value is spelled the same way in
+    // every file of a partition only if one writer wrote them all).
+    let types: Vec<DataType> = partition_by
+        .iter()
+        .map(|c| schema.field_with_name(c).map(|f| f.data_type().clone()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| execute_err(target, e.into()))?;
+    let key_of = |values: &HashMap<String, Option<String>>| {
+        partition_by
+            .iter()
+            .zip(&types)
+            .map(|(c, t)| match values.get(c).cloned().flatten() {
+                Some(text) => ScalarValue::try_from_string(text, t),
+                None => ScalarValue::try_from(t),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| execute_err(target, e))
+    };
+    let mut written = HashSet::new();
+    for add in adds {
+        written.insert(key_of(&add.partition_values)?);
+    }
+    let mut actions: Vec<Action> = Vec::new();
+    let mut files = snapshot.snapshot().file_views(log_store, None);
+    while let Some(file) = files
+        .try_next()
+        .await
+        .map_err(|source| delta_err(url, "list the files of", source))?
+    {
+        if written.contains(&key_of(&file.partition_values_map())?) {
+            actions.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    drop(files);
+    Ok((actions, written))
+}
+
+/// Streams every partition of `physical` through its own writer, all at once: the
+/// files written and their rows. When one fails the others stop, the files already
+/// closed are deleted, and the task's first error is returned.
+async fn write_files(
+    physical: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+    store: &Arc<dyn object_store::ObjectStore>,
+    config: &WriterConfig,
+    schema: &SchemaRef,
+    query_error: &progress::QueryError,
+    target: &TableWrite<'_>,
+) -> Result<(Vec<deltalake::kernel::Add>, u64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for partition in 0..physical.output_partitioning().partition_count() {
+        let stream = physical
+            .execute(partition, state.task_ctx())
+            .map_err(|e| execute_err(target, e))?;
+        let writer = DeltaWriter::new(Arc::clone(store), config.clone());
+        writers.spawn(write_stream(stream, writer, schema.clone(), stop.clone()));
+    }
+    let (mut adds, mut written_rows, mut first_error) = (Vec::new(), 0u64, None);
+    while let Some(joined) = writers.join_next().await {
+        match joined {
+            Ok(Ok((files, n))) => {
+                adds.extend(files);
+                written_rows += n;
+            }
+            Ok(Err(Failure::Stopped)) => {}
+            Ok(Err(failure)) => {
+                first_error.get_or_insert(failure);
+            }
+            Err(e) => {
+                let e = DataFusionError::External(Box::new(e));
+                first_error.get_or_insert(Failure::Query(e));
+            }
+        }
+    }
+    if let Some(failure) = first_error {
+        // The files already closed are in no commit; take them back.
+        for add in &adds {
+            if let Ok(path) = deltalake::Path::from_url_path(&add.path) {
+                let _ = store.delete(&path).await;
+            }
+        }
+        let kept = query_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(match (kept, failure) {
+            (Some(e), _) | (None, Failure::Query(e)) => execute_err(target, e),
+            (None, Failure::Write(e)) => write_err(target, e),
+            (None, Failure::Stopped) => unreachable!("a stopped writer is not kept as an error"),
+        });
+    }
+    Ok((adds, written_rows))
 }
 
 /// `plan` with the table's columns in the table's order and types, hash-partitioned
