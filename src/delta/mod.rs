@@ -200,6 +200,20 @@ pub(crate) struct Written {
     pub table: DeltaTable,
 }
 
+impl Written {
+    /// Nothing committed: `table` is left at its version.
+    fn untouched(table: DeltaTable) -> Self {
+        let outcome = WriteOutcome {
+            version: table.version().unwrap_or_default(),
+            rows: 0,
+            files_added: 0,
+            files_removed: 0,
+            already_appended: false,
+        };
+        Written { outcome, table }
+    }
+}
+
 /// Where and how a task's table is written.
 pub(crate) struct TableWrite<'a> {
     /// The table.
@@ -333,14 +347,7 @@ async fn replace_partitions(
         .collect()
         .await
         .map_err(|source| execute_err(target, source))?;
-    let outcome = WriteOutcome {
-        version: table.version().unwrap_or_default(),
-        rows: 0,
-        files_added: 0,
-        files_removed: 0,
-        already_appended: false,
-    };
-    Ok(Written { outcome, table })
+    Ok(Written::untouched(table))
 }
 
 /// Streams `plan` through the task's expectations into new files of `table` and
@@ -356,23 +363,11 @@ async fn commit(
     let (url, partition_by) = (target.url, &target.config.partition_by);
     // Expectations are checked in the same pass that writes (after the partition
     // values were read, so they are not counted twice).
-    let plan = with_expectations(plan, target.expectations.clone())?;
-    let rows = target.rows.clone().unwrap_or_default();
-    let query_error = progress::QueryError::default();
-    let cancel = target.cancel.clone().unwrap_or_default();
-    let plan = progress::counted(plan, rows, query_error.clone(), cancel)?;
-    // Hash-partition the rows by the partition columns so each partition value is
-    // written by one writer: a few large files per partition rather than one per
-    // thread per partition.
+    let (plan, query_error) = watched(plan, target)?;
     let plan = if partition_by.is_empty() {
         plan
     } else {
-        let n = state.config().target_partitions().max(1);
-        let exprs = partition_by.iter().map(|c| col(c.as_str())).collect();
-        LogicalPlanBuilder::from(plan)
-            .repartition(Partitioning::Hash(exprs, n))
-            .and_then(LogicalPlanBuilder::build)
-            .map_err(|e| Error::session("partitioning the rows to write", e))?
+        by_partition(LogicalPlanBuilder::from(plan), partition_by, state)?
     };
     let mut builder = table
         .write(Vec::new())
@@ -404,6 +399,38 @@ async fn commit(
     })?;
     let outcome = outcome_of(&table, url).await?;
     Ok(Written { outcome, table })
+}
+
+/// `plan` read through the task's expectations and the counter of its rows (which
+/// stops it when the run is cancelled), and where its first query error is kept.
+fn watched(
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<(LogicalPlan, progress::QueryError)> {
+    let plan = with_expectations(plan, target.expectations.clone())?;
+    let rows = target.rows.clone().unwrap_or_default();
+    let query_error = progress::QueryError::default();
+    let cancel = target.cancel.clone().unwrap_or_default();
+    let plan = progress::counted(plan, rows, query_error.clone(), cancel)?;
+    Ok((plan, query_error))
+}
+
+/// `plan` hash-partitioned by the partition columns over the session's partitions, so
+/// each partition value is written by one writer: a few large files per partition
+/// rather than one per thread per partition.
+fn by_partition(
+    plan: LogicalPlanBuilder,
+    partition_by: &[String],
+    state: &SessionState,
+) -> Result<LogicalPlan> {
+    let n = state.config().target_partitions().max(1);
+    let keys = partition_by
+        .iter()
+        .map(|c| col(Column::new_unqualified(c)))
+        .collect();
+    plan.repartition(Partitioning::Hash(keys, n))
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| Error::session("partitioning the rows to write", e))
 }
 
 /// A failed write: an Arrow error while the rows were computed (a division by zero,

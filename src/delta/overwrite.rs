@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, SessionState};
-use datafusion::logical_expr::{cast, col, Expr, LogicalPlan, LogicalPlanBuilder, Partitioning};
+use datafusion::logical_expr::{cast, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
@@ -34,8 +34,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use super::{
-    delta_err, execute_err, progress, with_expectations, write_err, writer_properties, TableWrite,
-    WriteOutcome, Written,
+    by_partition, delta_err, execute_err, progress, watched, write_err, writer_properties,
+    TableWrite, WriteOutcome, Written,
 };
 use crate::error::{Error, Result};
 
@@ -128,11 +128,7 @@ pub(super) async fn replace_partitions(
 ) -> Result<Written> {
     let start = Instant::now();
     let (url, partition_by) = (target.url, &target.config.partition_by);
-    let plan = with_expectations(plan, target.expectations.clone())?;
-    let rows = target.rows.clone().unwrap_or_default();
-    let query_error = progress::QueryError::default();
-    let cancel = target.cancel.clone().unwrap_or_default();
-    let plan = progress::counted(plan, rows, query_error.clone(), cancel)?;
+    let (plan, query_error) = watched(plan, target)?;
     let plan = to_table_schema(plan, &schema, partition_by, state)?;
     let physical = state
         .create_physical_plan(&plan)
@@ -164,14 +160,7 @@ pub(super) async fn replace_partitions(
     )
     .await?;
     if adds.is_empty() {
-        let outcome = WriteOutcome {
-            version: table.version().unwrap_or_default(),
-            rows: 0,
-            files_added: 0,
-            files_removed: 0,
-            already_appended: false,
-        };
-        return Ok(Written { outcome, table });
+        return Ok(Written::untouched(table));
     }
 
     let log_store = table.log_store();
@@ -338,16 +327,10 @@ fn to_table_schema(
             _ => cast(column, field.data_type().clone()).alias(field.name()),
         }
     });
-    let n = state.config().target_partitions().max(1);
-    let keys = partition_by
-        .iter()
-        .map(|c| col(Column::new_unqualified(c)))
-        .collect();
-    LogicalPlanBuilder::from(plan)
+    let projected = LogicalPlanBuilder::from(plan)
         .project(columns)
-        .and_then(|b| b.repartition(Partitioning::Hash(keys, n)))
-        .and_then(LogicalPlanBuilder::build)
-        .map_err(|e| Error::session("partitioning the rows to write", e))
+        .map_err(|e| Error::session("casting the rows to the table's columns", e))?;
+    by_partition(projected, partition_by, state)
 }
 
 /// Why a writer stopped.
