@@ -22,7 +22,9 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::{cast, Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::physical_expr;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake::kernel::Action;
@@ -34,8 +36,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use super::{
-    by_partition, delta_err, execute_err, progress, watched, write_err, writer_properties,
-    TableWrite, WriteOutcome, Written,
+    delta_err, execute_err, progress, watched, write_err, writer_properties, TableWrite,
+    WriteOutcome, Written,
 };
 use crate::error::{Error, Result};
 
@@ -129,11 +131,12 @@ pub(super) async fn replace_partitions(
     let start = Instant::now();
     let (url, partition_by) = (target.url, &target.config.partition_by);
     let (plan, query_error) = watched(plan, target)?;
-    let plan = to_table_schema(plan, &schema, partition_by, state)?;
+    let plan = to_table_schema(plan, &schema)?;
     let physical = state
         .create_physical_plan(&plan)
         .await
         .map_err(|e| execute_err(target, e))?;
+    let physical = hashed_by_partition(physical, partition_by, state)?;
 
     let snapshot = table
         .snapshot()
@@ -308,14 +311,8 @@ async fn write_files(
     Ok((adds, written_rows))
 }
 
-/// `plan` with the table's columns in the table's order and types, hash-partitioned
-/// by the partition columns over the session's partitions.
-fn to_table_schema(
-    plan: LogicalPlan,
-    schema: &SchemaRef,
-    partition_by: &[String],
-    state: &SessionState,
-) -> Result<LogicalPlan> {
+/// `plan` with the table's columns in the table's order and types.
+fn to_table_schema(plan: LogicalPlan, schema: &SchemaRef) -> Result<LogicalPlan> {
     let output = plan.schema().clone();
     let columns = schema.fields().iter().map(|field| {
         let column = Expr::Column(Column::new_unqualified(field.name()));
@@ -327,10 +324,36 @@ fn to_table_schema(
             _ => cast(column, field.data_type().clone()).alias(field.name()),
         }
     });
-    let projected = LogicalPlanBuilder::from(plan)
+    LogicalPlanBuilder::from(plan)
         .project(columns)
-        .map_err(|e| Error::session("casting the rows to the table's columns", e))?;
-    by_partition(projected, partition_by, state)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| Error::session("casting the rows to the table's columns", e))
+}
+
+/// `physical` hash-partitioned by the partition columns over the session's
+/// partitions, so each partition value reaches one writer and is written as few large
+/// files. This is added to the optimized plan: a repartition in the logical plan is one
+/// the physical optimizer drops (nothing above it requires that distribution), and
+/// every writer then got rows of every partition value — two files per partition on
+/// two cores.
+fn hashed_by_partition(
+    physical: Arc<dyn ExecutionPlan>,
+    partition_by: &[String],
+    state: &SessionState,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let n = state.config().target_partitions().max(1);
+    let schema = physical.schema();
+    let keys = partition_by
+        .iter()
+        .map(|name| {
+            let column = physical_expr::expressions::Column::new_with_schema(name, &schema)?;
+            Ok(Arc::new(column) as Arc<dyn physical_expr::PhysicalExpr>)
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()
+        .map_err(|e| Error::session("partitioning the rows to write", e))?;
+    let repartition = RepartitionExec::try_new(physical, Partitioning::Hash(keys, n))
+        .map_err(|e| Error::session("partitioning the rows to write", e))?;
+    Ok(Arc::new(repartition))
 }
 
 /// Why a writer stopped.

@@ -392,6 +392,37 @@ async fn a_partition_rerun_replaces_the_partitions_it_wrote_even_from_volatile_v
     assert_eq!(files_under(&table), before, "the failed write left files");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_rerun_writes_each_partition_from_one_writer() {
+    // The rows come from two input partitions (a UNION ALL), each holding every
+    // bucket. Over the existing table the write streams into one file writer per
+    // session partition; unless the rows are hash-partitioned by the bucket on the
+    // way there, each writer gets rows of every bucket and a bucket ends in two files.
+    let project = project_with_task(
+        "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
+        "SELECT value % 3 AS bucket, value AS n, '{{ ds }}' AS written_by FROM generate_series(1, 300)\n\
+         UNION ALL\n\
+         SELECT value % 3 AS bucket, value AS n, '{{ ds }}' AS written_by FROM generate_series(301, 600)",
+    );
+    let engine = project.engine("local");
+    for ds in ["2024-03-01", "2024-03-02"] {
+        let report = engine.run("events", &select(ds, "dim")).await.unwrap();
+        assert!(report.succeeded(), "{ds}: {:?}", report.first_error());
+    }
+    let table = project.path().join("warehouse/events/dim");
+    let url = url::Url::from_directory_path(&table).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let mut per_bucket = BTreeMap::<String, usize>::new();
+    for uri in table.get_file_uris().unwrap() {
+        let bucket = uri.split('/').find(|p| p.starts_with("bucket=")).unwrap();
+        *per_bucket.entry(bucket.to_owned()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = (0..3).map(|b| (format!("bucket={b}"), 1)).collect();
+    assert_eq!(per_bucket, expected, "live files per partition");
+    let got = rows(&engine, "SELECT DISTINCT written_by FROM events.dim").await;
+    assert_eq!(got, [["2024-03-02"]]);
+}
+
 /// A project with one extra task `dim` in the events pipeline, configured by `toml`.
 fn project_with_task(toml: &str, sql: &str) -> TempProject {
     let project = TempProject::new();
