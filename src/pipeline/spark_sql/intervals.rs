@@ -15,8 +15,14 @@ pub(super) fn ansi(interval: &ast::Interval) -> Option<Expr> {
     let (negative, text) = literal(&interval.value)?;
     let leading = interval.leading_field.as_ref()?;
     let sql = match (unit(leading)?, interval.last_field.as_ref().map(unit)) {
-        (Unit::Year, None) => ym_sql(negative, text.trim(), "0")?,
-        (Unit::Month, None) => ym_sql(negative, "0", text.trim())?,
+        (Unit::Year, None) => {
+            let (negative, years) = signed(negative, text.trim());
+            ym_sql(negative, years, "0")?
+        }
+        (Unit::Month, None) => {
+            let (negative, months) = signed(negative, text.trim());
+            ym_sql(negative, "0", months)?
+        }
         (Unit::Year, Some(Some(Unit::Month))) => {
             let (negative, text) = signed(negative, text.trim());
             let (years, months) = text.split_once('-')?;
@@ -76,15 +82,13 @@ fn signed(negative: bool, text: &str) -> (bool, &str) {
     }
 }
 
-/// `make_ym_interval` of whole years and months; `None` when the text is not integers
-/// (the literal is then left for DataFusion to say what is wrong).
+/// `make_ym_interval` of whole years and months, both unsigned (the sign is
+/// `negative`); `None` when either is not digits (the literal is then left for
+/// DataFusion to say what is wrong). A sign inside either would print as `--`, which
+/// SQL reads as a comment.
 fn ym_sql(negative: bool, years: &str, months: &str) -> Option<String> {
     let (years, months) = (years.trim(), months.trim());
-    let valid = |t: &str| {
-        t.trim_start_matches('-')
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-    };
+    let valid = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     if !valid(years) || !valid(months) {
         return None;
     }
@@ -165,6 +169,20 @@ mod tests {
             rewritten("INTERVAL '2021-11' YEAR TO MONTH"),
             "make_ym_interval(2021, 11)"
         );
+    }
+
+    #[test]
+    fn a_sign_inside_the_text_combines_with_one_outside_it() {
+        assert_eq!(rewritten("INTERVAL -'-5' MONTH"), "make_ym_interval(0, 5)");
+        assert_eq!(rewritten("INTERVAL '-5' MONTH"), "make_ym_interval(-0, -5)");
+        assert_eq!(rewritten("INTERVAL '+2' YEAR"), "make_ym_interval(2, 0)");
+        assert_eq!(
+            rewritten("INTERVAL -'-1-2' YEAR TO MONTH"),
+            "make_ym_interval(1, 2)"
+        );
+        // A month part of its own sign is not Spark's syntax: left for DataFusion.
+        assert_eq!(rewritten("INTERVAL '1--2' YEAR TO MONTH"), "unchanged");
+        assert_eq!(rewritten("INTERVAL '' MONTH"), "unchanged");
     }
 
     #[test]
