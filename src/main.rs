@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args = cli::Cli::parse();
+    if let Err(message) = log_to_stderr() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let json = args.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,4 +50,30 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// With `QUERN_LOG` set (`debug`, `quern=debug,deltalake=info`: a level, or targets
+/// with levels), quern's and its libraries' log events go to stderr: which write path
+/// a `partition` task took, delta-rs' commits, DataFusion's planning.
+fn log_to_stderr() -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let Ok(spec) = std::env::var("QUERN_LOG") else {
+        return Ok(());
+    };
+    let filter: tracing_subscriber::filter::Targets = spec.parse().map_err(|e| {
+        format!(
+            "QUERN_LOG={spec:?} is not a log filter ({e}); set a level (QUERN_LOG=debug) \
+             or targets with levels (QUERN_LOG=quern=debug,deltalake=info)"
+        )
+    })?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
+        .try_init()
+        .map_err(|e| format!("cannot start logging: {e}"))
 }

@@ -332,11 +332,19 @@ async fn replace_partitions(
     target: &TableWrite<'_>,
 ) -> Result<Written> {
     let Some(table) = existing else {
+        tracing::debug!(table = %target.url, "partition write into a new table");
         let table = table_or_new(target, None)?;
         return commit(state, table, plan, target, SaveMode::Append, None).await;
     };
-    if let Some(schema) = overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
-        return overwrite::replace_partitions(state, table, schema, plan, target).await;
+    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
+        Ok(schema) => {
+            tracing::debug!(table = %target.url, "partition write in one pass");
+            return overwrite::replace_partitions(state, table, schema, plan, target).await;
+        }
+        Err(why) => tracing::info!(
+            table = %target.url,
+            "partition write through SELECT DISTINCT and replaceWhere: {why}"
+        ),
     }
     if let Some(p) = written_partitions(state, &plan, target).await? {
         return commit(state, table, plan, target, SaveMode::Overwrite, Some(p)).await;

@@ -57,47 +57,64 @@ const KEPT: &[&str] = &[
 /// The table's Arrow schema when `table` can take a one-pass replace of the rows of
 /// `plan`: the same columns, each of a type [`casts_as_delta_writes`] to the table's
 /// and non-null where the table's is, the same partition columns, no writer feature
-/// but the [`KEPT`] ones, not append-only, and no column invariants.
+/// but the [`KEPT`] ones, not append-only, and no column invariants. Otherwise why not
+/// (logged: the write then takes delta-rs' write builder).
 pub(super) fn one_pass_schema(
     table: &DeltaTable,
     plan: &LogicalPlan,
     partition_by: &[String],
-) -> Option<SchemaRef> {
-    let snapshot = table.snapshot().ok()?;
+) -> std::result::Result<SchemaRef, String> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| format!("the table's log: {e}"))?;
     let protocol = snapshot.protocol();
-    let features_kept = match protocol.min_writer_version() {
-        ..=2 => true,
-        7 => protocol
-            .writer_features()
-            .is_some_and(|features| features.iter().all(|f| KEPT.contains(&f.as_ref()))),
-        _ => false,
-    };
-    if !features_kept
-        || snapshot.table_config().append_only()
-        || snapshot.metadata().partition_columns() != partition_by
-        || snapshot
-            .schema()
-            .fields()
-            .any(|f| f.metadata().contains_key("delta.invariants"))
+    match protocol.min_writer_version() {
+        ..=2 => {}
+        7 => {
+            let features = protocol.writer_features().unwrap_or_default();
+            let acted_on: Vec<&str> = features
+                .iter()
+                .map(|f| f.as_ref())
+                .filter(|f| !KEPT.contains(f))
+                .collect();
+            if !acted_on.is_empty() {
+                return Err(format!("writer features {}", acted_on.join(", ")));
+            }
+        }
+        v => return Err(format!("writer version {v}")),
+    }
+    if snapshot.table_config().append_only() {
+        return Err("an append-only table".into());
+    }
+    if snapshot.metadata().partition_columns() != partition_by {
+        return Err("other partition columns".into());
+    }
+    if let Some(f) = snapshot
+        .schema()
+        .fields()
+        .find(|f| f.metadata().contains_key("delta.invariants"))
     {
-        return None;
+        return Err(format!("an invariant on column {}", f.name()));
     }
     let schema = snapshot.snapshot().arrow_schema();
     let output = plan.schema();
     if output.fields().len() != schema.fields().len() {
-        return None;
+        return Err("other columns".into());
     }
     for field in schema.fields() {
         let (_, produced) = output
             .qualified_field_with_unqualified_name(field.name())
-            .ok()?;
+            .map_err(|_| format!("no column {}", field.name()))?;
         if !casts_as_delta_writes(produced.data_type(), field.data_type())
             || (produced.is_nullable() && !field.is_nullable())
         {
-            return None;
+            return Err(format!(
+                "column {} of another type or nullability",
+                field.name()
+            ));
         }
     }
-    Some(schema)
+    Ok(schema)
 }
 
 /// Whether a column of type `produced` is written to a table column of type `table` by

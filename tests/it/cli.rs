@@ -95,6 +95,42 @@ fn exit_codes_distinguish_usage_from_pipeline_errors() {
     assert!(project.warehouse_state().is_empty());
 }
 
+#[test]
+fn quern_log_shows_which_write_path_a_partition_task_took() {
+    let project = TempProject::new();
+    let run = |ds: &str| {
+        let out = project
+            .command(&["run", "events", "--ds", ds, "--select", "events_by_day"])
+            .env("QUERN_LOG", "quern=debug")
+            .output()
+            .expect("quern runs");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let first = run("2024-03-01");
+    assert!(
+        first.contains("partition write into a new table"),
+        "{first}"
+    );
+    let second = run("2024-03-02");
+    assert!(second.contains("partition write in one pass"), "{second}");
+    assert!(
+        second.contains("events_by_day"),
+        "the line names the table: {second}"
+    );
+
+    // A filter that does not parse is a usage error, before anything is written.
+    let fresh = TempProject::new();
+    let out = fresh
+        .command(&["run", "events", "--ds", "2024-03-01"])
+        .env("QUERN_LOG", "quern=loud")
+        .output()
+        .expect("quern runs");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("QUERN_LOG"), "{}", stderr(&out));
+    assert!(fresh.warehouse_state().is_empty());
+}
+
 /// Every line of `out`'s stdout, parsed as JSON.
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     stdout(out)
