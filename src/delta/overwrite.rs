@@ -81,7 +81,17 @@ pub(super) fn one_pass_schema(
                 return Err(format!("writer features {}", acted_on.join(", ")));
             }
         }
-        v => return Err(format!("writer version {v}")),
+        v => {
+            // What each legacy writer version adds, for the log line.
+            let adds = match v {
+                3 => "CHECK constraints",
+                4 => "change data feed, generated columns",
+                5 => "column mapping",
+                6 => "identity columns",
+                _ => "features of a later protocol",
+            };
+            return Err(format!("writer version {v} ({adds})"));
+        }
     }
     if snapshot.table_config().append_only() {
         return Err("an append-only table".into());

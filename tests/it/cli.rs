@@ -131,6 +131,57 @@ fn quern_log_shows_which_write_path_a_partition_task_took() {
     assert!(fresh.warehouse_state().is_empty());
 }
 
+#[test]
+fn quern_log_says_why_a_partition_write_is_not_one_pass() {
+    // A table with the change data feed on (made by Python's deltalake) needs the
+    // writer to act on it, so the write goes through delta-rs' replaceWhere; the log
+    // line says why.
+    let project = TempProject::new();
+    project.write(
+        "sql/events/pipeline.toml",
+        &format!(
+            "{}\n[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]\n",
+            project.read("sql/events/pipeline.toml")
+        ),
+    );
+    project.write(
+        "sql/events/dim.sql",
+        "SELECT value % 3 AS bucket, value AS n FROM generate_series(1, 30)",
+    );
+    let table = project.path().join("warehouse/events/dim");
+    let script = format!(
+        "import os, sys, pyarrow as pa, deltalake\n\
+         data = pa.table({{'bucket': pa.array([0, 7], pa.int64()), 'n': pa.array([0, 7], pa.int64())}})\n\
+         deltalake.write_deltalake({:?}, data, partition_by=['bucket'], configuration={{'delta.enableChangeDataFeed': 'true'}})\n\
+         sys.stdout.flush()\nos._exit(0)",
+        table.display().to_string()
+    );
+    let made = std::process::Command::new(crate::common::python())
+        .args(["-c", &script])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("python runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let out = project
+        .command(&["run", "events", "--ds", "2024-03-01", "--select", "dim"])
+        .env("QUERN_LOG", "quern=info")
+        .output()
+        .expect("quern runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("SELECT DISTINCT and replaceWhere"), "{log}");
+    assert!(log.contains("change data feed"), "the reason: {log}");
+    // Buckets 0 to 2 replaced, bucket 7 kept.
+    let got = project
+        .query_csv("SELECT bucket, count(*) AS n FROM events.dim GROUP BY bucket ORDER BY bucket");
+    assert_eq!(got.trim(), "bucket,n\n0,10\n1,10\n2,10\n7,1");
+}
+
 /// Every line of `out`'s stdout, parsed as JSON.
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     stdout(out)
