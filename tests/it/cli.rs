@@ -136,36 +136,25 @@ fn quern_log_says_why_a_partition_write_is_not_one_pass() {
     // A table with the change data feed on (made by Python's deltalake) needs the
     // writer to act on it, so the write goes through delta-rs' replaceWhere; the log
     // line says why.
-    let project = TempProject::new();
-    project.write(
-        "sql/events/pipeline.toml",
-        &format!(
-            "{}\n[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]\n",
-            project.read("sql/events/pipeline.toml")
-        ),
-    );
-    project.write(
-        "sql/events/dim.sql",
+    const WRITE: &str = r#"
+import os, sys, pyarrow as pa, deltalake
+data = pa.table({"bucket": pa.array([0, 7], pa.int64()), "n": pa.array([0, 7], pa.int64())})
+deltalake.write_deltalake(sys.argv[1], data, partition_by=["bucket"],
+                          configuration={"delta.enableChangeDataFeed": "true"})
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let project = TempProject::with_task(
+        "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
         "SELECT value % 3 AS bucket, value AS n FROM generate_series(1, 30)",
     );
-    let table = project.path().join("warehouse/events/dim");
-    let script = format!(
-        "import os, sys, pyarrow as pa, deltalake\n\
-         data = pa.table({{'bucket': pa.array([0, 7], pa.int64()), 'n': pa.array([0, 7], pa.int64())}})\n\
-         deltalake.write_deltalake({:?}, data, partition_by=['bucket'], configuration={{'delta.enableChangeDataFeed': 'true'}})\n\
-         sys.stdout.flush()\nos._exit(0)",
-        table.display().to_string()
-    );
     let made = std::process::Command::new(crate::common::python())
-        .args(["-c", &script])
+        .args(["-c", WRITE])
+        .arg(project.path().join("warehouse/events/dim"))
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("python runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    assert!(made.status.success(), "{}", stderr(&made));
 
     let out = project
         .command(&["run", "events", "--ds", "2024-03-01", "--select", "dim"])

@@ -29,6 +29,18 @@ impl TempProject {
         TempProject { dir }
     }
 
+    /// A project with one extra task `dim` in the events pipeline, configured by
+    /// `toml` (its `pipeline.toml` lines) and written as `sql`.
+    pub fn with_task(toml: &str, sql: &str) -> Self {
+        let project = TempProject::new();
+        project.write(
+            "sql/events/pipeline.toml",
+            &format!("{}\n{toml}\n", project.read("sql/events/pipeline.toml")),
+        );
+        project.write("sql/events/dim.sql", sql);
+        project
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

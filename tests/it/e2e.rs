@@ -338,7 +338,7 @@ async fn a_partition_rerun_replaces_the_partitions_it_wrote_even_from_volatile_v
     // gives the table the `timestampNtz` writer feature.) The third day
     // fails part-way (a division by zero) and must leave the table and its folder
     // as they were.
-    let project = project_with_task(
+    let project = TempProject::with_task(
         "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
         "SELECT CASE WHEN n % 2 = 0 THEN n % 5 ELSE 5 + CAST(floor(random() * 1e9) AS BIGINT) END AS bucket,\n\
          n, '{{ ds }}' AS written_by, CAST('{{ ds }} 10:00:00' AS TIMESTAMP) AS seen_at\n\
@@ -398,7 +398,7 @@ async fn a_partition_rerun_writes_each_partition_from_one_writer() {
     // bucket. Over the existing table the write streams into one file writer per
     // session partition; unless the rows are hash-partitioned by the bucket on the
     // way there, each writer gets rows of every bucket and a bucket ends in two files.
-    let project = project_with_task(
+    let project = TempProject::with_task(
         "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
         "SELECT value % 3 AS bucket, value AS n, '{{ ds }}' AS written_by FROM generate_series(1, 300)\n\
          UNION ALL\n\
@@ -423,17 +423,6 @@ async fn a_partition_rerun_writes_each_partition_from_one_writer() {
     assert_eq!(got, [["2024-03-02"]]);
 }
 
-/// A project with one extra task `dim` in the events pipeline, configured by `toml`.
-fn project_with_task(toml: &str, sql: &str) -> TempProject {
-    let project = TempProject::new();
-    project.write(
-        "sql/events/pipeline.toml",
-        &format!("{}\n{toml}\n", project.read("sql/events/pipeline.toml")),
-    );
-    project.write("sql/events/dim.sql", sql);
-    project
-}
-
 fn select(ds: &str, task: &str) -> RunOptions {
     RunOptions::new(ds.parse::<RunDate>().unwrap()).with_select(task.parse().unwrap())
 }
@@ -441,7 +430,7 @@ fn select(ds: &str, task: &str) -> RunOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_upserts_on_the_key_and_deletes_flagged_rows() {
     // Day 1 creates u1 and u2; day 2 updates u2, adds u3 and deletes u1.
-    let project = project_with_task(
+    let project = TempProject::with_task(
         "[tasks.dim]\nmaterialized = \"merge\"\nunique_key = [\"user_id\"]\ndelete_when = \"source.deleted\"",
         "SELECT * FROM (VALUES\n{% if ds == '2024-03-01' %}('u1', 'a', false), ('u2', 'b', false)\n{% else %}('u2', 'bb', false), ('u3', 'c', false), ('u1', 'a', true), ('u9', 'x', true)\n{% endif %}) AS t(user_id, name, deleted)",
     );
@@ -472,7 +461,7 @@ async fn merge_upserts_on_the_key_and_deletes_flagged_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_fail_before_writing_unless_allowed() {
     let sql_v1 = "SELECT 1 AS id, 'a' AS name, DATE '{{ ds }}' AS ds";
-    let project = project_with_task("[tasks.dim]\nmaterialized = \"append\"", sql_v1);
+    let project = TempProject::with_task("[tasks.dim]\nmaterialized = \"append\"", sql_v1);
     let engine = project.engine("local");
     assert!(engine
         .run("events", &select("2024-03-01", "dim"))
