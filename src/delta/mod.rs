@@ -30,6 +30,7 @@ use datafusion::datasource::provider_as_source;
 
 mod overwrite;
 mod progress;
+mod scan;
 
 /// The session's Parquet writer settings (`[engine] compression` over DataFusion's
 /// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
@@ -116,26 +117,55 @@ pub(crate) async fn open_at(
     }
 }
 
-/// A table provider reading the current version of `table` with `ctx`'s settings.
+/// A table provider reading the loaded version of `table` with `ctx`'s settings: a
+/// plain Parquet scan of the snapshot's files with the log's statistics
+/// ([`scan::SnapshotScan`]) where the table allows it, delta-rs' own scan otherwise
+/// (deletion vectors, column mapping; the reason is logged).
 ///
-/// Given the session, delta-rs' scan follows its Parquet settings as a Parquet source's
-/// scan does; without it, the scan pushes every filter into the Parquet decoder
-/// (`pushdown_filters`), which made TPC-H Q6 twice as slow on a Delta table as on the
-/// same Parquet file (scripts/bench-tpch).
+/// delta-rs' provider is built either way: its columns are the ones SQL sees, so both
+/// scans give the same types. Given the session, its scan follows the session's Parquet
+/// settings as a Parquet source's does.
 pub(crate) async fn provider(
     table: &DeltaTable,
     url: &Url,
     ctx: &datafusion::prelude::SessionContext,
 ) -> Result<Arc<dyn TableProvider>> {
     let session = Arc::new(ctx.state());
-    table
+    let delta_rs = table
         .table_provider()
         .with_session(session)
         .await
         .map_err(|source| Error::Read {
             uri: url.to_string(),
             source: Box::new(source),
-        })
+        })?;
+    match scan::SnapshotScan::try_new(table, url, delta_rs.schema()) {
+        Ok(scan) => {
+            register_store(table, url, ctx);
+            Ok(Arc::new(scan))
+        }
+        Err(why) => {
+            tracing::debug!(table = %url, "reading through delta-rs' scan: {why}");
+            Ok(delta_rs)
+        }
+    }
+}
+
+/// Makes the store of a table on S3 reachable as `s3://bucket` in `ctx` (where the
+/// snapshot scan reads its files), through the table's own (credentialed) store, unless
+/// the session has one for the bucket already.
+fn register_store(table: &DeltaTable, url: &Url, ctx: &datafusion::prelude::SessionContext) {
+    if url.scheme() == "file" {
+        return;
+    }
+    let bucket = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    let Ok(bucket) = datafusion::execution::object_store::ObjectStoreUrl::parse(bucket) else {
+        return;
+    };
+    let runtime = ctx.runtime_env();
+    if runtime.object_store(&bucket).is_err() {
+        runtime.register_object_store(bucket.as_ref(), table.log_store().root_object_store(None));
+    }
 }
 
 /// How the output's columns differ from an existing table's.

@@ -23,6 +23,7 @@ mod pipeline_tests;
 mod project;
 mod render;
 mod s3;
+mod scan;
 mod shape;
 mod spark_examples;
 mod training;
