@@ -27,6 +27,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{col, lit, Expr, ExprSchemable, LogicalPlan};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -251,7 +252,7 @@ impl TableProvider for ExpectationsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut input = state.create_physical_plan(&self.plan).await?;
+        let mut input = plan_input(state, &self.plan).await?;
         // Uniqueness and row counts are over the whole output: one stream.
         if input.properties().partitioning.partition_count() > 1 {
             input = Arc::new(CoalescePartitionsExec::new(input));
@@ -533,4 +534,30 @@ impl RecordBatchStream for ExpectationsStream {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
+}
+
+/// The physical plan of a wrapper table's input (the checked or counted output of a
+/// write), without DataFusion's post-optimization filter pushdown: the plan holding the
+/// wrapper is optimized again as a whole, and join selection may then swap a join's
+/// sides, which DataFusion refuses once that pushdown has built the join's dynamic
+/// filters ("Cannot swap HashJoinExec inputs after dynamic filters have been
+/// constructed"). The outer optimization pushes them instead.
+pub(crate) async fn plan_input(
+    state: &dyn Session,
+    plan: &LogicalPlan,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let Some(session) = state.as_any().downcast_ref::<SessionState>() else {
+        return state.create_physical_plan(plan).await;
+    };
+    let rules = session
+        .physical_optimizers()
+        .iter()
+        .filter(|rule| rule.name() != "FilterPushdown(Post)")
+        .cloned()
+        .collect();
+    SessionStateBuilder::new_from_existing(session.clone())
+        .with_physical_optimizer_rules(rules)
+        .build()
+        .create_physical_plan(plan)
+        .await
 }

@@ -4,7 +4,7 @@
 mod expectations;
 mod metrics;
 
-pub(crate) use expectations::{CompiledExpectations, ExpectationsTable};
+pub(crate) use expectations::{plan_input, CompiledExpectations, ExpectationsTable};
 pub use expectations::{ExpectationError, ExpectationOutcome};
 pub(crate) use metrics::{check_shape, judge, values, GroupValues, Previous};
 pub use metrics::{MetricError, MetricValue, PlannedMetric};

@@ -86,7 +86,7 @@ impl TableProvider for CountedTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut input = state.create_physical_plan(&self.plan).await?;
+        let mut input = crate::checks::plan_input(state, &self.plan).await?;
         if let Some(columns) = projection {
             let exprs = columns.iter().map(|i| {
                 let field = self.schema.field(*i);

@@ -241,6 +241,8 @@ struct LogStats {
 }
 
 struct ColumnArrays {
+    /// The width of a value of a fixed-width type.
+    width: Option<usize>,
     min: Option<ArrayRef>,
     max: Option<ArrayRef>,
     nulls: Option<UInt64Array>,
@@ -260,6 +262,7 @@ impl LogStats {
             .map(|f| {
                 let column = Column::new_unqualified(f.name());
                 ColumnArrays {
+                    width: f.data_type().primitive_width(),
                     min: typed(log.min_values(&column), f.data_type()),
                     max: typed(log.max_values(&column), f.data_type()),
                     nulls: counts(log.null_counts(&column)),
@@ -289,8 +292,18 @@ impl LogStats {
     /// are inexact, because writers truncate long strings and timestamps (to the
     /// millisecond: a maximum is widened by 999 µs, as delta-kernel's skipping does).
     /// A partition column's value is exact: every row has it.
+    ///
+    /// The log has no sizes per column, and the planner sizes a projection by them
+    /// (whether a join's build side is small enough to collect): a fixed-width column
+    /// is rows × width, any other an even share of the file.
     fn file(&self, i: usize, size: u64, rows: Option<usize>) -> Statistics {
         let file_columns = self.columns.len() - self.partitions;
+        let share = Precision::Inexact(size as usize / file_columns.max(1));
+        let bytes = |width: Option<usize>| match (width, rows) {
+            (Some(w), Some(r)) => Precision::Inexact(w * r),
+            (None, _) => share,
+            (Some(_), None) => Precision::Absent,
+        };
         let column_statistics = self
             .columns
             .iter()
@@ -302,9 +315,13 @@ impl LogStats {
                         .filter(|v| !v.is_null())
                 };
                 if c >= file_columns {
-                    return match arrays.min {
+                    let stats = match arrays.min {
                         Some(_) => partition_statistics(value(&arrays.min), rows),
                         None => ColumnStatistics::new_unknown(),
+                    };
+                    return ColumnStatistics {
+                        byte_size: bytes(arrays.width.or(Some(0))),
+                        ..stats
                     };
                 }
                 let nulls = arrays
@@ -318,6 +335,7 @@ impl LogStats {
                     max_value: value(&arrays.max)
                         .map(widen_truncated)
                         .map_or(Precision::Absent, Precision::Inexact),
+                    byte_size: bytes(arrays.width),
                     ..ColumnStatistics::new_unknown()
                 }
             })
