@@ -405,6 +405,21 @@ impl FileStats<'_> {
         });
         ScalarValue::iter_to_array(values).ok()
     }
+
+    /// A count of each file's statistics (NULL where it is unknown).
+    fn counts(&self, pick: impl Fn(&Statistics) -> &Precision<usize>) -> ArrayRef {
+        let counts: UInt64Array = self
+            .files
+            .iter()
+            .map(|f| {
+                f.statistics
+                    .as_deref()
+                    .and_then(|s| pick(s).get_value())
+                    .map(|&n| n as u64)
+            })
+            .collect();
+        Arc::new(counts)
+    }
 }
 
 impl PruningStatistics for FileStats<'_> {
@@ -422,31 +437,11 @@ impl PruningStatistics for FileStats<'_> {
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
         let c = self.column(column)?;
-        let counts: UInt64Array = self
-            .files
-            .iter()
-            .map(|f| {
-                f.statistics
-                    .as_ref()
-                    .and_then(|s| s.column_statistics[c].null_count.get_value())
-                    .map(|&n| n as u64)
-            })
-            .collect();
-        Some(Arc::new(counts))
+        Some(self.counts(|s| &s.column_statistics[c].null_count))
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        let counts: UInt64Array = self
-            .files
-            .iter()
-            .map(|f| {
-                f.statistics
-                    .as_ref()
-                    .and_then(|s| s.num_rows.get_value())
-                    .map(|&n| n as u64)
-            })
-            .collect();
-        Some(Arc::new(counts))
+        Some(self.counts(|s| &s.num_rows))
     }
 
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {

@@ -148,13 +148,7 @@ os._exit(0)
         "[tasks.dim]\nmaterialized = \"partition\"\npartition_by = [\"bucket\"]",
         "SELECT value % 3 AS bucket, value AS n FROM generate_series(1, 30)",
     );
-    let made = std::process::Command::new(crate::common::python())
-        .args(["-c", WRITE])
-        .arg(project.path().join("warehouse/events/dim"))
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("python runs");
-    assert!(made.status.success(), "{}", stderr(&made));
+    project.python_writes_dim(WRITE);
 
     let out = project
         .command(&["run", "events", "--ds", "2024-03-01", "--select", "dim"])

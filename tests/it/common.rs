@@ -45,6 +45,18 @@ impl TempProject {
         self.dir.path()
     }
 
+    /// Runs the Python `script` (with the test venv's deltalake) on the folder of the
+    /// events pipeline's `dim` table, its one argument: a table another writer made.
+    pub fn python_writes_dim(&self, script: &str) {
+        let made = Command::new(python())
+            .args(["-c", script])
+            .arg(self.path().join("warehouse/events/dim"))
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("python runs");
+        assert!(made.status.success(), "{}", stderr(&made));
+    }
+
     pub fn write(&self, rel: &str, text: &str) {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

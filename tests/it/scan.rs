@@ -24,13 +24,7 @@ os._exit(0)
 
 fn project_with_table() -> TempProject {
     let project = TempProject::with_task("[tasks.dim]", "SELECT 1 AS id");
-    let made = std::process::Command::new(crate::common::python())
-        .args(["-c", WRITE])
-        .arg(project.path().join("warehouse/events/dim"))
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("python runs");
-    assert!(made.status.success(), "{}", stderr(&made));
+    project.python_writes_dim(WRITE);
     project
 }
 
@@ -118,12 +112,7 @@ with open(f"{root}/_delta_log/00000000000000000000.json", "w") as f:
 #[test]
 fn a_table_with_column_mapping_reads_through_delta_rs() {
     let project = TempProject::with_task("[tasks.dim]", "SELECT 1 AS id");
-    let made = std::process::Command::new(crate::common::python())
-        .args(["-c", COLUMN_MAPPED])
-        .arg(project.path().join("warehouse/events/dim"))
-        .output()
-        .expect("python runs");
-    assert!(made.status.success(), "{}", stderr(&made));
+    project.python_writes_dim(COLUMN_MAPPED);
     let out = project
         .command(&[
             "query",
