@@ -142,7 +142,7 @@ pub(crate) async fn provider(
     match scan::SnapshotScan::try_new(table, url, delta_rs.schema()) {
         Ok(scan) => {
             register_store(table, url, ctx);
-            Ok(Arc::new(scan))
+            Ok(Arc::new(scan.sized_by_footer(ctx).await))
         }
         Err(why) => {
             tracing::debug!(table = %url, "reading through delta-rs' scan: {why}");

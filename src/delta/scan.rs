@@ -19,6 +19,7 @@ use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Column, ColumnStatistics, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
@@ -31,6 +32,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use object_store::path::Path;
 use url::Url;
@@ -126,6 +128,67 @@ impl SnapshotScan {
             store,
             files,
         })
+    }
+
+    /// Sizes the variable-width columns as DataFusion's Parquet source does: by their
+    /// uncompressed column-chunk bytes, per row of the table's largest file, times each
+    /// file's rows. One footer read per table, through the session's metadata cache, so
+    /// the scan does not read it again. The planner collects a join's build side by
+    /// these sizes; without them a string column is a share of the compressed file,
+    /// which is larger than its dictionary-encoded pages. If the footer cannot be read,
+    /// the shares stay (logged).
+    pub(crate) async fn sized_by_footer(mut self, ctx: &SessionContext) -> Self {
+        let Some(largest) = self.files.iter().max_by_key(|f| f.object_meta.size) else {
+            return self;
+        };
+        let runtime = ctx.runtime_env();
+        let Ok(store) = runtime.object_store(&self.store) else {
+            return self;
+        };
+        let cache = runtime.cache_manager.get_file_metadata_cache();
+        let footer = DFParquetMetadata::new(store.as_ref(), &largest.object_meta)
+            .with_file_metadata_cache(Some(cache))
+            .fetch_metadata()
+            .await;
+        let metadata = match footer {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                let file = &largest.object_meta.location;
+                tracing::debug!(%file, "column sizes from shares of the file: {e}");
+                return self;
+            }
+        };
+        let rows = metadata.file_metadata().num_rows();
+        if rows <= 0 {
+            return self;
+        }
+        let per_row: Vec<Option<f64>> = (self.layout.file_schema().fields().iter())
+            .map(|f| {
+                f.data_type().primitive_width().is_none().then(|| {
+                    let chunks = metadata.row_groups().iter().flat_map(|g| g.columns());
+                    let bytes: i64 = chunks
+                        .filter(|c| c.column_path().parts().first() == Some(f.name()))
+                        .map(|c| c.uncompressed_size())
+                        .sum();
+                    bytes as f64 / rows as f64
+                })
+            })
+            .collect();
+        for file in &mut self.files {
+            let Some(stats) = file.statistics.as_mut() else {
+                continue;
+            };
+            let Precision::Exact(n) = stats.num_rows else {
+                continue;
+            };
+            let columns = &mut Arc::make_mut(stats).column_statistics;
+            for (column, per_row) in columns.iter_mut().zip(&per_row) {
+                if let Some(b) = per_row {
+                    column.byte_size = Precision::Inexact((b * n as f64) as usize);
+                }
+            }
+        }
+        self
     }
 
     /// The files that `filters` may select, by their statistics and partition values.
@@ -342,7 +405,11 @@ impl LogStats {
             .collect();
         Statistics {
             num_rows: rows.map_or(Precision::Absent, Precision::Exact),
-            total_byte_size: Precision::Inexact(size as usize),
+            // Unknown, as DataFusion's Parquet source leaves it: a projection of
+            // statistics keeps the total, so the file's would size a two-column build
+            // side as the whole table. The planner then sizes a scan by its rows, and
+            // what is above it (joins) by the column sizes.
+            total_byte_size: Precision::Absent,
             column_statistics,
         }
     }
