@@ -160,6 +160,11 @@ pub struct EngineSettings {
     /// `"gzip(6)"`, `"brotli(4)"` or `"uncompressed"`.
     #[serde(default)]
     pub compression: Option<String>,
+    /// `[engine.datafusion]`: DataFusion settings by name, with or without the
+    /// `datafusion.` prefix (`"execution.parquet.pushdown_filters" = true`), applied to
+    /// every session after quern's own, as `SET` would.
+    #[serde(default)]
+    pub datafusion: BTreeMap<String, toml::Value>,
 }
 
 impl EngineSettings {
@@ -195,7 +200,41 @@ impl EngineSettings {
                 ));
             }
         }
+        let mut options = datafusion::config::ConfigOptions::new();
+        for setting in self.datafusion_settings() {
+            let (key, value) = setting.map_err(|e| ("engine.datafusion", e))?;
+            if let Err(e) = options.set(&key, &value) {
+                let why = match e {
+                    datafusion::error::DataFusionError::Configuration(m) => m,
+                    other => other.to_string(),
+                };
+                return Err(("engine.datafusion", format!("`{key}` = {value}: {why}")));
+            }
+        }
         Ok(())
+    }
+
+    /// `[engine.datafusion]` as DataFusion's full setting names and values in text, or
+    /// why a value cannot be one (an array or a table).
+    pub(crate) fn datafusion_settings(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<(String, String), String>> + '_ {
+        self.datafusion.iter().map(|(key, value)| {
+            let name = match key.starts_with("datafusion.") {
+                true => key.clone(),
+                false => format!("datafusion.{key}"),
+            };
+            let text = match value {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    Ok(value.to_string())
+                }
+                other => Err(format!(
+                    "`{key}` = {other}: give a string, a number or a boolean"
+                )),
+            };
+            text.map(|t| (name, t))
+        })
     }
 
     /// The Parquet codec quern writes with, as DataFusion spells it.

@@ -264,6 +264,10 @@ impl Engine {
             .execution
             .parquet
             .dictionary_page_size_limit = 256 * 1024;
+        // The environment's own DataFusion settings last (checked when it was loaded).
+        for (key, value) in self.env.engine.datafusion_settings().flatten() {
+            let _ = config.options_mut().set(&key, &value);
+        }
         let mut state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config);

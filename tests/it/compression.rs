@@ -1,6 +1,8 @@
 //! `[engine] compression`: the Parquet codec of the files quern writes. Snappy by
 //! default (what Spark and DuckDB write), another codec when the environment names one,
-//! and a codec that does not parse is a config error naming the file and key.
+//! and a codec that does not parse is a config error naming the file and key. And
+//! `[engine.datafusion]`: DataFusion's own settings, passed to every session, checked
+//! when the environment loads.
 
 use std::path::{Path, PathBuf};
 
@@ -90,5 +92,74 @@ fn a_codec_that_does_not_parse_is_a_config_error_naming_the_file_and_key() {
         );
         assert!(err.contains(says), "{err}");
         assert!(!project.path().join("warehouse-bad").exists(), "{codec} wrote");
+    }
+}
+
+#[test]
+fn datafusion_settings_reach_the_session_and_a_bad_one_is_a_config_error() {
+    let project = TempProject::new();
+    let local = project.read("environments/local.toml");
+    project.write(
+        "environments/tuned.toml",
+        &format!(
+            "{}\n[engine.datafusion]\n\"execution.parquet.pushdown_filters\" = true\n\
+             \"datafusion.execution.batch_size\" = 1024\n",
+            local.replace("root = \"warehouse\"", "root = \"warehouse-tuned\"")
+        ),
+    );
+    let out = project.quern(&[
+        "--env",
+        "tuned",
+        "query",
+        "SELECT name, value FROM information_schema.df_settings \
+         WHERE name IN ('datafusion.execution.parquet.pushdown_filters', 'datafusion.execution.batch_size') \
+         ORDER BY name",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<_> = shown
+        .lines()
+        .filter(|l| l.contains("datafusion."))
+        .collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert!(
+        lines[0].contains("batch_size") && lines[0].contains("1024"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].contains("pushdown_filters") && lines[1].contains("true"),
+        "{shown}"
+    );
+
+    for (setting, says) in [
+        (
+            "\"execution.no_such_setting\" = 1",
+            "datafusion.execution.no_such_setting",
+        ),
+        (
+            "\"execution.batch_size\" = \"many\"",
+            "`datafusion.execution.batch_size` = many",
+        ),
+        (
+            "\"execution.batch_size\" = [1]",
+            "give a string, a number or a boolean",
+        ),
+    ] {
+        project.write(
+            "environments/bad.toml",
+            &format!("[warehouse]\nroot = \"warehouse-bad\"\n\n[engine.datafusion]\n{setting}\n"),
+        );
+        let out = project.quern(&["--env", "bad", "run", "events", "--ds", "2024-03-01"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("environments/bad.toml: key `engine.datafusion`"),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+        assert!(
+            !project.path().join("warehouse-bad").exists(),
+            "{setting} wrote"
+        );
     }
 }
