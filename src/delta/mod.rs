@@ -285,9 +285,10 @@ pub(crate) async fn write(
     }
     let existing = open(url, target.storage).await?;
     match (target.config.materialized, existing) {
-        (Materialization::Table, table) => {
-            let table = table_or_new(&target, table)?;
-            commit(state, table, plan, &target, SaveMode::Overwrite, None).await
+        (Materialization::Table, Some(table)) => overwrite_table(state, table, plan, &target).await,
+        (Materialization::Table, None) => {
+            tracing::debug!(table = %target.url, "table write into a new table");
+            overwrite::create(state, plan, &target).await
         }
         (Materialization::Append, table) => {
             if let (Some(table), Some(id)) = (&table, &target.append_id) {
@@ -349,6 +350,29 @@ fn table_or_new(target: &TableWrite<'_>, existing: Option<DeltaTable>) -> Result
         .map_err(|source| delta_err(url, "create", source))
 }
 
+/// `table` over an existing table: every row replaced in one pass when
+/// [`overwrite::one_pass_schema`] allows; otherwise (other columns, which the task may
+/// be allowed to evolve, other partition columns, writer features the one-pass write
+/// does not act on) through delta-rs' overwrite.
+async fn overwrite_table(
+    state: &SessionState,
+    table: DeltaTable,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
+        Ok(schema) => {
+            tracing::debug!(table = %target.url, "table write in one pass");
+            let replace = overwrite::Replace::All;
+            overwrite::replace(state, table, schema, plan, target, replace).await
+        }
+        Err(why) => {
+            tracing::info!(table = %target.url, "table write through delta-rs' overwrite: {why}");
+            commit(state, table, plan, target, SaveMode::Overwrite, None).await
+        }
+    }
+}
+
 /// `partition`: the partitions present in the output replace the same partitions of
 /// the table. A new table takes all of the rows (created empty when there are none,
 /// so downstream tasks can read it). An existing table is replaced in one pass when
@@ -363,13 +387,13 @@ async fn replace_partitions(
 ) -> Result<Written> {
     let Some(table) = existing else {
         tracing::debug!(table = %target.url, "partition write into a new table");
-        let table = table_or_new(target, None)?;
-        return commit(state, table, plan, target, SaveMode::Append, None).await;
+        return overwrite::create(state, plan, target).await;
     };
     match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
         Ok(schema) => {
             tracing::debug!(table = %target.url, "partition write in one pass");
-            return overwrite::replace_partitions(state, table, schema, plan, target).await;
+            let replace = overwrite::Replace::WrittenPartitions;
+            return overwrite::replace(state, table, schema, plan, target, replace).await;
         }
         Err(why) => tracing::info!(
             table = %target.url,

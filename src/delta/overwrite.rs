@@ -1,10 +1,18 @@
-//! `partition` tasks over an existing table, in one pass: the task's rows stream into
-//! delta-rs' data-file writers (one per partition of the plan, the rows hash-partitioned
-//! by the partition columns so each value is written by one writer), the partitions
-//! replaced are the ones the written files hold, and one Delta transaction removes
-//! those partitions' old files and adds the new ones. The input is read once, so a
-//! partition value computed by a volatile function (`now()`, `random()`) replaces
-//! exactly what was written.
+//! Writes in one pass, with one data-file writer per partition of the plan, all at
+//! once: delta-rs' own write drains an unpartitioned table's every partition into a
+//! single writer, so Parquet encoding and compression ran on one core.
+//!
+//! - A `table` task over an existing table: one Delta transaction removes every live
+//!   file and adds the new ones.
+//! - A `partition` task over an existing table: the rows are hash-partitioned by the
+//!   partition columns so each value is written by one writer, the partitions replaced
+//!   are the ones the written files hold, and one transaction removes those partitions'
+//!   old files and adds the new ones. The input is read once, so a partition value
+//!   computed by a volatile function (`now()`, `random()`) replaces exactly what was
+//!   written.
+//! - A `table` or `partition` task whose table does not exist yet: the files are
+//!   written first, and the commit that creates the table (protocol, metadata) adds
+//!   them, so a failed task leaves no table behind.
 //!
 //! Tables this writer does not cover — writer features it would have to act on
 //! (constraints, generated or identity columns, column mapping, change data feed, row
@@ -26,18 +34,21 @@ use datafusion::physical_expr;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::schema::cast::normalize_for_delta;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
-use deltalake::kernel::Action;
+use deltalake::kernel::{Action, StructType};
+use deltalake::operations::create::CreateBuilder;
 use deltalake::operations::write::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
+use deltalake::table::config::{TablePropertiesExt, DEFAULT_TARGET_FILE_SIZE};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use super::{
-    delta_err, execute_err, progress, watched, write_err, writer_properties, TableWrite,
-    WriteOutcome, Written,
+    delta_err, execute_err, progress, table_or_new, watched, write_err, writer_properties,
+    TableWrite, WriteOutcome, Written,
 };
 use crate::error::{Error, Result};
 
@@ -145,26 +156,30 @@ fn casts_as_delta_writes(produced: &DataType, table: &DataType) -> bool {
         || matches!((produced, table), (Timestamp(_, a), Timestamp(_, b)) if a.is_some() == b.is_some())
 }
 
-/// Replaces the partitions of `table` that `plan`'s rows fall in with those rows, in
-/// one read of `plan` and one commit; `schema` is [`one_pass_schema`]'s. With no rows
-/// nothing is committed (the expectations are still judged).
-pub(super) async fn replace_partitions(
+/// What a one-pass write over an existing table replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replace {
+    /// Every live file: a `table` task.
+    All,
+    /// The files of the partitions the new files hold: a `partition` task.
+    WrittenPartitions,
+}
+
+/// Replaces the rows of `table` — all of them, or the partitions `plan`'s rows fall in
+/// — with `plan`'s rows, in one read of `plan` and one commit; `schema` is
+/// [`one_pass_schema`]'s. With no rows a `partition` write commits nothing, and a
+/// `table` write commits the removal of every file (nothing when there was none); the
+/// expectations are judged either way.
+pub(super) async fn replace(
     state: &SessionState,
     table: DeltaTable,
     schema: SchemaRef,
     plan: LogicalPlan,
     target: &TableWrite<'_>,
+    replace: Replace,
 ) -> Result<Written> {
     let start = Instant::now();
     let (url, partition_by) = (target.url, &target.config.partition_by);
-    let (plan, query_error) = watched(plan, target)?;
-    let plan = to_table_schema(plan, &schema)?;
-    let physical = state
-        .create_physical_plan(&plan)
-        .await
-        .map_err(|e| execute_err(target, e))?;
-    let physical = hashed_by_partition(physical, partition_by, state)?;
-
     let snapshot = table
         .snapshot()
         .map_err(|source| delta_err(url, "read the log of", source))?;
@@ -179,44 +194,48 @@ pub(super) async fn replace_partitions(
         stats.stats_columns,
     );
     let store = table.log_store().object_store(None);
-    let (adds, written_rows) = write_files(
-        physical,
-        state,
-        &store,
-        &config,
-        &schema,
-        &query_error,
-        target,
-    )
-    .await?;
-    if adds.is_empty() {
+    let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
+    if adds.is_empty() && replace == Replace::WrittenPartitions {
         return Ok(Written::untouched(table));
     }
 
     let log_store = table.log_store();
-    let (mut actions, written) =
-        replaced_files(snapshot, log_store.as_ref(), &adds, &schema, target).await?;
+    let (mut actions, written) = replaced_files(
+        snapshot,
+        log_store.as_ref(),
+        &adds,
+        &schema,
+        target,
+        replace,
+    )
+    .await?;
+    if actions.is_empty() && adds.is_empty() {
+        return Ok(Written::untouched(table));
+    }
     let files_removed = actions.len() as u64;
     let files_added = adds.len() as u64;
-    let partitions = written.len();
-    let predicate = super::partitions_predicate(partition_by, written.into_iter())
-        .map(|p| deltalake::delta_datafusion::expr::fmt_expr_to_sql(&p))
-        .transpose()
-        .map_err(|source| delta_err(url, "write", source))?;
+    let predicate = match replace {
+        Replace::All => None,
+        Replace::WrittenPartitions => {
+            super::partitions_predicate(partition_by, written.iter().cloned())
+                .map(|p| deltalake::delta_datafusion::expr::fmt_expr_to_sql(&p))
+                .transpose()
+                .map_err(|source| delta_err(url, "write", source))?
+        }
+    };
     actions.extend(adds.into_iter().map(Action::Add));
-    let metrics = serde_json::json!({
-        "num_added_files": files_added,
-        "num_removed_files": files_removed,
-        "num_partitions": partitions,
-        "num_added_rows": written_rows,
-        "execution_time_ms": start.elapsed().as_millis() as u64,
-        "num_retries": 0,
-    });
+    let metrics = operation_metrics(
+        files_added,
+        files_removed,
+        written.len(),
+        written_rows,
+        start,
+    );
     let properties =
         CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
-        partition_by: Some(partition_by.clone()),
+        partition_by: (!partition_by.is_empty()).then(|| partition_by.clone()),
         predicate,
     };
     let committed = CommitBuilder::from(properties)
@@ -236,14 +255,124 @@ pub(super) async fn replace_partitions(
     Ok(Written { outcome, table })
 }
 
+/// Creates the target's table with `plan`'s rows: the files are written first (one
+/// writer per partition of the plan), then one commit creates the table with them —
+/// its protocol and metadata as delta-rs' create gives them for the plan's columns in
+/// Delta types, and the default table configuration. With no rows the table is
+/// created empty, so downstream tasks can read it.
+pub(super) async fn create(
+    state: &SessionState,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    let start = Instant::now();
+    let (url, partition_by) = (target.url, &target.config.partition_by);
+    // The columns as delta-rs writes a new table's: its Delta types, back in Arrow.
+    let schema = normalize_for_delta(plan.schema().inner());
+    let columns = StructType::try_from_arrow(schema.as_ref())
+        .map_err(|e| delta_err(url, "create", e.into()))?;
+    let table = table_or_new(target, None)?;
+    let config = WriterConfig::new(
+        schema.clone(),
+        partition_by.clone(),
+        Some(writer_properties(state)?),
+        Some(DEFAULT_TARGET_FILE_SIZE),
+        None,
+        // What a table without `delta.dataSkipping*` settings collects: the first 32.
+        Default::default(),
+        None,
+    );
+    let log_store = table.log_store();
+    let store = log_store.object_store(None);
+    let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
+    let partitions = adds
+        .iter()
+        .map(|add| {
+            let mut values: Vec<_> = add.partition_values.iter().collect();
+            values.sort();
+            values
+        })
+        .collect::<HashSet<_>>()
+        .len();
+    let files_added = adds.len() as u64;
+    let metrics = operation_metrics(files_added, 0, partitions, written_rows, start);
+    let properties =
+        CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let table = CreateBuilder::new()
+        .with_log_store(log_store)
+        .with_columns(columns.fields().cloned())
+        .with_partition_columns(partition_by.clone())
+        .with_table_name(target.table_name)
+        .with_actions(adds.into_iter().map(Action::Add))
+        .with_commit_properties(properties)
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .await
+        .map_err(|source| delta_err(url, "create", source))?;
+    let outcome = WriteOutcome {
+        version: table.version().unwrap_or_default(),
+        rows: written_rows,
+        files_added,
+        files_removed: 0,
+        already_appended: false,
+    };
+    Ok(Written { outcome, table })
+}
+
+/// The write metrics recorded in the commit (`operationMetrics`, as delta-rs names
+/// them), which the run log reads back.
+fn operation_metrics(
+    files_added: u64,
+    files_removed: u64,
+    partitions: usize,
+    rows: u64,
+    start: Instant,
+) -> serde_json::Value {
+    serde_json::json!({
+        "num_added_files": files_added,
+        "num_removed_files": files_removed,
+        "num_partitions": partitions,
+        "num_added_rows": rows,
+        "execution_time_ms": start.elapsed().as_millis() as u64,
+        "num_retries": 0,
+    })
+}
+
+/// Streams `plan` — through the task's expectations and row counter, cast to
+/// `schema`, hash-partitioned by the partition columns when there are any — into
+/// files, one writer per partition of the physical plan: the files and their rows.
+async fn write_plan(
+    state: &SessionState,
+    plan: LogicalPlan,
+    schema: &SchemaRef,
+    store: &Arc<dyn object_store::ObjectStore>,
+    config: &WriterConfig,
+    target: &TableWrite<'_>,
+) -> Result<(Vec<deltalake::kernel::Add>, u64)> {
+    let partition_by = &target.config.partition_by;
+    let (plan, query_error) = watched(plan, target)?;
+    let plan = to_table_schema(plan, schema)?;
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
+        .map_err(|e| execute_err(target, e))?;
+    let physical = if partition_by.is_empty() {
+        at_most_session_partitions(physical, state)?
+    } else {
+        hashed_by_partition(physical, partition_by, state)?
+    };
+    write_files(physical, state, store, config, schema, &query_error, target).await
+}
+
 /// The partitions the `adds` hold, as typed values (a value may be spelled otherwise
-/// in files another engine wrote), and the removes of the table's files in them.
+/// in files another engine wrote), and the removes of the table's files `replace`
+/// takes: all of them, or those in the partitions written.
 async fn replaced_files(
     snapshot: &deltalake::table::state::DeltaTableState,
     log_store: &dyn deltalake::logstore::LogStore,
     adds: &[deltalake::kernel::Add],
     schema: &SchemaRef,
     target: &TableWrite<'_>,
+    replace: Replace,
 ) -> Result<(Vec<Action>, HashSet<Vec<ScalarValue>>)> {
     let (url, partition_by) = (target.url, &target.config.partition_by);
     // The partitions written, as typed values (a value is spelled the same way in
@@ -275,7 +404,7 @@ async fn replaced_files(
         .await
         .map_err(|source| delta_err(url, "list the files of", source))?
     {
-        if written.contains(&key_of(&file.partition_values_map())?) {
+        if replace == Replace::All || written.contains(&key_of(&file.partition_values_map())?) {
             actions.push(Action::Remove(file.remove_action(true)));
         }
     }
@@ -379,6 +508,22 @@ fn hashed_by_partition(
         .collect::<datafusion::error::Result<Vec<_>>>()
         .map_err(|e| Error::session("partitioning the rows to write", e))?;
     let repartition = RepartitionExec::try_new(physical, Partitioning::Hash(keys, n))
+        .map_err(|e| Error::session("partitioning the rows to write", e))?;
+    Ok(Arc::new(repartition))
+}
+
+/// `physical`, or when it has more partitions than the session's (a `UNION ALL` of
+/// many inputs) its batches dealt round-robin over the session's partitions: a writer
+/// per partition holds a row group's buffer, so their number stays that of the cores.
+fn at_most_session_partitions(
+    physical: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let n = state.config().target_partitions().max(1);
+    if physical.output_partitioning().partition_count() <= n {
+        return Ok(physical);
+    }
+    let repartition = RepartitionExec::try_new(physical, Partitioning::RoundRobinBatch(n))
         .map_err(|e| Error::session("partitioning the rows to write", e))?;
     Ok(Arc::new(repartition))
 }

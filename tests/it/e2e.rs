@@ -423,6 +423,61 @@ async fn a_partition_rerun_writes_each_partition_from_one_writer() {
     assert_eq!(got, [["2024-03-02"]]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_task_writes_with_a_writer_per_partition_in_one_commit() {
+    // Two input partitions (a UNION ALL): each streams into its own file writer, so a
+    // new table starts with two files, created with them in one commit, and a rerun
+    // replaces both in one commit. Day 3 fails part-way: nothing is left of it.
+    let project = TempProject::with_task(
+        "[tasks.dim]\nmaterialized = \"table\"",
+        "SELECT value AS n, '{{ ds }}' AS written_by FROM generate_series(1, 300)\n\
+         UNION ALL\n\
+         SELECT value{% if ds == '2024-03-03' %} / (value - 450){% endif %} AS n, '{{ ds }}' AS written_by\n\
+         FROM generate_series(301, 600)",
+    );
+    let engine = project.engine("local");
+    let path = project.path().join("warehouse/events/dim");
+    let url = url::Url::from_directory_path(&path).unwrap();
+    for (version, ds) in ["2024-03-01", "2024-03-02"].into_iter().enumerate() {
+        let report = engine.run("events", &select(ds, "dim")).await.unwrap();
+        assert!(report.succeeded(), "{ds}: {:?}", report.first_error());
+        let table = deltalake::open_table(url.clone()).await.unwrap();
+        assert_eq!(table.version(), Some(version as u64), "{ds}: one commit");
+        assert_eq!(
+            table.get_file_uris().unwrap().count(),
+            2,
+            "{ds}: live files"
+        );
+        let got = rows(
+            &engine,
+            "SELECT written_by, count(*) FROM events.dim GROUP BY 1",
+        )
+        .await;
+        assert_eq!(got, [[ds, "600"]]);
+    }
+    let before = files_under(&path);
+    let report = engine
+        .run("events", &select("2024-03-03", "dim"))
+        .await
+        .unwrap();
+    assert!(!report.succeeded());
+    assert_eq!(files_under(&path), before, "the failed write left files");
+
+    // A new table whose first write fails is not created at all.
+    std::fs::remove_dir_all(&path).unwrap();
+    let report = engine
+        .run("events", &select("2024-03-03", "dim"))
+        .await
+        .unwrap();
+    assert!(!report.succeeded());
+    let left = if path.exists() {
+        files_under(&path)
+    } else {
+        Vec::new()
+    };
+    assert!(left.is_empty(), "a failed first write left {left:?}");
+}
+
 fn select(ds: &str, task: &str) -> RunOptions {
     RunOptions::new(ds.parse::<RunDate>().unwrap()).with_select(task.parse().unwrap())
 }
