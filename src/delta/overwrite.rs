@@ -563,8 +563,7 @@ async fn write_stream(
             Some(Ok(batch)) => batch,
         };
         rows += batch.num_rows() as u64;
-        // The same columns, labelled with the table's fields (nullability, metadata).
-        let batch = match RecordBatch::try_new(schema.clone(), batch.columns().to_vec()) {
+        let batch = match as_table_batch(&batch, &schema) {
             Ok(batch) => batch,
             Err(e) => break Failure::Query(e.into()),
         };
@@ -577,4 +576,26 @@ async fn write_stream(
     }
     let _ = writer.abort().await;
     Err(failure)
+}
+
+/// `batch`'s columns labelled with the table's fields (nullability, metadata), each
+/// cast to its field's type where it is not of it: an operator may produce another
+/// encoding than its plan's schema says (a `||` of strings gives `Utf8View` arrays
+/// under a `Utf8` column), which the cast planned in [`to_table_schema`] cannot see.
+fn as_table_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(
+            |(column, field)| match column.data_type() == field.data_type() {
+                true => Ok(column.clone()),
+                false => datafusion::arrow::compute::cast(column, field.data_type()),
+            },
+        )
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }

@@ -430,9 +430,13 @@ async fn a_table_task_writes_with_a_writer_per_partition_in_one_commit() {
     // replaces both in one commit. Day 3 fails part-way: nothing is left of it.
     let project = TempProject::with_task(
         "[tasks.dim]\nmaterialized = \"table\"",
-        "SELECT value AS n, '{{ ds }}' AS written_by FROM generate_series(1, 300)\n\
+        "-- A CASE over a string concatenation yields Utf8View arrays under a Utf8 column.\n\
+         SELECT value AS n, '{{ ds }}' AS written_by,\n\
+         CASE WHEN value % 97 = 0 THEN '' ELSE 'u' || CAST(value AS VARCHAR) END AS label\n\
+         FROM generate_series(1, 300)\n\
          UNION ALL\n\
-         SELECT value{% if ds == '2024-03-03' %} / (value - 450){% endif %} AS n, '{{ ds }}' AS written_by\n\
+         SELECT value{% if ds == '2024-03-03' %} / (value - 450){% endif %} AS n, '{{ ds }}' AS written_by,\n\
+         CASE WHEN value % 97 = 0 THEN '' ELSE 'u' || CAST(value AS VARCHAR) END AS label\n\
          FROM generate_series(301, 600)",
     );
     let engine = project.engine("local");
