@@ -300,8 +300,20 @@ pub(crate) async fn write(
                     return Ok(Written { outcome, table });
                 }
             }
-            let table = table_or_new(&target, table)?;
-            commit(state, table, plan, &target, SaveMode::Append, None).await
+            let Some(table) = table else {
+                tracing::debug!(table = %target.url, "append into a new table");
+                return overwrite::create(state, plan, &target).await;
+            };
+            match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by, true) {
+                Ok(schema) => {
+                    tracing::debug!(table = %target.url, "append in one pass");
+                    overwrite::append(state, table, schema, plan, &target).await
+                }
+                Err(why) => {
+                    tracing::info!(table = %target.url, "append through delta-rs' write: {why}");
+                    commit(state, table, plan, &target, SaveMode::Append, None).await
+                }
+            }
         }
         (Materialization::Partition, table) => {
             replace_partitions(state, table, plan, &target).await
@@ -360,7 +372,7 @@ async fn overwrite_table(
     plan: LogicalPlan,
     target: &TableWrite<'_>,
 ) -> Result<Written> {
-    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
+    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by, false) {
         Ok(schema) => {
             tracing::debug!(table = %target.url, "table write in one pass");
             let replace = overwrite::Replace::All;
@@ -389,7 +401,7 @@ async fn replace_partitions(
         tracing::debug!(table = %target.url, "partition write into a new table");
         return overwrite::create(state, plan, target).await;
     };
-    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by) {
+    match overwrite::one_pass_schema(&table, &plan, &target.config.partition_by, false) {
         Ok(schema) => {
             tracing::debug!(table = %target.url, "partition write in one pass");
             let replace = overwrite::Replace::WrittenPartitions;

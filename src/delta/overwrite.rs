@@ -10,7 +10,9 @@
 //!   old files and adds the new ones. The input is read once, so a partition value
 //!   computed by a volatile function (`now()`, `random()`) replaces exactly what was
 //!   written.
-//! - A `table` or `partition` task whose table does not exist yet: the files are
+//! - An `append` to an existing table: one transaction adds the new files, with the
+//!   run's application transaction (`txn`) that makes the day's append idempotent.
+//! - A `table`, `append` or `partition` task whose table does not exist yet: the files are
 //!   written first, and the commit that creates the table (protocol, metadata) adds
 //!   them, so a failed task leaves no table behind.
 //!
@@ -37,7 +39,7 @@ use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::schema::cast::normalize_for_delta;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
-use deltalake::kernel::{Action, StructType};
+use deltalake::kernel::{Action, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::operations::write::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -65,15 +67,17 @@ const KEPT: &[&str] = &[
     "vacuumProtocolCheck",
 ];
 
-/// The table's Arrow schema when `table` can take a one-pass replace of the rows of
+/// The table's Arrow schema when `table` can take a one-pass write of the rows of
 /// `plan`: the same columns, each of a type [`casts_as_delta_writes`] to the table's
 /// and non-null where the table's is, the same partition columns, no writer feature
-/// but the [`KEPT`] ones, not append-only, and no column invariants. Otherwise why not
-/// (logged: the write then takes delta-rs' write builder).
+/// but the [`KEPT`] ones, not append-only unless `appending`, and no column
+/// invariants. Otherwise why not (logged: the write then takes delta-rs' write
+/// builder).
 pub(super) fn one_pass_schema(
     table: &DeltaTable,
     plan: &LogicalPlan,
     partition_by: &[String],
+    appending: bool,
 ) -> std::result::Result<SchemaRef, String> {
     let snapshot = table
         .snapshot()
@@ -104,7 +108,7 @@ pub(super) fn one_pass_schema(
             return Err(format!("writer version {v} ({adds})"));
         }
     }
-    if snapshot.table_config().append_only() {
+    if !appending && snapshot.table_config().append_only() {
         return Err("an append-only table".into());
     }
     if snapshot.metadata().partition_columns() != partition_by {
@@ -183,16 +187,7 @@ pub(super) async fn replace(
     let snapshot = table
         .snapshot()
         .map_err(|source| delta_err(url, "read the log of", source))?;
-    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
-    let config = WriterConfig::new(
-        schema.clone(),
-        partition_by.clone(),
-        Some(writer_properties(state)?),
-        Some(snapshot.table_config().target_file_size()),
-        None,
-        stats.num_indexed_cols,
-        stats.stats_columns,
-    );
+    let config = table_writer_config(state, snapshot, &schema, partition_by)?;
     let store = table.log_store().object_store(None);
     let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
     if adds.is_empty() && replace == Replace::WrittenPartitions {
@@ -231,8 +226,7 @@ pub(super) async fn replace(
         written_rows,
         start,
     );
-    let properties =
-        CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let properties = commit_properties(metrics, target);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: (!partition_by.is_empty()).then(|| partition_by.clone()),
@@ -285,19 +279,10 @@ pub(super) async fn create(
     let log_store = table.log_store();
     let store = log_store.object_store(None);
     let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
-    let partitions = adds
-        .iter()
-        .map(|add| {
-            let mut values: Vec<_> = add.partition_values.iter().collect();
-            values.sort();
-            values
-        })
-        .collect::<HashSet<_>>()
-        .len();
+    let partitions = partition_count(&adds);
     let files_added = adds.len() as u64;
     let metrics = operation_metrics(files_added, 0, partitions, written_rows, start);
-    let properties =
-        CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let properties = commit_properties(metrics, target);
     let table = CreateBuilder::new()
         .with_log_store(log_store)
         .with_columns(columns.fields().cloned())
@@ -316,6 +301,98 @@ pub(super) async fn create(
         already_appended: false,
     };
     Ok(Written { outcome, table })
+}
+
+/// Appends `plan`'s rows to `table` in one read of `plan` and one commit, with the
+/// task's application transaction when it has one; `schema` is [`one_pass_schema`]'s.
+/// With no rows nothing is committed unless there is a transaction to record.
+pub(super) async fn append(
+    state: &SessionState,
+    table: DeltaTable,
+    schema: SchemaRef,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    let start = Instant::now();
+    let (url, partition_by) = (target.url, &target.config.partition_by);
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_err(url, "read the log of", source))?;
+    let config = table_writer_config(state, snapshot, &schema, partition_by)?;
+    let store = table.log_store().object_store(None);
+    let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
+    if adds.is_empty() && target.append_id.is_none() {
+        return Ok(Written::untouched(table));
+    }
+    let files_added = adds.len() as u64;
+    let metrics = operation_metrics(files_added, 0, partition_count(&adds), written_rows, start);
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!partition_by.is_empty()).then(|| partition_by.clone()),
+        predicate: None,
+    };
+    let committed = CommitBuilder::from(commit_properties(metrics, target))
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(
+            Some(snapshot as &dyn TableReference),
+            table.log_store(),
+            operation,
+        )
+        .await
+        .map_err(|source| delta_err(url, "commit", source))?;
+    let outcome = WriteOutcome {
+        version: committed.version(),
+        rows: written_rows,
+        files_added,
+        files_removed: 0,
+        already_appended: false,
+    };
+    let mut table = table;
+    table.state = Some(committed.snapshot);
+    Ok(Written { outcome, table })
+}
+
+/// The file writers' settings for an existing table: its target file size and the
+/// columns its configuration collects statistics for.
+fn table_writer_config(
+    state: &SessionState,
+    snapshot: &deltalake::table::state::DeltaTableState,
+    schema: &SchemaRef,
+    partition_by: &[String],
+) -> Result<WriterConfig> {
+    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+    Ok(WriterConfig::new(
+        schema.clone(),
+        partition_by.to_vec(),
+        Some(writer_properties(state)?),
+        Some(snapshot.table_config().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    ))
+}
+
+/// The commit's properties: its write metrics, and for an `append` of a task's run the
+/// application transaction that makes it idempotent.
+fn commit_properties(metrics: serde_json::Value, target: &TableWrite<'_>) -> CommitProperties {
+    let properties =
+        CommitProperties::default().with_metadata([("operationMetrics".to_owned(), metrics)]);
+    match &target.append_id {
+        Some(id) => properties.with_application_transaction(Transaction::new(id, 1)),
+        None => properties,
+    }
+}
+
+/// How many partitions the `adds` hold (one for an unpartitioned table's files).
+fn partition_count(adds: &[deltalake::kernel::Add]) -> usize {
+    adds.iter()
+        .map(|add| {
+            let mut values: Vec<_> = add.partition_values.iter().collect();
+            values.sort();
+            values
+        })
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 /// The write metrics recorded in the commit (`operationMetrics`, as delta-rs names

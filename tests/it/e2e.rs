@@ -482,6 +482,41 @@ async fn a_table_task_writes_with_a_writer_per_partition_in_one_commit() {
     assert!(left.is_empty(), "a failed first write left {left:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_writes_with_a_writer_per_partition_once_per_day() {
+    // Each day's append adds two files (one per input partition) in one commit that
+    // records the day's transaction; the same day again appends nothing.
+    let project = TempProject::with_task(
+        "[tasks.dim]\nmaterialized = \"append\"",
+        "SELECT value AS n, '{{ ds }}' AS written_by FROM generate_series(1, 300)\n\
+         UNION ALL\n\
+         SELECT value AS n, '{{ ds }}' AS written_by FROM generate_series(301, 600)",
+    );
+    let engine = project.engine("local");
+    let url = url::Url::from_directory_path(project.path().join("warehouse/events/dim")).unwrap();
+    for (ds, version, files) in [
+        ("2024-03-01", 0, 2),
+        ("2024-03-02", 1, 4),
+        ("2024-03-02", 1, 4),
+    ] {
+        let report = engine.run("events", &select(ds, "dim")).await.unwrap();
+        assert!(report.succeeded(), "{ds}: {:?}", report.first_error());
+        let table = deltalake::open_table(url.clone()).await.unwrap();
+        assert_eq!(table.version(), Some(version), "{ds}");
+        assert_eq!(
+            table.get_file_uris().unwrap().count(),
+            files,
+            "{ds}: live files"
+        );
+    }
+    let got = rows(
+        &engine,
+        "SELECT written_by, count(*) FROM events.dim GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert_eq!(got, [["2024-03-01", "600"], ["2024-03-02", "600"]]);
+}
+
 fn select(ds: &str, task: &str) -> RunOptions {
     RunOptions::new(ds.parse::<RunDate>().unwrap()).with_select(task.parse().unwrap())
 }
