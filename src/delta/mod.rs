@@ -323,10 +323,7 @@ pub(crate) async fn write(
             merge(state, table, plan, &target).await
         }
         // The first merge creates the table.
-        (Materialization::Merge, None) => {
-            let table = table_or_new(&target, None)?;
-            commit(state, table, plan, &target, SaveMode::Append, None).await
-        }
+        (Materialization::Merge, None) => overwrite::create(state, plan, &target).await,
         (Materialization::View | Materialization::Command, _) => Err(Error::Execute {
             task: target.table_name.to_string(),
             uri: url.to_string(),

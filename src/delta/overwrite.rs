@@ -12,7 +12,7 @@
 //!   written.
 //! - An `append` to an existing table: one transaction adds the new files, with the
 //!   run's application transaction (`txn`) that makes the day's append idempotent.
-//! - A `table`, `append` or `partition` task whose table does not exist yet: the files are
+//! - A `table`, `append`, `partition` or `merge` task whose table does not exist yet: the files are
 //!   written first, and the commit that creates the table (protocol, metadata) adds
 //!   them, so a failed task leaves no table behind.
 //!
