@@ -184,16 +184,13 @@ pub(super) async fn replace(
 ) -> Result<Written> {
     let start = Instant::now();
     let (url, partition_by) = (target.url, &target.config.partition_by);
-    let snapshot = table
-        .snapshot()
-        .map_err(|source| delta_err(url, "read the log of", source))?;
-    let config = table_writer_config(state, snapshot, &schema, partition_by)?;
-    let store = table.log_store().object_store(None);
-    let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
+    let (adds, written_rows) = write_into_table(state, &table, &schema, plan, target).await?;
     if adds.is_empty() && replace == Replace::WrittenPartitions {
         return Ok(Written::untouched(table));
     }
-
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_err(url, "read the log of", source))?;
     let log_store = table.log_store();
     let (mut actions, written) = replaced_files(
         snapshot,
@@ -207,46 +204,22 @@ pub(super) async fn replace(
     if actions.is_empty() && adds.is_empty() {
         return Ok(Written::untouched(table));
     }
-    let files_removed = actions.len() as u64;
-    let files_added = adds.len() as u64;
     let predicate = match replace {
         Replace::All => None,
         Replace::WrittenPartitions => {
-            super::partitions_predicate(partition_by, written.iter().cloned())
+            super::partitions_predicate(partition_by, written.into_iter())
                 .map(|p| deltalake::delta_datafusion::expr::fmt_expr_to_sql(&p))
                 .transpose()
                 .map_err(|source| delta_err(url, "write", source))?
         }
     };
     actions.extend(adds.into_iter().map(Action::Add));
-    let metrics = operation_metrics(
-        files_added,
-        files_removed,
-        written.len(),
-        written_rows,
-        start,
-    );
-    let properties = commit_properties(metrics, target);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: (!partition_by.is_empty()).then(|| partition_by.clone()),
         predicate,
     };
-    let committed = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(snapshot as &dyn TableReference), log_store, operation)
-        .await
-        .map_err(|source| delta_err(url, "commit", source))?;
-    let outcome = WriteOutcome {
-        version: committed.version(),
-        rows: written_rows,
-        files_added,
-        files_removed,
-        already_appended: false,
-    };
-    let mut table = table;
-    table.state = Some(committed.snapshot);
-    Ok(Written { outcome, table })
+    commit_files(table, actions, operation, written_rows, start, target).await
 }
 
 /// Creates the target's table with `plan`'s rows: the files are written first (one
@@ -314,25 +287,83 @@ pub(super) async fn append(
     target: &TableWrite<'_>,
 ) -> Result<Written> {
     let start = Instant::now();
-    let (url, partition_by) = (target.url, &target.config.partition_by);
-    let snapshot = table
-        .snapshot()
-        .map_err(|source| delta_err(url, "read the log of", source))?;
-    let config = table_writer_config(state, snapshot, &schema, partition_by)?;
-    let store = table.log_store().object_store(None);
-    let (adds, written_rows) = write_plan(state, plan, &schema, &store, &config, target).await?;
+    let (adds, written_rows) = write_into_table(state, &table, &schema, plan, target).await?;
     if adds.is_empty() && target.append_id.is_none() {
         return Ok(Written::untouched(table));
     }
-    let files_added = adds.len() as u64;
-    let metrics = operation_metrics(files_added, 0, partition_count(&adds), written_rows, start);
+    let partition_by = &target.config.partition_by;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: (!partition_by.is_empty()).then(|| partition_by.clone()),
         predicate: None,
     };
+    let actions = adds.into_iter().map(Action::Add).collect();
+    commit_files(table, actions, operation, written_rows, start, target).await
+}
+
+/// Streams `plan` into new files of the existing `table` ([`write_plan`]) with the
+/// table's target file size and the columns its configuration collects statistics
+/// for: the files and their rows.
+async fn write_into_table(
+    state: &SessionState,
+    table: &DeltaTable,
+    schema: &SchemaRef,
+    plan: LogicalPlan,
+    target: &TableWrite<'_>,
+) -> Result<(Vec<deltalake::kernel::Add>, u64)> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_err(target.url, "read the log of", source))?;
+    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+    let config = WriterConfig::new(
+        schema.clone(),
+        target.config.partition_by.clone(),
+        Some(writer_properties(state)?),
+        Some(snapshot.table_config().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let store = table.log_store().object_store(None);
+    write_plan(state, plan, schema, &store, &config, target).await
+}
+
+/// Commits `actions` (the adds of `rows` rows, and any removes) to `table` as
+/// `operation`, with the write's metrics: what was committed, and the table at the
+/// new version.
+async fn commit_files(
+    table: DeltaTable,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    rows: u64,
+    start: Instant,
+    target: &TableWrite<'_>,
+) -> Result<Written> {
+    let url = target.url;
+    let adds: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(add) => Some(add),
+            _ => None,
+        })
+        .collect();
+    let files_added = adds.len() as u64;
+    let files_removed = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Remove(_)))
+        .count() as u64;
+    let metrics = operation_metrics(
+        files_added,
+        files_removed,
+        partition_count(adds),
+        rows,
+        start,
+    );
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_err(url, "read the log of", source))?;
     let committed = CommitBuilder::from(commit_properties(metrics, target))
-        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .with_actions(actions)
         .build(
             Some(snapshot as &dyn TableReference),
             table.log_store(),
@@ -342,34 +373,14 @@ pub(super) async fn append(
         .map_err(|source| delta_err(url, "commit", source))?;
     let outcome = WriteOutcome {
         version: committed.version(),
-        rows: written_rows,
+        rows,
         files_added,
-        files_removed: 0,
+        files_removed,
         already_appended: false,
     };
     let mut table = table;
     table.state = Some(committed.snapshot);
     Ok(Written { outcome, table })
-}
-
-/// The file writers' settings for an existing table: its target file size and the
-/// columns its configuration collects statistics for.
-fn table_writer_config(
-    state: &SessionState,
-    snapshot: &deltalake::table::state::DeltaTableState,
-    schema: &SchemaRef,
-    partition_by: &[String],
-) -> Result<WriterConfig> {
-    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
-    Ok(WriterConfig::new(
-        schema.clone(),
-        partition_by.to_vec(),
-        Some(writer_properties(state)?),
-        Some(snapshot.table_config().target_file_size()),
-        None,
-        stats.num_indexed_cols,
-        stats.stats_columns,
-    ))
 }
 
 /// The commit's properties: its write metrics, and for an `append` of a task's run the
@@ -384,8 +395,8 @@ fn commit_properties(metrics: serde_json::Value, target: &TableWrite<'_>) -> Com
 }
 
 /// How many partitions the `adds` hold (one for an unpartitioned table's files).
-fn partition_count(adds: &[deltalake::kernel::Add]) -> usize {
-    adds.iter()
+fn partition_count<'a>(adds: impl IntoIterator<Item = &'a deltalake::kernel::Add>) -> usize {
+    adds.into_iter()
         .map(|add| {
             let mut values: Vec<_> = add.partition_values.iter().collect();
             values.sort();
