@@ -79,19 +79,8 @@ fn a_codec_that_does_not_parse_is_a_config_error_naming_the_file_and_key() {
         ("\"zstd(99)\"", "`zstd(99)` is not a Parquet codec quern can write"),
         ("\"snappy(2)\"", "`snappy(2)` is not a Parquet codec quern can write"),
     ] {
-        project.write(
-            "environments/bad.toml",
-            &format!("[warehouse]\nroot = \"warehouse-bad\"\n\n[engine]\ncompression = {codec}\n"),
-        );
-        let out = project.quern(&["--env", "bad", "run", "events", "--ds", "2024-03-01"]);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("environments/bad.toml: key `engine.compression`"),
-            "{err}"
-        );
-        assert!(err.contains(says), "{err}");
-        assert!(!project.path().join("warehouse-bad").exists(), "{codec} wrote");
+        let engine = format!("[engine]\ncompression = {codec}");
+        assert_bad_engine_setting(&project, &engine, "engine.compression", says);
     }
 }
 
@@ -145,21 +134,28 @@ fn datafusion_settings_reach_the_session_and_a_bad_one_is_a_config_error() {
             "give a string, a number or a boolean",
         ),
     ] {
-        project.write(
-            "environments/bad.toml",
-            &format!("[warehouse]\nroot = \"warehouse-bad\"\n\n[engine.datafusion]\n{setting}\n"),
-        );
-        let out = project.quern(&["--env", "bad", "run", "events", "--ds", "2024-03-01"]);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("environments/bad.toml: key `engine.datafusion`"),
-            "{err}"
-        );
-        assert!(err.contains(says), "{err}");
-        assert!(
-            !project.path().join("warehouse-bad").exists(),
-            "{setting} wrote"
-        );
+        let engine = format!("[engine.datafusion]\n{setting}");
+        assert_bad_engine_setting(&project, &engine, "engine.datafusion", says);
     }
+}
+
+/// A run on an environment whose `[engine…]` table is `engine` fails as a config
+/// error naming the file and `key` and saying `says`, with nothing written.
+fn assert_bad_engine_setting(project: &TempProject, engine: &str, key: &str, says: &str) {
+    project.write(
+        "environments/bad.toml",
+        &format!("[warehouse]\nroot = \"warehouse-bad\"\n\n{engine}\n"),
+    );
+    let out = project.quern(&["--env", "bad", "run", "events", "--ds", "2024-03-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("environments/bad.toml: key `{key}`")),
+        "{err}"
+    );
+    assert!(err.contains(says), "{err}");
+    assert!(
+        !project.path().join("warehouse-bad").exists(),
+        "{engine} wrote"
+    );
 }
