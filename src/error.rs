@@ -391,6 +391,18 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A cluster role (`quern scheduler`, `quern executor`) could not start or stopped
+    /// with an error.
+    #[error("quern {role} on {address} failed")]
+    Cluster {
+        /// `scheduler` or `executor`.
+        role: &'static str,
+        /// The address it serves on.
+        address: String,
+        /// Ballista's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The run log under `<warehouse>/_quern/` could not be read or appended to.
     #[error("run log table {table}: {action} failed")]
     RunLog {
@@ -498,9 +510,10 @@ impl Error {
             | Error::Read { .. }
             | Error::Source { .. }
             | Error::RunLog { .. } => ErrorKind::Storage,
-            Error::Model { .. } | Error::Mlflow(_) | Error::ModelRegisteredInRun { .. } => {
-                ErrorKind::Service
-            }
+            Error::Model { .. }
+            | Error::Mlflow(_)
+            | Error::ModelRegisteredInRun { .. }
+            | Error::Cluster { .. } => ErrorKind::Service,
             Error::Command { .. } => ErrorKind::Data,
         }
     }

@@ -63,6 +63,8 @@
 //! - `report`: what a run reports;
 //! - `runlog`, `notify`: recording a run, alerts and MLflow tracking;
 //! - `engine`: the one session builder, planning and running (SQL and command tasks);
+//! - `distributed`: Ballista's scheduler and executor roles, and the client's side of
+//!   a distributed run;
 //! - `airflow`: Airflow DAG files generated from quern's DAG;
 //! - `testing`: pipeline tests.
 #![deny(missing_docs)]
@@ -72,6 +74,7 @@ mod catalog;
 mod checks;
 mod config;
 mod delta;
+mod distributed;
 mod engine;
 mod error;
 mod functions;
@@ -94,6 +97,7 @@ pub use config::{
     DEFAULT_ENVIRONMENT,
 };
 pub use delta::WriteOutcome;
+pub use distributed::{serve_scheduler, ExecutorOptions, SchedulerOptions};
 pub use engine::{
     BackfillOptions, BackfillReport, CommandError, DayOutcome, DayStatus, Engine, EngineBuilder,
     PlannedTask, RowCount, RunEvent, RunObserver, RunOptions, RunPlan,

@@ -8,15 +8,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let args = cli::Cli::parse();
     // A reader that stops early (`quern query … | head`) ends quern as it ends other
     // Unix tools, quietly by SIGPIPE, rather than with a "Broken pipe" error and exit 1.
-    // Tables are safe: a write commits atomically or not at all.
-    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // Tables are safe: a write commits atomically or not at all. Not for the cluster
+    // roles: a peer closing a connection must not end a scheduler or an executor.
+    if !args.is_cluster_role() {
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
-    let args = cli::Cli::parse();
-    if let Err(message) = log_to_stderr() {
+    // The cluster roles run for long and say what they do: at `info` by default.
+    let default_log = args.is_cluster_role().then_some("info");
+    if let Err(message) = log_to_stderr(default_log) {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
@@ -54,11 +59,15 @@ fn main() -> ExitCode {
 
 /// With `QUERN_LOG` set (`debug`, `quern=debug,deltalake=info`: a level, or targets
 /// with levels), quern's and its libraries' log events go to stderr: which write path
-/// a `partition` task took, delta-rs' commits, DataFusion's planning.
-fn log_to_stderr() -> Result<(), String> {
+/// a `partition` task took, delta-rs' commits, DataFusion's planning. Without it,
+/// nothing is logged, unless `default` gives a filter.
+fn log_to_stderr(default: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let Ok(spec) = std::env::var("QUERN_LOG") else {
+    let Some(spec) = std::env::var("QUERN_LOG")
+        .ok()
+        .or_else(|| default.map(str::to_string))
+    else {
         return Ok(());
     };
     let filter: tracing_subscriber::filter::Targets = spec.parse().map_err(|e| {

@@ -53,6 +53,11 @@ impl Warehouse {
         folder(&self.root, &["_quern", table])
     }
 
+    /// The warehouse root (a folder URL).
+    pub(crate) fn root(&self) -> &Url {
+        &self.root
+    }
+
     pub(crate) fn storage(&self) -> &StorageOptions {
         &self.storage
     }

@@ -77,8 +77,44 @@ impl Catalog {
         &self.warehouse
     }
 
+    /// The environment.
+    pub(crate) fn environment(&self) -> &Arc<Environment> {
+        &self.env
+    }
+
     pub(crate) fn storage(&self) -> &StorageOptions {
         self.warehouse.storage()
+    }
+
+    /// Registers in `runtime` the S3 store of each bucket the environment reads or
+    /// writes (the warehouse's, the sources'), with this process's storage options and
+    /// secrets: what an executor of a distributed run reads files through.
+    pub(crate) fn register_stores(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<()> {
+        let mut locations = vec![("warehouse.root".to_string(), self.warehouse.root().clone())];
+        for (source, tables) in &self.env.sources {
+            for (table, spec) in tables {
+                let key = format!("sources.{source}.{table}");
+                let uri = crate::config::resolve_env_vars(&spec.uri, &self.env.file, &key)?;
+                let url = location::location_url(self.project.root(), &uri, false)
+                    .map_err(|e| location::storage_err(&self.env, &key, e))?;
+                locations.push((key, url));
+            }
+        }
+        let mut buckets = std::collections::BTreeSet::new();
+        for (key, url) in locations {
+            if url.scheme() != "s3"
+                || !buckets.insert(url.host_str().unwrap_or_default().to_string())
+            {
+                continue;
+            }
+            let (base, store) = stores::s3_store(&url, self.storage())
+                .map_err(|e| location::storage_err(&self.env, &key, e))?;
+            runtime.register_object_store(&base, store);
+        }
+        Ok(())
     }
 
     /// Registers `reference` in `ctx` as the source or the task table it names.

@@ -140,6 +140,17 @@ pub(crate) fn register_s3(
     url: &Url,
     storage: &StorageOptions,
 ) -> Result<(), StorageError> {
+    let (base, store) = s3_store(url, storage)?;
+    ctx.register_object_store(&base, store);
+    Ok(())
+}
+
+/// The S3 object store of `url`'s bucket and the bucket's URL (`s3://bucket/`), built
+/// from the (checked, resolved) storage options and the standard `AWS_*` variables.
+pub(crate) fn s3_store(
+    url: &Url,
+    storage: &StorageOptions,
+) -> Result<(Url, Arc<dyn object_store::ObjectStore>), StorageError> {
     let bucket = url.host_str().unwrap_or_default();
     let base = format!("s3://{bucket}/");
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -159,8 +170,7 @@ pub(crate) fn register_s3(
         location: base.clone(),
         source,
     })?;
-    ctx.register_object_store(&base, Arc::new(store));
-    Ok(())
+    Ok((base, Arc::new(store)))
 }
 
 #[cfg(test)]

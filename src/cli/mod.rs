@@ -136,6 +136,35 @@ enum Command {
     /// List the environment's model functions: where each resolved to (registry
     /// version), its inputs, what it returns and how it is evaluated.
     Models,
+    /// Run a Ballista scheduler for distributed runs: environments with
+    /// `[engine] ballista = "df://HOST:PORT"` send their queries to it, and it runs them
+    /// on its `quern executor`s. Stops on SIGTERM or Ctrl-C.
+    Scheduler {
+        /// The address to listen on, for clients and executors.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// Run a Ballista executor for a scheduler, for the environment (--env) of the
+    /// project: it reads the environment's buckets with this process's storage secrets
+    /// and loads its models. Stops on SIGTERM or Ctrl-C.
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        scheduler: String,
+        /// Where it serves its tasks' results (Arrow Flight), to other executors and to
+        /// clients.
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: std::net::SocketAddr,
+        /// The port the scheduler sends tasks to [default: the port after --bind's].
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// How many tasks it runs at once [default: its cores].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrent_tasks: Option<u16>,
+        /// Where it keeps shuffle files [default: a folder under the temp folder].
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// Run ad-hoc SQL over the environment's tables (pipeline.task) and sources.
     Query {
         /// The SQL query.
@@ -405,6 +434,39 @@ fn cancel_on_signal() -> Arc<AtomicBool> {
     flag
 }
 
+/// `HOST:PORT` of `quern executor --scheduler`.
+fn scheduler_address(text: &str) -> Result<(String, u16)> {
+    let invalid = |message: &str| quern::Error::InvalidArgument {
+        what: "--scheduler",
+        value: text.to_string(),
+        message: message.to_string(),
+    };
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("write the scheduler's HOST:PORT, e.g. scheduler.internal:50050"))?;
+    let port = port
+        .parse()
+        .map_err(|_| invalid("the port is not a number from 1 to 65535"))?;
+    if host.is_empty() {
+        return Err(invalid("names no host").into());
+    }
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    ))
+}
+
+/// Whether the command is a long-running cluster role, which logs at `info` unless
+/// `QUERN_LOG` says otherwise.
+impl Cli {
+    pub fn is_cluster_role(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Scheduler { .. } | Command::Executor { .. }
+        )
+    }
+}
+
 /// `quern test`: the pipeline tests, in process.
 async fn test(cli: &Cli, target: Option<&str>, update: bool) -> Result<ExitCode> {
     let mut runner = TestRunner::new(project(cli)?).with_update(update);
@@ -438,9 +500,33 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
     if let Command::Test { target, update } = &cli.command {
         return test(&cli, target.as_deref(), *update).await;
     }
+    if let Command::Scheduler { bind } = &cli.command {
+        quern::serve_scheduler(quern::SchedulerOptions::new(*bind)).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let engine = engine(&cli)?;
     match &cli.command {
-        Command::Test { .. } => unreachable!("handled above"),
+        Command::Test { .. } | Command::Scheduler { .. } => unreachable!("handled above"),
+        Command::Executor {
+            scheduler,
+            bind,
+            grpc_port,
+            concurrent_tasks,
+            work_dir,
+        } => {
+            let (host, port) = scheduler_address(scheduler)?;
+            let mut options = quern::ExecutorOptions::new(host, port, *bind);
+            if let Some(n) = concurrent_tasks {
+                options = options.with_concurrent_tasks(usize::from(*n));
+            }
+            if let Some(p) = grpc_port {
+                options = options.with_grpc_port(*p);
+            }
+            if let Some(dir) = work_dir {
+                options = options.with_work_dir(dir);
+            }
+            engine.serve_executor(options).await?;
+        }
         Command::Render { target, date_vars } => render(&engine, target, date_vars)?,
         Command::Plan {
             pipeline,

@@ -165,6 +165,11 @@ pub struct EngineSettings {
     /// every session after quern's own, as `SET` would.
     #[serde(default)]
     pub datafusion: BTreeMap<String, toml::Value>,
+    /// `"df://host:50050"`: run the environment's queries on the Ballista cluster of
+    /// this scheduler (`quern scheduler`, with `quern executor`s); writes, expectations
+    /// and the run log stay with the client. Embedded (one process) when absent.
+    #[serde(default)]
+    pub ballista: Option<String>,
 }
 
 impl EngineSettings {
@@ -173,8 +178,35 @@ impl EngineSettings {
         self.memory_limit.map(|m| m.bytes())
     }
 
+    /// The host and port of `ballista`'s scheduler, or why it is not one.
+    pub(crate) fn ballista_scheduler(&self) -> Option<std::result::Result<(String, u16), String>> {
+        let text = self.ballista.as_deref()?;
+        let bad = |why: &str| {
+            Err(format!(
+                "`{text}` {why}; write the scheduler's address as \"df://host:50050\""
+            ))
+        };
+        Some(match url::Url::parse(text) {
+            Err(e) => bad(&format!("is not a URL ({e})")),
+            Ok(url) if url.scheme() != "df" => {
+                bad(&format!("has scheme `{}`, not df", url.scheme()))
+            }
+            Ok(url) => match url.host_str().filter(|h| !h.is_empty()) {
+                None => bad("names no host"),
+                Some(_) if url.path().trim_matches('/') != "" => bad("has a path"),
+                Some(host) => Ok((
+                    host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                    url.port().unwrap_or(50050),
+                )),
+            },
+        })
+    }
+
     /// The settings' values that TOML's types do not check, as (key, what is wrong).
     fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if let Some(Err(why)) = self.ballista_scheduler() {
+            return Err(("engine.ballista", why));
+        }
         if let Some(tz) = &self.time_zone {
             if tz
                 .parse::<datafusion::arrow::array::timezone::Tz>()

@@ -199,7 +199,8 @@ pub(super) async fn backfill(
         true => Default::default(),
         false => {
             let log = RunLog::new(engine.catalog()?);
-            log.succeeded_days(&engine.session(), &selection).await?
+            log.succeeded_days(&engine.embedded_session(), &selection)
+                .await?
         }
     };
     let for_day = |ds: RunDate| {

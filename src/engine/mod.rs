@@ -115,6 +115,8 @@ pub struct Engine {
     max_concurrent_tasks: usize,
     /// The memory pool and spill disk every session of this engine shares.
     memory: memory::Memory,
+    /// The Ballista cluster queries run on (`[engine] ballista`); embedded when `None`.
+    cluster: Option<Arc<crate::distributed::Cluster>>,
 }
 
 /// Builds an [`Engine`]; see [`Engine::builder`].
@@ -161,6 +163,11 @@ impl EngineBuilder {
             .or(env.engine.max_concurrent_tasks)
             .unwrap_or(2);
         let memory = memory::Memory::for_environment(&env)?;
+        // Checked when the environment was loaded.
+        let cluster = match env.engine.ballista_scheduler() {
+            Some(Ok((host, port))) => Some(Arc::new(crate::distributed::Cluster::new(&host, port))),
+            _ => None,
+        };
         Ok(Engine {
             project: Arc::new(self.project),
             env: Arc::new(env),
@@ -168,6 +175,7 @@ impl EngineBuilder {
             batch_size,
             max_concurrent_tasks,
             memory,
+            cluster,
         })
     }
 }
@@ -232,7 +240,21 @@ impl Engine {
     /// settings, quern's SQL functions and the information schema. Every query quern
     /// runs goes through here; its tables and models are registered by the caller
     /// (through the catalog), so embedders use [`Engine::query`] instead.
+    ///
+    /// With `[engine] ballista`, the parts of its plans that read files run on the
+    /// cluster (see `distributed`), under the settings Ballista needs (no round-robin
+    /// repartitions, sort-merge joins, no dynamic filters).
     pub(crate) fn session(&self) -> SessionContext {
+        self.session_on(self.cluster.as_ref())
+    }
+
+    /// A session that runs every query in this process, even with `[engine] ballista`:
+    /// for the run log and metrics, which stay with the client.
+    pub(crate) fn embedded_session(&self) -> SessionContext {
+        self.session_on(None)
+    }
+
+    fn session_on(&self, cluster: Option<&Arc<crate::distributed::Cluster>>) -> SessionContext {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
@@ -264,6 +286,10 @@ impl Engine {
             .execution
             .parquet
             .dictionary_page_size_limit = 256 * 1024;
+        if cluster.is_some() {
+            use ballista_core::extension::SessionConfigExt;
+            config = config.upgrade_for_ballista();
+        }
         // The environment's own DataFusion settings last (checked when it was loaded).
         for (key, value) in self.env.engine.datafusion_settings().flatten() {
             let _ = config.options_mut().set(&key, &value);
@@ -276,8 +302,13 @@ impl Engine {
         if let Ok(runtime) = self.memory.runtime() {
             state = state.with_runtime_env(runtime);
         }
+        let state = match cluster {
+            Some(cluster) => state.with_query_planner(Arc::new(
+                crate::distributed::DistributedPlanner::new(cluster.clone()),
+            )),
+            None => state.with_query_planner(DeltaPlanner::new()),
+        };
         let state = state
-            .with_query_planner(DeltaPlanner::new())
             .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -602,7 +633,7 @@ impl Engine {
         let resolved = crate::models::resolve(self.project.root(), &self.env, Some(used)).await?;
         for m in &resolved {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-                crate::models::ModelFunction::new(&m.function, m.model.clone()),
+                crate::models::ModelFunction::resolved(m),
             ));
         }
         Ok(resolved)
@@ -698,13 +729,36 @@ impl Engine {
     pub async fn status(&self, pipeline: &str, limit: usize) -> Result<RunHistory> {
         let pipeline = self.project.pipeline(pipeline)?;
         let log = RunLog::new(self.catalog()?);
-        log.history(&self.session(), pipeline.name.as_str(), limit)
+        log.history(&self.embedded_session(), pipeline.name.as_str(), limit)
             .await
     }
 
     /// The catalog of this environment's tables (resolves storage secrets).
     pub(crate) fn catalog(&self) -> Result<Catalog> {
         Catalog::new(self.project.clone(), self.env.clone())
+    }
+
+    /// Serves as a `quern executor` of a Ballista cluster for this environment, until
+    /// SIGTERM or Ctrl-C: its tasks read the environment's tables and sources with this
+    /// process's storage secrets and load models as the client does.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> quern::Result<()> {
+    /// # use quern::{Engine, ExecutorOptions, Project};
+    /// let engine = Engine::builder(Project::load(".")?).with_environment("prod").build()?;
+    /// let options = ExecutorOptions::new("scheduler.internal", 50050, "0.0.0.0:50051".parse().unwrap());
+    /// engine.serve_executor(options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_executor(&self, options: crate::distributed::ExecutorOptions) -> Result<()> {
+        crate::distributed::serve_executor(
+            self.catalog()?,
+            self.project.root().to_path_buf(),
+            options,
+        )
+        .await
     }
 
     pub(crate) fn max_concurrent_tasks(&self) -> usize {

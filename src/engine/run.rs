@@ -82,7 +82,7 @@ pub(super) async fn execute(
     report.model_callers = model_callers;
     report.selection = selection;
     let log = RunLog::new(catalog);
-    let log_ctx = engine.session();
+    let log_ctx = engine.embedded_session();
     // A pipeline's metrics are computed when all its tasks succeeded.
     let metrics: Vec<PlannedMetric> = metrics
         .into_iter()

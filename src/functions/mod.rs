@@ -7,7 +7,7 @@ mod odds_ratio;
 mod spark;
 mod stl;
 
-pub(crate) use spark::{state_for, wrong_dialect};
+pub(crate) use spark::{spark_aggregate, spark_scalar, state_for, wrong_dialect};
 
 use datafusion::logical_expr::AggregateUDF;
 

@@ -20,6 +20,16 @@ pub enum ModelError {
         /// The environment file.
         file: PathBuf,
     },
+    /// The model an executor fetched is not the one the client scored with.
+    #[error("the model fetched from {} has SHA-256 {found}, but the run was planned with {expected}: the model changed since (a file replaced, a version overwritten); run again to plan with the current one", file.display())]
+    ChecksumMismatch {
+        /// Where it was fetched to.
+        file: PathBuf,
+        /// The client's checksum.
+        expected: String,
+        /// This file's.
+        found: String,
+    },
     /// A model file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {

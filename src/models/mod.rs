@@ -71,12 +71,29 @@ pub struct ResolvedModel {
     pub sha256: String,
     /// The model.
     pub model: Arc<OnnxModel>,
+    /// The output scored (`output` of the `[models]` entry), when chosen.
+    pub(crate) output: Option<String>,
 }
 
 impl ResolvedModel {
     /// What the function returns, as SQL sees it.
     pub fn return_type(&self) -> datafusion::arrow::datatypes::DataType {
         udf::return_type(&self.model)
+    }
+
+    /// What another process needs to load this very model: the version pinned
+    /// (`models:/churn/3` for `models:/churn@champion`) and the checksum.
+    pub(crate) fn descriptor(&self) -> ModelDescriptor {
+        let uri = match (ModelUri::parse(&self.uri), &self.version) {
+            (Ok(ModelUri::Alias { .. }), Some(version)) => format!("models:/{version}"),
+            _ => self.uri.clone(),
+        };
+        ModelDescriptor {
+            function: self.function.clone(),
+            uri,
+            output: self.output.clone(),
+            sha256: self.sha256.clone(),
+        }
     }
 
     /// `churn = models:/churn@champion → churn/3`, for run summaries.
@@ -149,9 +166,69 @@ pub(crate) async fn resolve(
             file: fetched.file,
             sha256,
             model: Arc::new(model),
+            output: settings.output().map(str::to_string),
         });
     }
     Ok(out)
+}
+
+/// What a model function was resolved to on the client, enough for another process to
+/// load the same model: the version is pinned and the bytes are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ModelDescriptor {
+    /// The SQL function name.
+    pub(crate) function: String,
+    /// The model's URI with its version pinned (`models:/churn/3` for
+    /// `models:/churn@champion`), or the project-relative file.
+    pub(crate) uri: String,
+    /// The model output the function scores (`[models]`' `output`), when chosen.
+    pub(crate) output: Option<String>,
+    /// The SHA-256 of the model file the client loaded (hex).
+    pub(crate) sha256: String,
+}
+
+/// Loads the model `descriptor` names, as the client that sent it loaded it: from the
+/// project's file or this environment's MLflow server; bytes other than the client's
+/// (another file, a version overwritten) are an error naming the model.
+pub(crate) async fn load_shipped(
+    project_root: &Path,
+    env: &Environment,
+    descriptor: &ModelDescriptor,
+) -> Result<Arc<OnnxModel>> {
+    let fail = |source: ModelError| Error::Model {
+        function: descriptor.function.clone(),
+        uri: descriptor.uri.clone(),
+        file: env.file.clone(),
+        source: Box::new(source),
+    };
+    let uri = ModelUri::parse(&descriptor.uri).map_err(|e| fail(e.into()))?;
+    let mut registry = Registry { env, client: None };
+    let client = match &uri {
+        ModelUri::File(_) => None,
+        _ => registry.client()?,
+    };
+    let fetched = fetch::fetch(project_root, client, &uri, &env.file)
+        .await
+        .map_err(fail)?;
+    let sha256: String = sha2::Sha256::digest(&fetched.bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if sha256 != descriptor.sha256 {
+        return Err(fail(ModelError::ChecksumMismatch {
+            file: fetched.file,
+            expected: descriptor.sha256.clone(),
+            found: sha256,
+        }));
+    }
+    let model =
+        OnnxModel::from_bytes(&fetched.bytes, descriptor.output.as_deref()).map_err(|source| {
+            fail(ModelError::Onnx {
+                file: fetched.file.clone(),
+                source,
+            })
+        })?;
+    Ok(Arc::new(model))
 }
 
 /// Which configured model functions `functions` (lower-cased names called by some SQL)

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 };
 
 use super::onnx::{Labels, OnnxModel, OutputKind};
+use super::ModelDescriptor;
 
 /// The scalar function of one model.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub(crate) struct ModelFunction {
     model: Arc<OnnxModel>,
     signature: Signature,
     return_type: DataType,
+    /// How another process loads the same model (absent for a model given in memory).
+    descriptor: Option<ModelDescriptor>,
 }
 
 impl ModelFunction {
@@ -34,7 +37,31 @@ impl ModelFunction {
             return_type: return_type(&model),
             model,
             signature: Signature::user_defined(Volatility::Immutable),
+            descriptor: None,
         }
+    }
+
+    /// The function of a model resolved for a run, which can be sent to executors.
+    pub(crate) fn resolved(resolved: &super::ResolvedModel) -> Self {
+        Self::shipped(resolved.descriptor(), resolved.model.clone())
+    }
+
+    /// The function `descriptor` names, scoring with `model` (loaded from it).
+    pub(crate) fn shipped(descriptor: ModelDescriptor, model: Arc<OnnxModel>) -> Self {
+        ModelFunction {
+            descriptor: Some(descriptor.clone()),
+            ..Self::new(&descriptor.function, model)
+        }
+    }
+
+    /// How another process loads this function's model.
+    pub(crate) fn descriptor(&self) -> Option<&ModelDescriptor> {
+        self.descriptor.as_ref()
+    }
+
+    /// The SQL type it returns.
+    pub(crate) fn returns(&self) -> &DataType {
+        &self.return_type
     }
 }
 

@@ -69,6 +69,24 @@ pub(crate) fn state_for(state: SessionState, dialect: Dialect) -> SessionState {
     state
 }
 
+/// The `spark` dialect's scalar function `name`, as a session of that dialect has it.
+pub(crate) fn spark_scalar(name: &str) -> Option<Arc<ScalarUDF>> {
+    registry()
+        .scalars
+        .iter()
+        .find(|f| f.name() == name)
+        .cloned()
+}
+
+/// The `spark` dialect's aggregate function `name`.
+pub(crate) fn spark_aggregate(name: &str) -> Option<Arc<AggregateUDF>> {
+    registry()
+        .aggregates
+        .iter()
+        .find(|f| f.name() == name)
+        .cloned()
+}
+
 /// `round` and `bround` (`f`), rounding a DECIMAL in decimal arithmetic; `f` itself for
 /// every other function.
 fn with_decimal_rounding(f: Arc<ScalarUDF>) -> Arc<ScalarUDF> {

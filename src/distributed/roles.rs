@@ -1,0 +1,230 @@
+//! The two cluster roles of the quern binary, Ballista's scheduler and executor with
+//! quern's aggregate functions, codec and object stores: `quern scheduler` and
+//! `quern executor`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::utils::default_session_builder;
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::SessionBuilder;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::SessionConfig;
+
+use super::codec::{ModelLoader, QuernCodec};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+
+/// Where `quern scheduler` listens.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SchedulerOptions {
+    /// The address of its gRPC service, for clients and executors (`0.0.0.0:50050`).
+    pub bind: SocketAddr,
+}
+
+impl SchedulerOptions {
+    /// A scheduler listening on `bind`.
+    pub fn new(bind: SocketAddr) -> Self {
+        SchedulerOptions { bind }
+    }
+}
+
+/// How `quern executor` joins its scheduler.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExecutorOptions {
+    /// The scheduler's host.
+    pub scheduler_host: String,
+    /// The scheduler's port.
+    pub scheduler_port: u16,
+    /// Where the executor serves the results of its tasks (Arrow Flight), to other
+    /// executors and to clients.
+    pub bind: SocketAddr,
+    /// The port the scheduler sends tasks to (default: the next after `bind`'s).
+    pub grpc_port: Option<u16>,
+    /// How many tasks it runs at once (default: its cores).
+    pub concurrent_tasks: Option<usize>,
+    /// Where it keeps shuffle files (default: a new temporary folder).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl ExecutorOptions {
+    /// An executor of the scheduler at `host:port`, serving on `bind`.
+    pub fn new(scheduler_host: impl Into<String>, scheduler_port: u16, bind: SocketAddr) -> Self {
+        ExecutorOptions {
+            scheduler_host: scheduler_host.into(),
+            scheduler_port,
+            bind,
+            grpc_port: None,
+            concurrent_tasks: None,
+            work_dir: None,
+        }
+    }
+
+    /// Runs at most `n` tasks at once.
+    #[must_use]
+    pub fn with_concurrent_tasks(mut self, n: usize) -> Self {
+        self.concurrent_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Keeps shuffle files under `dir`.
+    #[must_use]
+    pub fn with_work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = Some(dir.into());
+        self
+    }
+
+    /// Takes tasks on `port`.
+    #[must_use]
+    pub fn with_grpc_port(mut self, port: u16) -> Self {
+        self.grpc_port = Some(port);
+        self
+    }
+}
+
+fn cluster_error(
+    role: &'static str,
+    address: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::Cluster {
+        role,
+        address,
+        source: Box::new(source),
+    }
+}
+
+/// The settings every node starts a job's session from; the client's own settings
+/// are applied over them.
+fn config_producer() -> ConfigProducer {
+    Arc::new(SessionConfig::new_with_ballista)
+}
+
+/// DataFusion's functions, Ballista's, and quern's aggregates.
+fn registry() -> std::result::Result<BallistaFunctionRegistry, DataFusionError> {
+    let mut registry = BallistaFunctionRegistry::from(&default_session_builder(
+        SessionConfig::new_with_ballista(),
+    )?);
+    for udaf in crate::functions::aggregates() {
+        registry
+            .aggregate_functions
+            .insert(udaf.name().to_string(), Arc::new(udaf));
+    }
+    Ok(registry)
+}
+
+/// Runs a Ballista scheduler until SIGTERM or Ctrl-C.
+pub async fn serve_scheduler(options: SchedulerOptions) -> Result<()> {
+    let address = options.bind.to_string();
+    let session_builder: SessionBuilder = Arc::new(|config: SessionConfig| {
+        let mut state = default_session_builder(config)?;
+        for udaf in crate::functions::aggregates() {
+            state.register_udaf(Arc::new(udaf))?;
+        }
+        Ok(state)
+    });
+    let mut config = SchedulerConfig::default()
+        .with_port(options.bind.port())
+        .with_override_config_producer(config_producer())
+        .with_override_session_builder(session_builder);
+    config.bind_host = options.bind.ip().to_string();
+    config.override_physical_codec = Some(Arc::new(QuernCodec::new()));
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| cluster_error("scheduler", address.clone(), e))?;
+    tracing::info!(%address, "quern scheduler starting");
+    let server = start_server(cluster, options.bind, Arc::new(config));
+    tokio::select! {
+        served = server => served.map_err(|e| cluster_error("scheduler", address.clone(), e)),
+        () = stopped() => {
+            tracing::info!(%address, "quern scheduler stopping");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs a Ballista executor of `catalog`'s environment until SIGTERM or Ctrl-C (or its
+/// scheduler stops it): it reads the environment's buckets with this process's
+/// storage secrets, and loads models from the project (`project_root`) or the
+/// environment's MLflow server.
+pub(crate) async fn serve_executor(
+    catalog: Catalog,
+    project_root: PathBuf,
+    options: ExecutorOptions,
+) -> Result<()> {
+    let address = options.bind.to_string();
+    let env = catalog.environment().clone();
+    // The stores are checked now, so a bad secret fails the start, not a task.
+    catalog.register_stores(&RuntimeEnvBuilder::new().build().map_err(Error::query)?)?;
+    let work_dir = match &options.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("quern-executor-{}", options.bind.port())),
+    };
+    std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
+        path: work_dir.clone(),
+        source,
+    })?;
+    let catalog = Arc::new(catalog);
+    let spill_dir = work_dir.clone();
+    let runtime_producer: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_temp_file_path(spill_dir.clone())
+            .build()?;
+        catalog
+            .register_stores(&runtime)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Arc::new(runtime))
+    });
+    let models = Arc::new(ModelLoader::new(project_root, env));
+    let codec = Arc::new(QuernCodec::with_models(models));
+    let registry = registry().map_err(Error::query)?;
+    let config = ExecutorProcessConfig {
+        bind_host: options.bind.ip().to_string(),
+        external_host: Some(options.bind.ip().to_string()),
+        port: options.bind.port(),
+        grpc_port: options
+            .grpc_port
+            .unwrap_or_else(|| options.bind.port().saturating_add(1)),
+        scheduler_host: options.scheduler_host.clone(),
+        scheduler_port: options.scheduler_port,
+        vcores: options.concurrent_tasks.unwrap_or(0),
+        work_dir: Some(work_dir.to_string_lossy().into_owned()),
+        override_function_registry: Some(Arc::new(registry)),
+        override_config_producer: Some(config_producer()),
+        override_runtime_producer: Some(runtime_producer),
+        override_physical_codec: Some(codec),
+        ..Default::default()
+    };
+    tracing::info!(%address, scheduler = %format!("{}:{}", options.scheduler_host, options.scheduler_port), "quern executor starting");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| cluster_error("executor", address, e))
+}
