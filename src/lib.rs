@@ -49,7 +49,7 @@
 //! before it (`tests/it/shape.rs` checks it). `error` is the one exception: every
 //! stage uses it, and it names every stage's own error type.
 //!
-//! Layers, each importing only those before it: `error` → `config` → `pipeline` → `template` → `functions` → `http` → `mlflow` → `models` → `checks` → `delta` → `catalog` → `report` → `runlog` → `notify` → `engine` → `airflow` → `testing`
+//! Layers, each importing only those before it: `error` → `config` → `pipeline` → `template` → `functions` → `http` → `mlflow` → `models` → `checks` → `delta` → `catalog` → `report` → `runlog` → `notify` → `distributed` → `engine` → `airflow` → `testing`
 //!
 //! - `config`: environments and `pipeline.toml` read into typed structs;
 //! - `pipeline`: the project on disk, dependency extraction from SQL, the DAG;

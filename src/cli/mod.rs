@@ -143,6 +143,10 @@ enum Command {
         /// The address to listen on, for clients and executors.
         #[arg(long, default_value = "0.0.0.0:50050")]
         bind: std::net::SocketAddr,
+        /// How long an executor may go silent before its tasks run on the others
+        /// (e.g. 30s, 2m).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        executor_timeout: std::time::Duration,
     },
     /// Run a Ballista executor for a scheduler, for the environment (--env) of the
     /// project: it reads the environment's buckets with this process's storage secrets
@@ -494,19 +498,49 @@ pub fn emit_failure(err: &anyhow::Error, exit_code: u8) {
     json::emit(&json::failure(err, exit_code));
 }
 
-/// Runs the command; `Ok` carries the exit code of a command that ran to its end.
-pub async fn execute(cli: Cli) -> Result<ExitCode> {
-    let mut out = std::io::stdout();
-    if let Command::Test { target, update } = &cli.command {
-        return test(&cli, target.as_deref(), *update).await;
+/// `quern run`: plans the pipeline (or the project), then runs it with progress.
+async fn run(cli: &Cli, engine: &Engine) -> Result<ExitCode> {
+    let Command::Run {
+        pipeline,
+        date_vars,
+        select,
+        fail_fast,
+        no_retries,
+    } = &cli.command
+    else {
+        unreachable!("only `quern run` is run")
+    };
+    let options = options(date_vars, select)?
+        .with_fail_fast(*fail_fast)
+        .with_retries(!*no_retries)
+        .with_cancel(cancel_on_signal());
+    let plan = match pipeline {
+        Some(p) => engine.plan(p, &options).await?,
+        None => engine.plan_project(&options).await?,
+    };
+    let display = progress::Display::new(cli.json, cli.progress, None);
+    let report = engine.execute_observed(plan, &display).await;
+    display.finish();
+    if !cli.json {
+        output::report(&mut std::io::stdout(), &report)?;
     }
-    if let Command::Scheduler { bind } = &cli.command {
-        quern::serve_scheduler(quern::SchedulerOptions::new(*bind)).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let engine = engine(&cli)?;
+    Ok(match report.succeeded() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// `quern scheduler` and `quern executor`: serve the cluster role until stopped.
+async fn serve(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Test { .. } | Command::Scheduler { .. } => unreachable!("handled above"),
+        Command::Scheduler {
+            bind,
+            executor_timeout,
+        } => {
+            let options =
+                quern::SchedulerOptions::new(*bind).with_executor_timeout(*executor_timeout);
+            quern::serve_scheduler(options).await?;
+        }
         Command::Executor {
             scheduler,
             bind,
@@ -525,7 +559,27 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             if let Some(dir) = work_dir {
                 options = options.with_work_dir(dir);
             }
-            engine.serve_executor(options).await?;
+            engine(cli)?.serve_executor(options).await?;
+        }
+        _ => unreachable!("only the cluster roles are served"),
+    }
+    Ok(())
+}
+
+/// Runs the command; `Ok` carries the exit code of a command that ran to its end.
+pub async fn execute(cli: Cli) -> Result<ExitCode> {
+    let mut out = std::io::stdout();
+    if let Command::Test { target, update } = &cli.command {
+        return test(&cli, target.as_deref(), *update).await;
+    }
+    if cli.is_cluster_role() {
+        serve(&cli).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let engine = engine(&cli)?;
+    match &cli.command {
+        Command::Test { .. } | Command::Scheduler { .. } | Command::Executor { .. } => {
+            unreachable!("handled above")
         }
         Command::Render { target, date_vars } => render(&engine, target, date_vars)?,
         Command::Plan {
@@ -544,31 +598,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 output::plan(&mut out, &plan)?;
             }
         }
-        Command::Run {
-            pipeline,
-            date_vars,
-            select,
-            fail_fast,
-            no_retries,
-        } => {
-            let options = options(date_vars, select)?
-                .with_fail_fast(*fail_fast)
-                .with_retries(!*no_retries)
-                .with_cancel(cancel_on_signal());
-            let plan = match pipeline {
-                Some(p) => engine.plan(p, &options).await?,
-                None => engine.plan_project(&options).await?,
-            };
-            let display = progress::Display::new(cli.json, cli.progress, None);
-            let report = engine.execute_observed(plan, &display).await;
-            display.finish();
-            if !cli.json {
-                output::report(&mut out, &report)?;
-            }
-            if !report.succeeded() {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        Command::Run { .. } => return run(&cli, &engine).await,
         Command::Backfill(args) => return backfill(&cli, &engine, args).await,
         Command::Dag {
             pipeline,

@@ -251,6 +251,12 @@ impl ExecutionPlan for RemoteExec {
                 config,
             )
             .await
+            .map_err(|e| {
+                e.context(format!(
+                    "the job sent to the Ballista scheduler at {} ([engine] ballista) failed",
+                    cluster.scheduler
+                ))
+            })
         };
         let stream = futures::stream::once(job).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

@@ -184,6 +184,16 @@ fn check_parallel(plan: &super::RunPlan, parallel: usize) -> Result<()> {
     }
 }
 
+/// The days the run log records as succeeded for the selection, with their run ids.
+async fn succeeded_days(
+    engine: &Engine,
+    selection: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let log = RunLog::new(engine.catalog()?);
+    log.succeeded_days(&engine.embedded_session(), selection)
+        .await
+}
+
 pub(super) async fn backfill(
     engine: &Engine,
     pipeline: Option<&str>,
@@ -197,11 +207,7 @@ pub(super) async fn backfill(
     let selection = super::graph::selection_key(pipeline, &options.select);
     let done = match backfill.force {
         true => Default::default(),
-        false => {
-            let log = RunLog::new(engine.catalog()?);
-            log.succeeded_days(&engine.embedded_session(), &selection)
-                .await?
-        }
+        false => succeeded_days(engine, &selection).await?,
     };
     let for_day = |ds: RunDate| {
         let mut o = options.clone();

@@ -141,7 +141,12 @@ fn datafusion_settings_reach_the_session_and_a_bad_one_is_a_config_error() {
 
 /// A run on an environment whose `[engine…]` table is `engine` fails as a config
 /// error naming the file and `key` and saying `says`, with nothing written.
-fn assert_bad_engine_setting(project: &TempProject, engine: &str, key: &str, says: &str) {
+pub(crate) fn assert_bad_engine_setting(
+    project: &TempProject,
+    engine: &str,
+    key: &str,
+    says: &str,
+) {
     project.write(
         "environments/bad.toml",
         &format!("[warehouse]\nroot = \"warehouse-bad\"\n\n{engine}\n"),

@@ -9,6 +9,7 @@ mod commands;
 mod common;
 mod compression;
 mod dialect;
+mod distributed;
 mod e2e;
 mod errors;
 mod expectations;

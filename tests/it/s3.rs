@@ -14,14 +14,14 @@ use crate::common::{stderr, stdout, TempProject};
 /// The secret used by the test environments; tests assert it is never printed.
 pub const SECRET: &str = "quern-test-secret-7f3a9c";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-fn wait_for_port(port: u16) {
+pub fn wait_for_port(port: u16) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

@@ -1,0 +1,50 @@
+# Sourced by scripts/bench-tpch and scripts/bench-distributed (from the project root,
+# with $scale set): builds the release binary ($bin), sets up the bench venv ($venv) and
+# generates TPC-H at scale factor $scale with tpchgen-cli as Parquet and Delta ($data,
+# with the table names in $tables), kept in the cache for the next run.
+cache="${QUERN_CACHE:-$HOME/.cache/quern}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"   # the same build as cargo run and scripts/test
+cargo bench --no-run --locked --quiet   # the release binary, built with the benches (one feature set)
+bin="$(pwd)/$CARGO_TARGET_DIR/release/quern"
+[[ "$CARGO_TARGET_DIR" = /* ]] && bin="$CARGO_TARGET_DIR/release/quern"
+
+venv="$cache/bench-venv"
+requirements=scripts/bench/requirements-tpch.txt
+if ! cmp -s "$requirements" "$venv/requirements-tpch.txt" 2>/dev/null; then
+    echo "setting up $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements-tpch.txt"
+fi
+
+data="$cache/tpch/sf$scale"
+tables="lineitem orders customer part partsupp supplier nation region"
+if [[ ! -f "$data/complete" ]]; then
+    echo "generating TPC-H SF$scale into $data…"
+    rm -rf "$data" && mkdir -p "$data/parquet" "$data/delta"
+    "$venv/bin/tpchgen-cli" parquet -s "$scale" --output-dir="$data/parquet"
+    "$venv/bin/python" - "$data" $tables <<'PY'
+import sys
+import pyarrow.dataset as ds
+from deltalake import write_deltalake
+data, tables = sys.argv[1], sys.argv[2:]
+for t in tables:
+    source = ds.dataset(f"{data}/parquet/{t}.parquet")
+    write_deltalake(f"{data}/delta/{t}", source.scanner().to_reader())
+PY
+    touch "$data/complete"
+fi
+
+
+# Writes $work/environments/$1.toml: the TPC-H tables in format $2 (delta or parquet) as
+# the source `tpch`, $3 target partitions, and the [engine] lines $4 when given.
+tpch_environment() {
+    mkdir -p "$work/sql" "$work/environments"
+    {
+        printf '[warehouse]\nroot = "warehouse-%s"\n\n[engine]\ntarget_partitions = %s\n%s\n[sources.tpch]\n' "$1" "$3" "${4:-}"
+        for t in $tables; do
+            file="$data/$2/$t"; [[ $2 = parquet ]] && file="$file.parquet"
+            printf '%s = { uri = "%s", format = "%s" }\n' "$t" "$file" "$2"
+        done
+    } > "$work/environments/$1.toml"
+}
