@@ -188,10 +188,21 @@ impl PhysicalExtensionCodec for QuernCodec {
                 )
                 .map_err(codec_error)?;
                 let udf = match &self.models {
-                    Some(loader) => {
-                        let loaded = loader.model(&model)?;
-                        ScalarUDF::from(ModelFunction::shipped(model, loaded))
-                    }
+                    // A model that does not load fails the task when it scores, with
+                    // the reason: Ballista reports a plan that does not decode only as
+                    // a task that "could not be prepared".
+                    Some(loader) => match loader.model(&model) {
+                        Ok(loaded) => ScalarUDF::from(ModelFunction::shipped(model, loaded)),
+                        Err(e) => {
+                            tracing::error!(function = %model.function, "the model did not load: {e}");
+                            let mut failed = ShippedModel::new(model, return_type);
+                            failed.failure = Some(match e {
+                                DataFusionError::Execution(why) => why,
+                                other => other.to_string(),
+                            });
+                            ScalarUDF::from(failed)
+                        }
+                    },
                     None => ScalarUDF::from(ShippedModel::new(model, return_type)),
                 };
                 Ok(Arc::new(udf))
@@ -232,12 +243,14 @@ fn model_definition(model: ModelDescriptor, returns: &DataType) -> DfResult<Defi
 }
 
 /// A model function as the scheduler holds it between the client and the executors:
-/// its descriptor and type, no model.
+/// its descriptor and type, no model. On an executor that could not load the model,
+/// it holds why, and scoring fails with it.
 #[derive(Debug, Clone)]
 struct ShippedModel {
     model: ModelDescriptor,
     return_type: DataType,
     signature: Signature,
+    failure: Option<String>,
 }
 
 impl ShippedModel {
@@ -246,6 +259,7 @@ impl ShippedModel {
             model,
             return_type,
             signature: Signature::user_defined(Volatility::Immutable),
+            failure: None,
         }
     }
 }
@@ -282,6 +296,9 @@ impl ScalarUDFImpl for ShippedModel {
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if let Some(failure) = &self.failure {
+            return Err(DataFusionError::Execution(failure.clone()));
+        }
         Err(DataFusionError::Execution(format!(
             "model function {}() scores on executors, which load its model; this process has only its descriptor",
             self.model.function

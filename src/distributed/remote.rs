@@ -112,12 +112,25 @@ impl QueryPlanner for DistributedPlanner {
     }
 }
 
+/// The operators of delta-rs' own scan, which run where the table was planned.
+const DELTA_RS_SCANS: [&str; 3] = ["DeltaScan", "DeltaScanExec", "DeltaScanMetaExec"];
+
 /// `plan` with its topmost parts that the cluster can run replaced by [`RemoteExec`]s.
 pub(crate) fn distribute(
     plan: Arc<dyn ExecutionPlan>,
     cluster: &Arc<Cluster>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let distributed = plan.transform_down(|node| {
+        // delta-rs' own scan (a table with deletion vectors or column mapping) maps
+        // the files it reads on the client (physical names, a dictionary-typed file id
+        // column); neither it nor the files below it are sent.
+        if DELTA_RS_SCANS.contains(&node.name()) {
+            tracing::info!(
+                scan = node.name(),
+                "a Delta table read through delta-rs' scan (deletion vectors or column mapping) is read on the client"
+            );
+            return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
+        }
         // A part whose partitions are each sorted would come back as one stream in
         // another order; its parts below are sent instead.
         let sorted_partitions =

@@ -53,32 +53,39 @@ impl Cluster {
             logs,
         };
         cluster.environment(project, base, env, root);
-        for i in 0..executors {
-            let (flight, grpc) = (free_port(), free_port());
-            let work = cluster.logs.path().join(format!("work-{i}"));
-            let executor = spawn(
-                project.command(&[
-                    "--env",
-                    env,
-                    "executor",
-                    "--scheduler",
-                    &format!("127.0.0.1:{port}"),
-                    "--bind",
-                    &format!("127.0.0.1:{flight}"),
-                    "--grpc-port",
-                    &grpc.to_string(),
-                    "--concurrent-tasks",
-                    "1",
-                    "--work-dir",
-                    &work.display().to_string(),
-                ]),
-                &cluster.log_path(&format!("executor-{i}")),
-                secrets,
-            );
-            cluster.executors.push(executor);
+        for _ in 0..executors {
+            cluster.add_executor(project, env, secrets);
         }
         cluster.wait_for_log("scheduler", "Received register executor request", executors);
         cluster
+    }
+
+    /// Starts an executor of environment `env` of `project`, running one task at a time,
+    /// with `secrets` in its environment; its log is `executor-<n>`.
+    fn add_executor(&mut self, project: &TempProject, env: &str, secrets: &[(&str, &str)]) {
+        let i = self.executors.len();
+        let (flight, grpc) = (free_port(), free_port());
+        let work = self.logs.path().join(format!("work-{i}"));
+        let executor = spawn(
+            project.command(&[
+                "--env",
+                env,
+                "executor",
+                "--scheduler",
+                &format!("127.0.0.1:{}", self.port),
+                "--bind",
+                &format!("127.0.0.1:{flight}"),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--concurrent-tasks",
+                "1",
+                "--work-dir",
+                &work.display().to_string(),
+            ]),
+            &self.log_path(&format!("executor-{i}")),
+            secrets,
+        );
+        self.executors.push(executor);
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -423,5 +430,88 @@ fn a_scheduler_that_does_not_answer_fails_the_task_naming_it_and_writes_nothing(
             .join("warehouse-gone/events/raw_events/_delta_log")
             .exists(),
         "{said}"
+    );
+}
+
+#[test]
+fn the_scheduler_and_the_executors_stop_cleanly_on_sigterm() {
+    let project = TempProject::new();
+    let mut cluster = Cluster::start(&project, ("local", "dist", None), 1, &[]);
+    for child in cluster.executors.iter_mut().chain([&mut cluster.scheduler]) {
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "still running");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}");
+    }
+    assert!(cluster
+        .log("scheduler")
+        .contains("quern scheduler stopping"));
+}
+
+#[test]
+fn a_model_that_differs_on_an_executor_fails_the_task_naming_it_and_writes_nothing() {
+    let project = TempProject::new();
+    // The executor serves a checkout whose model file is not the one the client planned
+    // with.
+    let elsewhere = TempProject::new();
+    let mut model = std::fs::read(elsewhere.path().join("models/churn.onnx")).unwrap();
+    model.extend_from_slice(b"\0");
+    std::fs::write(elsewhere.path().join("models/churn.onnx"), model).unwrap();
+    let mut cluster = Cluster::start(&project, ("local", "dist", Some("warehouse-dist")), 0, &[]);
+    environment(
+        &elsewhere,
+        ("local", "dist", Some("warehouse-dist")),
+        cluster.port,
+    );
+    cluster.add_executor(&elsewhere, "dist", &[]);
+    cluster.wait_for_log("scheduler", "Received register executor request", 1);
+    let out = project.quern(&["--env", "dist", "run", "scoring", "--ds", "2024-03-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("FAILED  churn_scores"), "{said}");
+    assert!(
+        said.contains("churn.onnx") && said.contains("SHA-256"),
+        "{said}"
+    );
+    let table = project
+        .path()
+        .join("warehouse-dist/scoring/churn_scores/_delta_log");
+    assert!(!table.exists(), "{said}");
+}
+
+#[test]
+fn a_table_with_column_mapping_reads_on_the_client_and_gives_the_same_rows() {
+    let project = TempProject::with_task("[tasks.dim]", "SELECT 1 AS id");
+    project.python_writes_dim(crate::scan::COLUMN_MAPPED);
+    let _cluster = Cluster::start(&project, ("local", "dist", None), 1, &[]);
+    let out = project
+        .command(&[
+            "--env",
+            "dist",
+            "query",
+            "--format",
+            "csv",
+            "SELECT id FROM events.dim ORDER BY id",
+        ])
+        .env("QUERN_LOG", "quern=debug")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "id\n7\n8\n");
+    assert!(stderr(&out).contains("column mapping"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is read on the client"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -83,7 +83,7 @@ fn a_delta_table_reads_as_a_parquet_scan_of_its_snapshot() {
 /// A table with column mapping (`name` mode): its Parquet file names the column
 /// `col-1`, the log maps it to `id`. Python's deltalake does not write such tables, so
 /// the log is written here by hand, as Spark would.
-const COLUMN_MAPPED: &str = r#"
+pub(crate) const COLUMN_MAPPED: &str = r#"
 import json, os, sys, pyarrow as pa, pyarrow.parquet as pq
 root = sys.argv[1]
 os.makedirs(f"{root}/_delta_log")
