@@ -193,7 +193,7 @@ impl EngineSettings {
             }
             Ok(url) => match url.host_str().filter(|h| !h.is_empty()) {
                 None => bad("names no host"),
-                Some(_) if url.path().trim_matches('/') != "" => bad("has a path"),
+                Some(_) if !url.path().trim_matches('/').is_empty() => bad("has a path"),
                 Some(host) => Ok((
                     host.trim_matches(|c| c == '[' || c == ']').to_string(),
                     url.port().unwrap_or(50050),
