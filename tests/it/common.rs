@@ -6,9 +6,14 @@ use std::process::{Command, Output};
 
 use quern::{Engine, Project};
 
-/// The repository's own project (sql/ and environments/).
+/// The repository's own project (sql/ and environments/): the checkout `cargo test`
+/// runs in, read at run time. Two checkouts sharing one CARGO_TARGET_DIR (CI's clone and
+/// a working copy) reuse each other's test binary when no source changed, and the path
+/// compiled in would then point at the other checkout, or at one since deleted.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A temporary copy of the example project (without any warehouse).

@@ -110,7 +110,7 @@ struct Source {
 
 impl Source {
     fn read() -> Source {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = crate::common::repo_root();
         let src = root.join("src");
         let mut paths = Vec::new();
         rs_files(&src, &mut paths);
