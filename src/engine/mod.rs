@@ -9,6 +9,7 @@ mod graph;
 mod memory;
 mod plan;
 mod run;
+mod runtime_filter;
 
 pub use backfill::{BackfillOptions, BackfillReport, DayOutcome, DayStatus};
 pub use command::CommandError;
@@ -306,7 +307,11 @@ impl Engine {
             Some(cluster) => state.with_query_planner(Arc::new(
                 crate::distributed::DistributedPlanner::new(cluster.clone()),
             )),
-            None => state.with_query_planner(DeltaPlanner::new()),
+            // Last, after DataFusion's filter pushdown has placed the joins' dynamic
+            // filters (a cluster plans on its scheduler, with Ballista's rules).
+            None => state
+                .with_query_planner(DeltaPlanner::new())
+                .with_physical_optimizer_rule(Arc::new(runtime_filter::RuntimeFilters)),
         };
         let state = state
             .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
