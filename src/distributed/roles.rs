@@ -144,6 +144,7 @@ fn registry() -> std::result::Result<BallistaFunctionRegistry, DataFusionError> 
 
 /// Runs a Ballista scheduler until SIGTERM or Ctrl-C.
 pub async fn serve_scheduler(options: SchedulerOptions) -> Result<()> {
+    let mut signals = Signals::listen();
     let address = options.bind.to_string();
     let session_builder: SessionBuilder = Arc::new(|config: SessionConfig| {
         let runtime = RuntimeEnvBuilder::new()
@@ -178,7 +179,7 @@ pub async fn serve_scheduler(options: SchedulerOptions) -> Result<()> {
     let server = start_server(cluster, options.bind, Arc::new(config));
     tokio::select! {
         served = server => served.map_err(|e| cluster_error("scheduler", address.clone(), e)),
-        () = stopped() => {
+        () = signals.stopped() => {
             tracing::info!(%address, "quern scheduler stopping");
             Ok(())
         }
@@ -221,20 +222,34 @@ impl datafusion::execution::object_store::ObjectStoreRegistry for NoAccessStores
     }
 }
 
-/// Resolves when the process gets SIGTERM or SIGINT.
-async fn stopped() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+/// SIGTERM and SIGINT, listened to from the start of a role: until a listener exists a
+/// signal ends the process by its default action (a SIGTERM sent while Ballista was
+/// still starting ended the executor with "signal: 15" instead of exit 0).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        _ => std::future::pending().await,
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT; never when neither could be listened to.
+    async fn stopped(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
     }
 }
 
@@ -247,6 +262,7 @@ pub(crate) async fn serve_executor(
     project_root: PathBuf,
     options: ExecutorOptions,
 ) -> Result<()> {
+    let mut signals = Signals::listen();
     let address = options.bind.to_string();
     let env = catalog.environment().clone();
     // The stores are checked now, so a bad secret fails the start, not a task.
@@ -292,7 +308,22 @@ pub(crate) async fn serve_executor(
         ..Default::default()
     };
     tracing::info!(%address, scheduler = %format!("{}:{}", options.scheduler_host, options.scheduler_port), "quern executor starting");
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|e| cluster_error("executor", address, e))
+    let process = start_executor_process(Arc::new(config));
+    tokio::pin!(process);
+    tokio::select! {
+        served = &mut process => served.map_err(|e| cluster_error("executor", address, e)),
+        () = signals.stopped() => {
+            tracing::info!(%address, "quern executor stopping");
+            // Once started, Ballista stops the executor itself on the same signal: it
+            // tells the scheduler and lets its running tasks finish. A signal that came
+            // while it was still starting reaches only this listener.
+            match tokio::time::timeout(STOP_GRACE, &mut process).await {
+                Ok(served) => served.map_err(|e| cluster_error("executor", address, e)),
+                Err(_) => Ok(()),
+            }
+        }
+    }
 }
+
+/// How long a stopping executor waits for Ballista's own shutdown.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
