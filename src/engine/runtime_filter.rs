@@ -51,19 +51,16 @@ impl PhysicalOptimizerRule for RuntimeFilters {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        config: &ConfigOptions,
+        _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if !config.optimizer.enable_dynamic_filter_pushdown
-            || config.execution.parquet.pushdown_filters
-        {
-            return Ok(plan);
-        }
+        // Each scan says whether it holds dynamic filters and applies them itself (with
+        // dynamic filters off it holds none; with `pushdown_filters` it applies them).
         plan.transform_down(|node| {
             // Already wrapped (the plan was optimized before): leave the subtree.
             if node.downcast_ref::<RuntimeFilterExec>().is_some() {
                 return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
             }
-            match runtime_filter(&node)? {
+            match runtime_filter(&node) {
                 Some(predicate) => Ok(Transformed::new(
                     Arc::new(RuntimeFilterExec::new(node, predicate)),
                     true,
@@ -86,63 +83,35 @@ impl PhysicalOptimizerRule for RuntimeFilters {
 
 /// The conjunction of the dynamic filters `node`, a Parquet scan, holds without applying
 /// them to rows, in terms of its output columns; None for any other node.
-fn runtime_filter(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn PhysicalExpr>>> {
-    let Some(scan) = node.downcast_ref::<DataSourceExec>() else {
-        return Ok(None);
-    };
-    let Some((_, parquet)) = scan.downcast_to_file_source::<ParquetSource>() else {
-        return Ok(None);
-    };
+fn runtime_filter(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn PhysicalExpr>> {
+    let scan = node.downcast_ref::<DataSourceExec>()?;
+    let (_, parquet) = scan.downcast_to_file_source::<ParquetSource>()?;
     if parquet.table_parquet_options().global.pushdown_filters {
-        return Ok(None);
+        return None;
     }
-    let Some(predicate) = datafusion::datasource::physical_plan::FileSource::filter(parquet) else {
-        return Ok(None);
-    };
+    let predicate = datafusion::datasource::physical_plan::FileSource::filter(parquet)?;
     let schema = scan.schema();
-    let mut dynamic = Vec::new();
-    for part in split_conjunction(&predicate) {
-        if !holds_dynamic_filter(part) {
-            continue;
-        }
+    let dynamic: Vec<_> = split_conjunction(&predicate)
+        .into_iter()
+        .filter(|part| !dynamic_filters(part).is_empty())
         // The scan's predicate names the table's columns; the filter runs on the
         // scan's output. A join key that is not an output column cannot be filtered on.
-        match reassign_expr_columns(Arc::clone(part), &schema) {
-            Ok(expr) => dynamic.push(expr),
-            Err(_) => continue,
-        }
-    }
-    if dynamic.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(conjunction(dynamic)))
+        .filter_map(|part| reassign_expr_columns(Arc::clone(part), &schema).ok())
+        .collect();
+    (!dynamic.is_empty()).then(|| conjunction(dynamic))
 }
 
-fn holds_dynamic_filter(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
+/// The dynamic filters in `expr`. Each starts at generation 1, empty, letting every
+/// row through until its join publishes it.
+fn dynamic_filters(expr: &Arc<dyn PhysicalExpr>) -> Vec<Arc<dyn PhysicalExpr>> {
+    let mut filters = Vec::new();
     let _ = expr.apply(|e| {
-        found = e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some();
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
-}
-
-/// Whether any dynamic filter in `expr` has been published (a filter starts at
-/// generation 1, empty, and lets every row through until its join updates it).
-fn published(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut any = false;
-    let _ = expr.apply(|e| {
-        if e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some() && e.snapshot_generation() > 1 {
-            any = true;
-            return Ok(TreeNodeRecursion::Stop);
+        if e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some() {
+            filters.push(Arc::clone(e));
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    any
+    filters
 }
 
 /// Passes its input's batches on with the rows its joins' runtime filter drops removed;
@@ -220,6 +189,7 @@ impl ExecutionPlan for RuntimeFilterExec {
         Ok(Box::pin(RuntimeFilterStream {
             input,
             predicate: Arc::clone(&self.predicate),
+            dynamic: dynamic_filters(&self.predicate),
             mode: Mode::Sampling { seen: 0, kept: 0 },
             counters,
         }))
@@ -250,11 +220,18 @@ enum Mode {
 struct RuntimeFilterStream {
     input: SendableRecordBatchStream,
     predicate: Arc<dyn PhysicalExpr>,
+    /// The dynamic filters in `predicate`, to see whether one was published.
+    dynamic: Vec<Arc<dyn PhysicalExpr>>,
     mode: Mode,
     counters: Counters,
 }
 
 impl RuntimeFilterStream {
+    /// Whether a join has published one of the filters yet.
+    fn published(&self) -> bool {
+        self.dynamic.iter().any(|f| f.snapshot_generation() > 1)
+    }
+
     /// `batch` with the filtered rows removed, or None when none is left.
     fn filter_batch(&mut self, batch: RecordBatch) -> DfResult<Option<RecordBatch>> {
         self.counters.rows_in.add(batch.num_rows());
@@ -262,7 +239,7 @@ impl RuntimeFilterStream {
         let out = match self.mode {
             Mode::Passing => batch,
             Mode::Filtering => batch_filter(&batch, &self.predicate)?,
-            Mode::Sampling { .. } if !published(&self.predicate) => batch,
+            Mode::Sampling { .. } if !self.published() => batch,
             Mode::Sampling { seen, kept } => {
                 let out = batch_filter(&batch, &self.predicate)?;
                 let (seen, kept) = (seen + batch.num_rows(), kept + out.num_rows());
