@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: DataFusion's operators make many
+/// short-lived allocations from every thread (TPC-H SF1 over Delta: see the README's
+/// benchmarks), which glibc's malloc serves with more locking and fragmentation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // A reader that stops early (`quern query … | head`) ends quern as it ends other

@@ -5,7 +5,8 @@
 Trains on 200k generated rows of 8 features, exports ONNX to <out_dir>/{lr,gbm}.onnx,
 then measures single-threaded throughput on an in-memory float64 numpy array of <rows>
 rows (default 10M; the gradient boosting on 1M): scikit-learn predict_proba and
-onnxruntime with one intra-op thread. Prints one line per measurement.
+onnxruntime with one intra-op thread. Prints one line per measurement, and writes the
+rates (rows/s) as `key value` lines to <out_dir>/rates.txt for the caller's ratios.
 """
 import os
 import sys
@@ -41,12 +42,16 @@ for name, model in [("lr", lr), ("gbm", gbm)]:
         f.write(onx.SerializeToString())
 
 
-def rate(label, fn, n):
+rates = {}
+
+
+def rate(key, label, fn, n):
     fn(features(1000))  # warm up
     data = features(n)
     start = time.perf_counter()
     fn(data)
     secs = time.perf_counter() - start
+    rates[key] = n / secs
     print(f"{label}: {n / secs / 1e6:.2f} M rows/s ({n} rows in {secs:.2f} s, 1 thread)", flush=True)
 
 
@@ -57,8 +62,11 @@ sessions = {
     name: ort.InferenceSession(os.path.join(out, f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
     for name in ("lr", "gbm")
 }
-rate("scikit-learn LogisticRegression.predict_proba", lr.predict_proba, rows)
-rate("onnxruntime LR", lambda d: sessions["lr"].run(None, {"X": d.astype(np.float32)}), rows)
+rate("sklearn_lr", "scikit-learn LogisticRegression.predict_proba", lr.predict_proba, rows)
+rate("onnxruntime_lr", "onnxruntime LR", lambda d: sessions["lr"].run(None, {"X": d.astype(np.float32)}), rows)
 gbm_rows = min(rows, 1_000_000)
-rate("scikit-learn GradientBoosting(100 trees, depth 6).predict_proba", gbm.predict_proba, gbm_rows)
-rate("onnxruntime GBM", lambda d: sessions["gbm"].run(None, {"X": d.astype(np.float32)}), gbm_rows)
+rate("sklearn_gbm", "scikit-learn GradientBoosting(100 trees, depth 6).predict_proba", gbm.predict_proba, gbm_rows)
+rate("onnxruntime_gbm", "onnxruntime GBM", lambda d: sessions["gbm"].run(None, {"X": d.astype(np.float32)}), gbm_rows)
+with open(os.path.join(out, "rates.txt"), "w") as f:
+    for key, value in rates.items():
+        f.write(f"{key} {value}\n")

@@ -1,7 +1,8 @@
 //! The vector kernels of perfect trees of depth ≤ 6 with one output and f32 splits and
 //! leaves, and the choice between them at run time: AVX-512F (16 rows at a time),
 //! else AVX2 (8 rows), else none and the portable walk scores every row.
-//! `QUERN_PORTABLE_TREES=1` turns the kernels off, to measure the portable walk.
+//! `QUERN_TREE_KERNEL=avx2` (or `avx512`, or `portable` for the node walk) picks one
+//! below the fastest, to measure each kernel on one machine.
 //!
 //! Both kernels read the same tables and give the same sums as the portable walk, bit
 //! for bit: the splits compare f32 features with f32 thresholds (exact, as the layout
@@ -51,15 +52,36 @@ impl Kernel {
             .collect()
     }
 
-    /// The kernel scoring takes: the fastest supported, unless `QUERN_PORTABLE_TREES`
-    /// is set. Detected once.
+    /// The kernel scoring takes: the one `QUERN_TREE_KERNEL` names (`avx512`, `avx2` or
+    /// `portable`, the node walk) when the CPU supports it, else the fastest supported.
+    /// Detected once.
     pub(super) fn chosen() -> Option<Kernel> {
         static CHOSEN: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
         *CHOSEN.get_or_init(|| {
-            if std::env::var_os("QUERN_PORTABLE_TREES").is_some() {
-                return None;
+            let fastest = Kernel::supported().first().copied();
+            let Some(name) = std::env::var_os("QUERN_TREE_KERNEL") else {
+                return fastest;
+            };
+            let named = match name.to_str() {
+                Some("portable") => return None,
+                Some("avx512") => Kernel::Avx512,
+                Some("avx2") => Kernel::Avx2,
+                _ => {
+                    tracing::warn!(
+                        "QUERN_TREE_KERNEL={name:?} is not one of avx512, avx2, portable; \
+                         scoring with {fastest:?}"
+                    );
+                    return fastest;
+                }
+            };
+            if named.is_supported() {
+                Some(named)
+            } else {
+                tracing::warn!(
+                    "QUERN_TREE_KERNEL: this CPU has no {named:?}; scoring with {fastest:?}"
+                );
+                fastest
             }
-            Kernel::supported().first().copied()
         })
     }
 }
