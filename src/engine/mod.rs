@@ -10,6 +10,7 @@ mod memory;
 mod plan;
 mod run;
 mod runtime_filter;
+mod shared_subplan;
 
 pub use backfill::{BackfillOptions, BackfillReport, DayOutcome, DayStatus};
 pub use command::CommandError;
@@ -19,6 +20,8 @@ pub use plan::{PlannedTask, RunPlan};
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use deltalake::delta_datafusion::DeltaTableFactory;
@@ -323,7 +326,7 @@ impl Engine {
             // filters (a cluster plans on its scheduler, with Ballista's rules).
             None => state
                 .with_query_planner(DeltaPlanner::new())
-                .with_physical_optimizer_rule(Arc::new(runtime_filter::RuntimeFilters)),
+                .with_physical_optimizer_rules(embedded_physical_rules()),
         };
         let state = state
             .with_table_factory("DELTATABLE".into(), Arc::new(DeltaTableFactory {}))
@@ -781,4 +784,17 @@ impl Engine {
     pub(crate) fn max_concurrent_tasks(&self) -> usize {
         self.max_concurrent_tasks
     }
+}
+
+/// DataFusion's physical rules, with shared aggregates before the last filter pushdown
+/// (which tells copies apart) and runtime filters after it (it places their filters).
+fn embedded_physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let last_pushdown = rules
+        .iter()
+        .position(|rule| rule.name() == "FilterPushdown(Post)")
+        .unwrap_or(rules.len());
+    rules.insert(last_pushdown, Arc::new(shared_subplan::SharedSubplans));
+    rules.push(Arc::new(runtime_filter::RuntimeFilters));
+    rules
 }

@@ -167,3 +167,52 @@ fn a_selective_join_filters_the_rows_of_the_delta_table_it_probes() {
         "{filter}"
     );
 }
+
+/// A CTE referenced twice (TPC-H Q15's shape: each key's total, and the largest of
+/// them) is aggregated once: one occurrence scans the Delta table and the other replays
+/// its rows. Aggregates that differ only in a filter stay apart. The answers are the
+/// ones computed by hand.
+#[test]
+fn an_aggregate_referenced_twice_is_computed_once() {
+    let project = TempProject::new();
+    project.write(
+        "sql/joins/pipeline.toml",
+        "[tasks.facts]\nmaterialized = \"table\"\n",
+    );
+    project.write(
+        "sql/joins/facts.sql",
+        "SELECT value % 1000 AS k, value AS v FROM generate_series(0, 199999)",
+    );
+    let out = project.quern(&["run", "joins", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Key k's total is 200 k + 1000 (0 + 1 + … + 199).
+    let total = |k: i64| 200 * k + 19_900_000;
+    let sql = "WITH t AS (SELECT k, sum(v) AS s FROM joins.facts GROUP BY k) \
+        SELECT k, s FROM t WHERE s = (SELECT max(s) FROM t)";
+    assert_eq!(query(&project, sql), format!("k,s\n999,{}\n", total(999)));
+    let plan = query(&project, &format!("EXPLAIN ANALYZE {sql}"));
+    let shared = plan
+        .lines()
+        .filter(|l| l.contains("SharedSubplanExec: computed once for 2 uses"))
+        .count();
+    assert_eq!(shared, 2, "{plan}");
+    let scans = plan
+        .lines()
+        .filter(|l| l.contains("DataSourceExec") && l.contains("output_rows=200.0 K"))
+        .count();
+    assert_eq!(scans, 1, "{plan}");
+
+    let sql = "WITH t AS (SELECT k, sum(v) AS s FROM joins.facts GROUP BY k) \
+        SELECT (SELECT min(s) FROM t) AS lo, (SELECT max(s) FROM t) AS hi";
+    assert_eq!(
+        query(&project, sql),
+        format!("lo,hi\n{},{}\n", total(0), total(999))
+    );
+    let sql = "SELECT (SELECT sum(v) FROM joins.facts WHERE k < 10) AS a, \
+        (SELECT sum(v) FROM joins.facts WHERE k < 20) AS b";
+    let sum_below = |n: i64| (0..n).map(total).sum::<i64>();
+    assert_eq!(
+        query(&project, sql),
+        format!("a,b\n{},{}\n", sum_below(10), sum_below(20))
+    );
+}
