@@ -51,14 +51,17 @@ impl PhysicalOptimizerRule for SharedSubplans {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        // Each candidate's key, by node (the second pass visits the same nodes).
+        let mut keys: HashMap<*const (), String> = HashMap::new();
+        let mut uses: HashMap<String, usize> = HashMap::new();
         plan.apply(|node| {
             if let Some(key) = shareable(node) {
-                *seen.entry(key).or_default() += 1;
+                *uses.entry(key.clone()).or_default() += 1;
+                keys.insert(Arc::as_ptr(node).cast(), key);
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let shared: HashMap<String, Arc<Shared>> = seen
+        let shared: HashMap<String, Arc<Shared>> = uses
             .into_iter()
             .filter(|(_, uses)| *uses > 1)
             .map(|(key, uses)| (key, Arc::new(Shared::new(uses))))
@@ -70,7 +73,10 @@ impl PhysicalOptimizerRule for SharedSubplans {
             if node.downcast_ref::<SharedSubplanExec>().is_some() {
                 return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
             }
-            match shareable(&node).and_then(|key| shared.get(&key)) {
+            let state = keys
+                .get(&Arc::as_ptr(&node).cast())
+                .and_then(|key| shared.get(key));
+            match state {
                 Some(state) => {
                     let exec = SharedSubplanExec::new(node, Arc::clone(state));
                     Ok(Transformed::new(

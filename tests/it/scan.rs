@@ -28,6 +28,22 @@ fn project_with_table() -> TempProject {
     project
 }
 
+/// A project whose pipeline `joins` has a table task per (name, SQL), run once.
+fn joins_tables(tables: &[(&str, &str)]) -> TempProject {
+    let project = TempProject::new();
+    let tasks: String = tables
+        .iter()
+        .map(|(name, _)| format!("[tasks.{name}]\nmaterialized = \"table\"\n"))
+        .collect();
+    project.write("sql/joins/pipeline.toml", &tasks);
+    for (name, sql) in tables {
+        project.write(&format!("sql/joins/{name}.sql"), sql);
+    }
+    let out = project.quern(&["run", "joins", "--ds", "2024-03-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    project
+}
+
 fn query(project: &TempProject, sql: &str) -> String {
     let out = project.quern(&["query", "--format", "csv", sql]);
     assert!(out.status.success(), "{sql}: {}", stderr(&out));
@@ -134,21 +150,16 @@ fn a_table_with_column_mapping_reads_through_delta_rs() {
 /// computed by hand.
 #[test]
 fn a_selective_join_filters_the_rows_of_the_delta_table_it_probes() {
-    let project = TempProject::new();
-    project.write(
-        "sql/joins/pipeline.toml",
-        "[tasks.facts]\nmaterialized = \"table\"\n[tasks.dims]\nmaterialized = \"table\"\n",
-    );
-    project.write(
-        "sql/joins/facts.sql",
-        "SELECT value % 20000 AS k, value AS v FROM generate_series(0, 199999)",
-    );
-    project.write(
-        "sql/joins/dims.sql",
-        "SELECT value AS k, value % 1000 = 0 AS rare FROM generate_series(0, 19999)",
-    );
-    let out = project.quern(&["run", "joins", "--ds", "2024-03-01"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let project = joins_tables(&[
+        (
+            "facts",
+            "SELECT value % 20000 AS k, value AS v FROM generate_series(0, 199999)",
+        ),
+        (
+            "dims",
+            "SELECT value AS k, value % 1000 = 0 AS rare FROM generate_series(0, 19999)",
+        ),
+    ]);
     let sql = "SELECT CAST(sum(a.s) AS BIGINT) AS total FROM \
         (SELECT k, sum(v) AS s FROM joins.facts GROUP BY k) a \
         JOIN joins.dims d ON a.k = d.k WHERE d.rare";
@@ -174,17 +185,10 @@ fn a_selective_join_filters_the_rows_of_the_delta_table_it_probes() {
 /// ones computed by hand.
 #[test]
 fn an_aggregate_referenced_twice_is_computed_once() {
-    let project = TempProject::new();
-    project.write(
-        "sql/joins/pipeline.toml",
-        "[tasks.facts]\nmaterialized = \"table\"\n",
-    );
-    project.write(
-        "sql/joins/facts.sql",
+    let project = joins_tables(&[(
+        "facts",
         "SELECT value % 1000 AS k, value AS v FROM generate_series(0, 199999)",
-    );
-    let out = project.quern(&["run", "joins", "--ds", "2024-03-01"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    )]);
     // Key k's total is 200 k + 1000 (0 + 1 + … + 199).
     let total = |k: i64| 200 * k + 19_900_000;
     let sql = "WITH t AS (SELECT k, sum(v) AS s FROM joins.facts GROUP BY k) \
