@@ -49,7 +49,24 @@ impl Program {
             slots[*slot] = Some(cols);
             next += input.width;
         }
+        // How many more times each slot is read (by the steps left, and as the output),
+        // so that a step that passes its input on unchanged (`Identity`, a cast to
+        // double) can move the columns when it is their last reader instead of copying.
+        let mut reads = vec![0usize; self.slots];
+        for s in self.steps.iter().flat_map(|step| &step.inputs) {
+            reads[*s] += 1;
+        }
+        reads[self.output] += 1;
         for step in &self.steps {
+            for s in &step.inputs {
+                reads[*s] -= 1;
+            }
+            if let ([only], Op::Identity | Op::CastF64) = (step.inputs.as_slice(), &step.op) {
+                if reads[*only] == 0 {
+                    slots[step.output] = slots[*only].take();
+                    continue;
+                }
+            }
             let inputs: Vec<&[Vec<f64>]> = step
                 .inputs
                 .iter()

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::simd::Simd;
 use super::tables::Tables;
 use super::{Aggregate, ClassifierRules, Mode, Node, TreeEnsemble};
 use crate::models::error::OnnxError;
@@ -45,10 +46,10 @@ pub(super) struct Perfect {
     pub(super) thresholds: Vec<f64>,
     /// Per tree, `2^depth` leaves × `n_outputs` values.
     pub(super) leaves: Vec<f64>,
-    /// The single-precision tables of the SIMD kernel, built once here, when the trees
-    /// are at most 6 deep with one output and every split and leaf value is exactly a
-    /// float (as ONNX's `nodes_values` and weights are).
-    pub(super) simd: Option<Tables>,
+    /// The single-precision tables of the vector kernels (and their bins), built once
+    /// here, when the trees are at most 6 deep with one output and every split and
+    /// leaf value is exactly a float (as ONNX's `nodes_values` and weights are).
+    pub(super) simd: Option<Simd>,
 }
 
 impl TreeEnsemble {
@@ -134,13 +135,13 @@ impl TreeEnsemble {
             .flatten()
             .all(|n| n.mode == Mode::Leaf || exact(n.threshold));
         if leaves_exact && splits_exact && d <= 6 && self.n_outputs == 1 {
-            p.simd = Some(Tables::new(
+            p.simd = Some(Simd::new(Tables::new(
                 p.depth,
                 &p.features,
                 &p.leaves,
                 &t32,
                 self.trees.len(),
-            ));
+            )));
         }
         Some(p)
     }

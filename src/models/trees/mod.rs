@@ -13,14 +13,21 @@
 //! holding NaN takes the generic walk, which honours the missing-value tracks.
 //!
 //! `layout` reads the attributes and builds the perfect-tree tables, `walk` is the
-//! portable walk over them, `tables` holds what the vector kernels read, and `simd`
-//! chooses the vector kernel (`avx512`, `avx2`) the CPU has for the rows it can take.
+//! portable walk over them, `tables` holds what the vector kernels read (`bins` the
+//! thresholds as 16-bit bins, and the loop the binned kernels share), and `simd`
+//! chooses the vector kernel (`avx512`, `avx2_binned`, `avx2`, `neon`) the CPU has for
+//! the rows it can take.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_binned;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+mod bins;
 mod layout;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod simd;
 mod tables;
 mod walk;
@@ -117,13 +124,17 @@ impl TreeEnsemble {
     fn eval_with(&self, kernel: Option<simd::Kernel>, x: &[&[f64]], rows: usize) -> Vec<Vec<f64>> {
         let k = self.n_outputs;
         let mut acc = vec![0.0f64; rows * k];
-        let has_nan = x[..self.n_features]
+        let columns = &x[..self.n_features];
+        // Whether every feature is a float (what the vector kernels need, and what a
+        // model with float inputs gets): then none is NaN, and one pass tells both.
+        let floats = columns
             .iter()
-            .any(|c| c[..rows].iter().any(|v| v.is_nan()));
+            .all(|c| c[..rows].iter().all(|v| f64::from(*v as f32) == *v));
+        let has_nan = !floats && columns.iter().any(|c| c[..rows].iter().any(|v| v.is_nan()));
         match &self.perfect {
             Some(p) if !has_nan => {
                 // The vector kernel takes what it can (single-output layouts only).
-                let tables = p.simd.as_ref();
+                let tables = p.simd.as_ref().filter(|_| floats);
                 let done = simd::eval(kernel, p.depth, tables, self.n_features, x, rows, &mut acc);
                 walk::eval_perfect(p, self.trees.len(), k, x, done, rows, &mut acc);
             }
