@@ -7,8 +7,9 @@
 //!   portable walk scores the others;
 //! - else none, and the portable walk scores every row.
 //!
-//! `QUERN_TREE_KERNEL=avx2` (or `avx512`, `neon`, or `portable` for the node walk)
-//! picks one below the fastest, to measure each kernel on one machine.
+//! `QUERN_TREE_KERNEL=avx2` (or `avx512`, `avx2-float` for the float kernel alone,
+//! `neon`, or `portable` for the node walk) picks one below the fastest, to measure
+//! each kernel on one machine, or to set a kernel aside.
 //!
 //! The kernels read the same tables and give the same sums as the portable walk, bit
 //! for bit: the splits compare f32 features with f32 thresholds, or their bins (exact,
@@ -38,7 +39,10 @@ impl Simd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kernel {
     Avx512,
+    /// AVX2 on bins where the trees allow it, else on floats.
     Avx2,
+    /// AVX2 on floats only: to compare the two, or to set the bins aside.
+    Avx2Float,
     Neon,
 }
 
@@ -49,7 +53,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Kernel::Avx2 | Kernel::Avx2Float => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -59,16 +63,20 @@ impl Kernel {
 
     /// The kernels this CPU can run, fastest first.
     pub(super) fn supported() -> Vec<Kernel> {
-        [Kernel::Avx512, Kernel::Avx2, Kernel::Neon]
-            .into_iter()
-            .filter(|k| k.is_supported())
-            .collect()
+        [
+            Kernel::Avx512,
+            Kernel::Avx2,
+            Kernel::Avx2Float,
+            Kernel::Neon,
+        ]
+        .into_iter()
+        .filter(|k| k.is_supported())
+        .collect()
     }
 
     /// The kernel scoring takes: the one `QUERN_TREE_KERNEL` names (`avx512`, `avx2`,
-    /// `neon` or `portable`, the node walk) when the CPU supports it, else the fastest
-    /// supported.
-    /// Detected once.
+    /// `avx2-float`, `neon` or `portable`, the node walk) when the CPU supports it, else
+    /// the fastest supported. Detected once.
     pub(super) fn chosen() -> Option<Kernel> {
         static CHOSEN: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
         *CHOSEN.get_or_init(|| {
@@ -80,11 +88,12 @@ impl Kernel {
                 Some("portable") => return None,
                 Some("avx512") => Kernel::Avx512,
                 Some("avx2") => Kernel::Avx2,
+                Some("avx2-float") => Kernel::Avx2Float,
                 Some("neon") => Kernel::Neon,
                 _ => {
                     tracing::warn!(
-                        "QUERN_TREE_KERNEL={name:?} is not one of avx512, avx2, neon, portable; \
-                         scoring with {fastest:?}"
+                        "QUERN_TREE_KERNEL={name:?} is not one of avx512, avx2, avx2-float, \
+                         neon, portable; scoring with {fastest:?}"
                     );
                     return fastest;
                 }
@@ -159,7 +168,7 @@ fn run(
                 rows
             }
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, None) => {
+            (Kernel::Avx2, None) | (Kernel::Avx2Float, _) => {
                 let rows = whole(8);
                 super::avx2::eval(depth, tables, n_features, x, rows, acc);
                 rows
