@@ -29,7 +29,8 @@ mod parity {
     }
 
     /// `trees` perfect trees of `depth` over `n_features`, thresholds drawn by `draw`;
-    /// one split in eight is +∞ (what the layout writes below a leaf that ends early).
+    /// one split in eight is +∞ (what the layout writes below a leaf that ends early),
+    /// and one in sixteen each -∞, -0 or 0.
     fn tables(
         rng: &mut Rng,
         trees: usize,
@@ -42,12 +43,12 @@ mod parity {
             .map(|_| (rng.next() * n_features as f64) as u32)
             .collect();
         let thresholds: Vec<f32> = (0..trees * inner)
-            .map(|_| {
-                if rng.next() < 0.125 {
-                    f32::INFINITY
-                } else {
-                    draw(rng.next())
-                }
+            .map(|_| match (rng.next() * 16.0) as u32 {
+                0 | 1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => -0.0,
+                4 => 0.0,
+                _ => draw(rng.next()),
             })
             .collect();
         let leaves: Vec<f64> = (0..trees * (inner + 1))
@@ -79,7 +80,9 @@ mod parity {
         let uniform = |u: f64| (u * 4.0 - 2.0) as f32;
         // Most thresholds near 0 and a few far out: crowded buckets.
         let skewed = |u: f64| ((u * 2.0 - 1.0).powi(9) * 1e4) as f32;
-        let rows = 16 * 40;
+        // 41 groups of 16 rows: 32 in the first block, and an odd 9 in the second, so
+        // that both the two-group and the one-group walks run.
+        let rows = 16 * 41;
         for (name, draw) in [
             ("uniform", &uniform as &dyn Fn(f64) -> f32),
             ("skewed", &skewed),

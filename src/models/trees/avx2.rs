@@ -2,7 +2,7 @@
 //! at a time, over the same tables as the AVX-512 kernel: it scores the trees the
 //! binned kernel ([`avx2_binned`](super::avx2_binned)) does not take (depth 1 or 2,
 //! more than 8 features, or a feature with more distinct thresholds than a 16-bit bin
-//! counts).
+//! counts), and every tree when `QUERN_TREE_KERNEL=avx2-float` sets the bins aside.
 //!
 //! A step costs what its lookups cost, and cross-lane permutes are the dear part on
 //! AVX2 (three µops on the first EPYCs), so the walk spends them only where they pay:

@@ -1,8 +1,8 @@
 //! The vector kernels of perfect trees of depth ≤ 6 with one output and f32 splits and
 //! leaves, and the choice between them at run time:
 //! - x86-64: AVX-512F (16 rows at a time), else AVX2 — on bins, 16 rows at a time, for
-//!   trees 3 to 6 deep over ≤ 8 features (`avx2_binned`), on floats, 8 rows at a time,
-//!   for the others (`avx2`);
+//!   trees 3 to 6 deep over ≤ 8 features with at most 32 766 distinct thresholds per
+//!   feature (`avx2_binned`), on floats, 8 rows at a time, for the others (`avx2`);
 //! - aarch64: NEON, on bins as `avx2_binned` and for the same trees (`neon`); the
 //!   portable walk scores the others;
 //! - else none, and the portable walk scores every row.
@@ -150,8 +150,9 @@ fn run(
     let whole = |lanes: usize| rows - rows % lanes;
     let (tables, binned) = (&simd.tables, simd.bins.as_ref().filter(|_| depth >= 3));
     // SAFETY: the CPU has the kernel's instructions (asserted above); its other
-    // preconditions (depth ≤ 6, ≤ 16 features, float-exact features, table sizes)
-    // were checked by `eval` and the layout, and each scores whole vectors of rows.
+    // preconditions were checked by `eval` (depth ≤ 6, ≤ 16 features), by its caller
+    // (float-exact features, else no tables) and by the layout (table sizes), and each
+    // kernel scores whole vectors of rows.
     #[allow(unused_unsafe)]
     unsafe {
         match (kernel, binned) {
