@@ -66,20 +66,20 @@ def main():
     rows = []
     for n, sql in queries:
         sql = sql.strip().rstrip(";")
+        # Round by round, each engine once per round, so that the host's drift (a
+        # shared machine speeds up and slows down by minutes) weighs on all three alike.
         duck, duck_rows = [], None
+        times = {"delta": [], "parquet": []}
         for _ in range(runs):
             start = time.perf_counter()
             duck_rows = len(con.execute(sql).fetchall())
             duck.append(time.perf_counter() - start)
-        timed = {}
-        for env in ("delta", "parquet"):
-            times = []
-            for _ in range(runs):
+            for env in ("delta", "parquet"):
                 seconds, count = quern(binary, work, env, qualify(sql, "tpch"))
                 if count != duck_rows:
                     sys.exit(f"Q{n} on {env}: quern returned {count} rows, DuckDB {duck_rows}")
-                times.append(seconds)
-            timed[env] = statistics.median(times)
+                times[env].append(seconds)
+        timed = {env: statistics.median(t) for env, t in times.items()}
         rows.append((n, duck_rows, timed["delta"], timed["parquet"], statistics.median(duck)))
         d = rows[-1]
         print(f"Q{n:<3} {d[1]:>6} rows  quern delta {d[2]:6.3f} s  parquet {d[3]:6.3f} s  "

@@ -123,16 +123,74 @@ impl Catalog {
         ctx: &SessionContext,
         reference: &TableReference,
     ) -> Result<Resolved> {
+        let (resolved, provider) = self.resolve(ctx, reference).await?;
+        if let Some((reference, provider)) = provider {
+            register_provider(ctx, reference, provider)?;
+        }
+        Ok(resolved)
+    }
+
+    /// Registers each of `references` as [`Catalog::register`] does, opening their
+    /// tables at the same time (each Delta log replay and Parquet footer read is a few
+    /// milliseconds of its own): the results are in the order of `references`, and the
+    /// error is the first one in that order.
+    pub(crate) async fn register_all(
+        &self,
+        ctx: &SessionContext,
+        references: &[TableReference],
+    ) -> Result<Vec<Resolved>> {
+        if references.len() < 2 {
+            let mut resolved = Vec::with_capacity(references.len());
+            for reference in references {
+                resolved.push(self.register(ctx, reference).await?);
+            }
+            return Ok(resolved);
+        }
+        let opening: Vec<_> = (references.iter().cloned())
+            .map(|reference| {
+                let (catalog, ctx) = (self.clone(), ctx.clone());
+                tokio::spawn(async move { catalog.resolve(&ctx, &reference).await })
+            })
+            .collect();
+        let mut opened = Vec::with_capacity(opening.len());
+        for task in opening {
+            opened.push(match task.await {
+                Ok(result) => result,
+                // The same panic as opening the table here would have raised.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(Error::session(
+                    "opening the tables a query reads",
+                    datafusion::error::DataFusionError::External(Box::new(e)),
+                )),
+            });
+        }
+        let mut resolved = Vec::with_capacity(opened.len());
+        for result in opened {
+            let (r, provider) = result?;
+            if let Some((reference, provider)) = provider {
+                register_provider(ctx, reference, provider)?;
+            }
+            resolved.push(r);
+        }
+        Ok(resolved)
+    }
+
+    /// What `reference` names, and the provider to register it as, if any.
+    async fn resolve(
+        &self,
+        ctx: &SessionContext,
+        reference: &TableReference,
+    ) -> Result<(Resolved, Option<(TableReference, Arc<dyn TableProvider>)>)> {
         let (Some(schema), table) = (reference.schema(), reference.table()) else {
-            return Ok(Resolved::Unknown);
+            return Ok((Resolved::Unknown, None));
         };
         let reference = TableReference::partial(schema, table);
         // The run log reads as `_quern.runs`, `_quern.tasks`, … in ad-hoc queries.
         if schema == LOG_SCHEMA && crate::config::is_identifier(table) {
             let url = self.warehouse.log_table_url(table);
-            return Ok(match self.register_delta(ctx, reference, &url).await? {
-                true => Resolved::Registered,
-                false => Resolved::Unknown,
+            return Ok(match self.open_delta(ctx, &url).await? {
+                Some(provider) => (Resolved::Registered, Some((reference, provider))),
+                None => (Resolved::Unknown, None),
             });
         }
         if let Some(spec) = self.env.source(schema, table) {
@@ -145,17 +203,15 @@ impl Catalog {
                 spec,
             )
             .await?;
-            register_provider(ctx, reference, provider)?;
-            return Ok(Resolved::Registered);
+            return Ok((Resolved::Registered, Some((reference, provider))));
         }
         let Some(pipeline) = self.project.pipelines().get(schema) else {
-            return Ok(Resolved::Unknown);
+            return Ok((Resolved::Unknown, None));
         };
         let url = self.warehouse.table_url(&pipeline.name, table);
-        Ok(if self.register_delta(ctx, reference, &url).await? {
-            Resolved::Registered
-        } else {
-            Resolved::NotYetWritten(url)
+        Ok(match self.open_delta(ctx, &url).await? {
+            Some(provider) => (Resolved::Registered, Some((reference, provider))),
+            None => (Resolved::NotYetWritten(url), None),
         })
     }
 
@@ -178,12 +234,23 @@ impl Catalog {
         reference: TableReference,
         url: &Url,
     ) -> Result<bool> {
-        let Some(table) = crate::delta::open(url, self.storage()).await? else {
+        let Some(provider) = self.open_delta(ctx, url).await? else {
             return Ok(false);
         };
-        let provider = crate::delta::provider(&table, url, ctx).await?;
         register_provider(ctx, reference, provider)?;
         Ok(true)
+    }
+
+    /// The provider of the Delta table at `url`; `None` when there is none.
+    async fn open_delta(
+        &self,
+        ctx: &SessionContext,
+        url: &Url,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = crate::delta::open(url, self.storage()).await? else {
+            return Ok(None);
+        };
+        Ok(Some(crate::delta::provider(&table, url, ctx).await?))
     }
 }
 

@@ -706,10 +706,8 @@ impl Engine {
         )?;
         let catalog = self.catalog()?;
         self.register_models(&ctx, &parsed.functions).await?;
-        for relation in &parsed.relations {
-            // A table that does not exist (yet) is left for DataFusion to report.
-            catalog.register(&ctx, relation).await?;
-        }
+        // A table that does not exist (yet) is left for DataFusion to report.
+        catalog.register_all(&ctx, &parsed.relations).await?;
         let statement = match explain {
             Some((options, _)) => datafusion::sql::parser::Statement::Explain(
                 datafusion::sql::parser::ExplainStatement {

@@ -594,6 +594,7 @@ impl<'a> Planner<'a> {
         r: &RenderedTask,
         relations: &[TableReference],
     ) -> Result<()> {
+        let mut reads = Vec::new();
         for relation in relations {
             let (Some(schema), table) = (relation.schema(), relation.table()) else {
                 continue;
@@ -603,12 +604,14 @@ impl<'a> Planner<'a> {
                 .ok()
                 .zip(TaskName::try_new(table).ok())
                 .is_some_and(|(p, t)| self.in_run.contains(&TaskId::new(p, t)));
-            if in_run || !self.registered.insert(reference.clone()) {
-                continue;
+            if !in_run && self.registered.insert(reference.clone()) {
+                reads.push(reference);
             }
-            if let Resolved::NotYetWritten(url) =
-                self.catalog.register(&self.ctx, &reference).await?
-            {
+        }
+        let resolved = self.catalog.register_all(&self.ctx, &reads).await?;
+        for (reference, resolved) in reads.iter().zip(resolved) {
+            if let Resolved::NotYetWritten(url) = resolved {
+                let (schema, table) = (reference.schema().unwrap_or_default(), reference.table());
                 let reader = self
                     .dag
                     .name_of(&TaskId::new(r.pipeline.clone(), r.task.clone()));

@@ -220,3 +220,42 @@ fn an_aggregate_referenced_twice_is_computed_once() {
         format!("a,b\n{},{}\n", sum_below(10), sum_below(20))
     );
 }
+
+#[test]
+fn the_tables_of_a_query_open_together_and_the_first_failure_is_reported() {
+    let project = joins_tables(&[
+        ("a", "SELECT value AS k, value * 2 AS x FROM range(0, 1000)"),
+        ("b", "SELECT value AS k, value * 3 AS y FROM range(0, 1000)"),
+        ("c", "SELECT value AS k, value * 5 AS z FROM range(0, 1000)"),
+    ]);
+    // Three Delta tables, opened at the same time, each registered under its name.
+    assert_eq!(
+        query(
+            &project,
+            "SELECT count(*) AS n, sum(x + y + z) AS s FROM joins.c \
+             JOIN joins.a ON a.k = c.k JOIN joins.b ON b.k = c.k WHERE c.k % 2 = 0"
+        ),
+        format!(
+            "n,s\n500,{}\n",
+            (0..1000).step_by(2).map(|k| k * 10).sum::<i64>()
+        )
+    );
+
+    // Two sources with no table behind them: the error is always the first one in the
+    // order the catalog opens them (by name), whichever finished first.
+    project.write(
+        "environments/local.toml",
+        &format!(
+            "{}\n[sources.lake]\nx = {{ uri = \"nowhere/x\", format = \"delta\" }}\n\
+             y = {{ uri = \"nowhere/y\", format = \"delta\" }}\n",
+            project.read("environments/local.toml")
+        ),
+    );
+    for _ in 0..3 {
+        let out = project.quern(&["query", "SELECT * FROM lake.y, lake.x, joins.a"]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("sources.lake.x"), "{err}");
+        assert!(!err.contains("sources.lake.y"), "{err}");
+    }
+}
