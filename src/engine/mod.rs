@@ -4,6 +4,7 @@
 
 mod backfill;
 mod command;
+mod conjunction;
 mod events;
 mod graph;
 mod memory;
@@ -785,7 +786,8 @@ impl Engine {
 }
 
 /// DataFusion's physical rules, with shared aggregates before the last filter pushdown
-/// (which tells copies apart) and runtime filters after it (it places their filters).
+/// (which tells copies apart) and runtime filters after it (it places their filters);
+/// last, filters of several conjuncts get one selection mask.
 fn embedded_physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let last_pushdown = rules
@@ -794,5 +796,6 @@ fn embedded_physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>
         .unwrap_or(rules.len());
     rules.insert(last_pushdown, Arc::new(shared_subplan::SharedSubplans));
     rules.push(Arc::new(runtime_filter::RuntimeFilters));
+    rules.push(Arc::new(conjunction::Conjunctions));
     rules
 }
