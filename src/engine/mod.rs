@@ -786,8 +786,7 @@ impl Engine {
 }
 
 /// DataFusion's physical rules, with shared aggregates before the last filter pushdown
-/// (which tells copies apart) and runtime filters after it (it places their filters);
-/// last, filters of several conjuncts get one selection mask.
+/// (which tells copies apart), runtime filters and one-mask conjunctions after it.
 fn embedded_physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let last_pushdown = rules
