@@ -10,15 +10,16 @@
 //! This rule, run last, gives each `FilterExec` whose predicate is a conjunction an
 //! [`AllOf`] predicate: the same conjuncts, in the same order, with the same choice
 //! between the selected rows and every row (at most 20 % kept: the selected rows only),
-//! and the results combined as bitmaps: a bitwise AND on every row, or a pass over the
-//! selected rows' indices. A NULL conjunct drops the row, as the filter would.
+//! and the results combined as bitmaps: a bitwise AND on every row, or the `scatter`
+//! DataFusion's `CASE` uses (one pass over the selected rows' indices). A NULL conjunct
+//! drops the row, as the filter would.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use datafusion::arrow::buffer::{BooleanBuffer, MutableBuffer};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::cast::as_boolean_array;
@@ -29,6 +30,7 @@ use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::expressions::BinaryExpr;
 use datafusion::physical_expr::utils::split_conjunction;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::utils::scatter;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::ExecutionPlan;
@@ -141,10 +143,13 @@ impl PhysicalExpr for AllOf {
                         break;
                     }
                     if kept as f64 <= rows as f64 * SELECTED_ONLY {
+                        // Evaluated on the selected rows, scattered back to their
+                        // places (NULL elsewhere, so false).
                         let mask_array = BooleanArray::new(mask.clone(), None);
                         let subset = filter_record_batch(batch, &mask_array)?;
-                        let on_subset = truth(conjunct.evaluate(&subset)?, kept)?;
-                        scatter(mask, &on_subset)
+                        let on_subset = conjunct.evaluate(&subset)?.into_array(kept)?;
+                        let placed = scatter(&mask_array, &on_subset)?;
+                        truth(ColumnarValue::Array(placed), rows)?
                     } else {
                         mask & &truth(conjunct.evaluate(batch)?, rows)?
                     }
@@ -197,19 +202,6 @@ fn truth(value: ColumnarValue, rows: usize) -> DfResult<BooleanBuffer> {
         Some(nulls) if nulls.null_count() > 0 => array.values() & nulls.inner(),
         _ => array.values().clone(),
     })
-}
-
-/// `mask` with each set bit replaced by the next value of `on_selected` (the conjunct
-/// evaluated on the selected rows, in order).
-fn scatter(mask: &BooleanBuffer, on_selected: &BooleanBuffer) -> BooleanBuffer {
-    let mut bits = MutableBuffer::from_len_zeroed(mask.len().div_ceil(8));
-    let out = bits.as_slice_mut();
-    for (i, row) in mask.set_indices().enumerate() {
-        if on_selected.value(i) {
-            out[row / 8] |= 1 << (row % 8);
-        }
-    }
-    BooleanBuffer::new(bits.into(), 0, mask.len())
 }
 
 #[cfg(test)]
@@ -323,21 +315,5 @@ mod tests {
             .reduce(|l, r| binary(l, Operator::And, r, b.schema_ref()).unwrap())
             .unwrap();
         assert_eq!(AllOf { conjuncts }.to_string(), and.to_string());
-    }
-
-    #[test]
-    fn scatter_puts_each_value_at_its_selected_row() {
-        let mask = BooleanBuffer::from_iter((0..70).map(|i| i % 3 == 0 || i > 60));
-        let selected = mask.count_set_bits();
-        let values = BooleanBuffer::from_iter((0..selected).map(|i| i % 2 == 0));
-        let out = scatter(&mask, &values);
-        let mut next = 0;
-        for row in 0..70 {
-            let want = mask.value(row) && {
-                next += 1;
-                values.value(next - 1)
-            };
-            assert_eq!(out.value(row), want, "row {row}");
-        }
     }
 }
