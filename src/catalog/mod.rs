@@ -117,35 +117,15 @@ impl Catalog {
         Ok(())
     }
 
-    /// Registers `reference` in `ctx` as the source or the task table it names.
-    pub(crate) async fn register(
-        &self,
-        ctx: &SessionContext,
-        reference: &TableReference,
-    ) -> Result<Resolved> {
-        let (resolved, provider) = self.resolve(ctx, reference).await?;
-        if let Some((reference, provider)) = provider {
-            register_provider(ctx, reference, provider)?;
-        }
-        Ok(resolved)
-    }
-
-    /// Registers each of `references` as [`Catalog::register`] does, opening their
-    /// tables at the same time (each Delta log replay and Parquet footer read is a few
-    /// milliseconds of its own): the results are in the order of `references`, and the
-    /// error is the first one in that order.
+    /// Registers each of `references` in `ctx` as the source or the task table it
+    /// names, opening their tables at the same time (each Delta log replay and Parquet
+    /// footer read is a few milliseconds of its own): the results are in the order of
+    /// `references`, and the error is the first one in that order.
     pub(crate) async fn register_all(
         &self,
         ctx: &SessionContext,
         references: &[TableReference],
     ) -> Result<Vec<Resolved>> {
-        if references.len() < 2 {
-            let mut resolved = Vec::with_capacity(references.len());
-            for reference in references {
-                resolved.push(self.register(ctx, reference).await?);
-            }
-            return Ok(resolved);
-        }
         let opening: Vec<_> = (references.iter().cloned())
             .map(|reference| {
                 let (catalog, ctx) = (self.clone(), ctx.clone());
