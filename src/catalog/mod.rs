@@ -18,11 +18,13 @@
 mod columns;
 mod csv;
 mod location;
+mod mapped;
 mod sources;
 mod stores;
 
 pub(crate) use columns::{declared_schema, parse_columns, Declared};
 pub(crate) use location::{table_url, Warehouse, WriteGuard};
+pub(crate) use mapped::local_files;
 pub use stores::StorageError;
 
 use std::sync::Arc;

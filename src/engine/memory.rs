@@ -64,13 +64,18 @@ impl Memory {
     }
 
     /// A runtime for one session: this pool and disk, the session's own caches and
-    /// object stores.
+    /// object stores, local files memory-mapped.
     pub(crate) fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
         let mut builder = RuntimeEnvBuilder::new().with_memory_pool(self.pool.clone());
         builder.disk_manager = Some(self.disk.clone());
-        builder
+        let runtime = builder
             .build_arc()
-            .map_err(|e| Error::session("setting up a session's memory", e))
+            .map_err(|e| Error::session("setting up a session's memory", e))?;
+        // Local tables are read through memory maps (see catalog::local_files).
+        if let Ok(local) = url::Url::parse("file://") {
+            runtime.register_object_store(&local, crate::catalog::local_files());
+        }
+        Ok(runtime)
     }
 }
 
