@@ -302,12 +302,12 @@ mod tests {
             .await;
         assert!(err.is_err());
         let err = store
-            .get_ranges(&location, &[0..len + 1])
+            .get_ranges(&location, &[0..len + 1, 0..1])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("outside the file"), "{err}");
         let missing = Path::from_absolute_path(dir.path().join("missing.bin")).unwrap();
-        let err = store.get_ranges(&missing, &[0..len]).await.unwrap_err();
+        let err = store.get_ranges(&missing, &[0..len, 0..1]).await.unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
     }
 }
