@@ -307,7 +307,10 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("outside the file"), "{err}");
         let missing = Path::from_absolute_path(dir.path().join("missing.bin")).unwrap();
-        let err = store.get_ranges(&missing, &[0..len, 0..1]).await.unwrap_err();
+        let err = store
+            .get_ranges(&missing, &[0..len, 0..1])
+            .await
+            .unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 //! features over and lets every linear operator run as vectorised column sweeps.
 
 use super::error::OnnxError;
-use super::transform::{logistic, softmax, PostTransform};
+use super::transform::{logistic_in_place, logistic_pair, softmax, PostTransform};
 use super::trees::TreeEnsemble;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,17 +153,17 @@ impl Op {
                 if *binary_single {
                     let s = scores.pop().unwrap_or_default();
                     return match post {
-                        PostTransform::Logistic => vec![
-                            s.iter().map(|v| logistic(-v)).collect(),
-                            s.iter().map(|v| logistic(*v)).collect(),
-                        ],
+                        PostTransform::Logistic => {
+                            let (p0, p1) = logistic_pair(s);
+                            vec![p0, p1]
+                        }
                         _ => vec![s.iter().map(|v| -v).collect(), s],
                     };
                 }
                 if *post == PostTransform::Logistic && scores.len() > 1 {
                     // Element-wise: a column sweep, which vectorises.
                     for col in &mut scores {
-                        col.iter_mut().for_each(|v| *v = logistic(*v));
+                        logistic_in_place(col);
                     }
                 } else {
                     apply_rows(&mut scores, rows, |row| post.apply(row));
@@ -179,10 +179,11 @@ impl Op {
                 apply_rows(&mut out, rows, softmax);
                 out
             }
-            Op::Sigmoid => x
-                .iter()
-                .map(|c| c.iter().map(|v| logistic(*v)).collect())
-                .collect(),
+            Op::Sigmoid => {
+                let mut out = x.to_vec();
+                out.iter_mut().for_each(|c| logistic_in_place(c));
+                out
+            }
             Op::Concat => inputs.iter().flat_map(|v| v.iter().cloned()).collect(),
             Op::Select(idx) => idx.iter().map(|i| x[*i].clone()).collect(),
         }

@@ -105,6 +105,104 @@ pub(crate) fn exp(x: f64) -> f64 {
     }
 }
 
+/// The logistic of every value of `xs`, in place, as wide as the CPU computes.
+pub(crate) fn logistic_in_place(xs: &mut [f64]) {
+    logistic_in_place_as(Width::widest(), xs);
+}
+
+fn logistic_in_place_as(width: Width, xs: &mut [f64]) {
+    #[inline(always)]
+    fn sweep((xs, _): (&mut [f64], &mut [f64])) {
+        xs.iter_mut().for_each(|v| *v = logistic(*v));
+    }
+    as_wide!(width, sweep, (xs, &mut []));
+}
+
+/// A binary classifier's two probabilities from its scores `s` (which become P(1)):
+/// P(0) = logistic(-s) and P(1) = logistic(s), with one exponential a row instead of
+/// two — e = e^-s, P(1) = 1 / (1 + e), P(0) = e · P(1) — as wide as the CPU computes.
+pub(crate) fn logistic_pair(s: Vec<f64>) -> (Vec<f64>, Vec<f64>) {
+    logistic_pair_as(Width::widest(), s)
+}
+
+fn logistic_pair_as(width: Width, mut s: Vec<f64>) -> (Vec<f64>, Vec<f64>) {
+    #[inline(always)]
+    fn pair((s, p0): (&mut [f64], &mut [f64])) {
+        for (v, q) in s.iter_mut().zip(p0.iter_mut()) {
+            let e = exp(-*v);
+            let p = 1.0 / (1.0 + e);
+            *q = e * p;
+            *v = p;
+        }
+    }
+    let mut p0 = vec![0.0; s.len()];
+    as_wide!(width, pair, (&mut s, &mut p0));
+    (p0, s)
+}
+
+/// The vector units a column sweep can be compiled for: the build's own (SSE2 on
+/// x86-64, two doubles a vector), AVX2 (four) or AVX-512 (eight), chosen at run time.
+/// The arithmetic is the same IEEE operations in each (Rust does not fuse multiplies
+/// and adds on its own), so every CPU gives the same bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Width {
+    Built,
+    Avx2,
+    Avx512,
+}
+
+impl Width {
+    /// The widest this CPU has.
+    fn widest() -> Width {
+        *Width::supported().last().unwrap_or(&Width::Built)
+    }
+
+    /// The widths this CPU runs, narrowest first.
+    fn supported() -> Vec<Width> {
+        let mut widths = vec![Width::Built];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                widths.push(Width::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                widths.push(Width::Avx512);
+            }
+        }
+        widths
+    }
+}
+
+/// Calls `$sweep($args)` compiled for `$width` (one the CPU has: [`Width::supported`]).
+macro_rules! as_wide {
+    ($width:expr, $sweep:ident, $args:expr) => {{
+        match $width {
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512 => {
+                #[target_feature(enable = "avx512f")]
+                fn avx512(args: (&mut [f64], &mut [f64])) {
+                    $sweep(args)
+                }
+                debug_assert!(std::arch::is_x86_feature_detected!("avx512f"));
+                // SAFETY: Width::Avx512 is only chosen on a CPU with AVX-512F.
+                unsafe { avx512($args) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx2 => {
+                #[target_feature(enable = "avx2")]
+                fn avx2(args: (&mut [f64], &mut [f64])) {
+                    $sweep(args)
+                }
+                debug_assert!(std::arch::is_x86_feature_detected!("avx2"));
+                // SAFETY: Width::Avx2 is only chosen on a CPU with AVX2.
+                unsafe { avx2($args) }
+            }
+            _ => $sweep($args),
+        }
+    }};
+}
+use as_wide;
+
 /// Softmax of one row's scores, in place.
 #[inline]
 pub(crate) fn softmax(scores: &mut [f64]) {
@@ -135,5 +233,36 @@ mod tests {
         assert_eq!(super::exp(0.0), 1.0);
         assert!(super::logistic(-800.0) < 1e-300);
         assert!(super::logistic(800.0) == 1.0);
+    }
+
+    /// Every width this CPU runs gives the bits of the plain `logistic`, and the pair's P(0) is
+    /// within a few ulps of logistic(-s) (both are below 1e-300 past `exp`'s clamp).
+    #[test]
+    fn wide_logistics_agree_with_the_scalar_one() {
+        let mut xs: Vec<f64> = (0..1001).map(|i| (i as f64 - 500.0) * 0.0731).collect();
+        xs.extend([-800.0, -40.0, 40.0, 800.0, 0.0, f64::NAN]);
+        for width in super::Width::supported() {
+            let mut swept = xs.clone();
+            super::logistic_in_place_as(width, &mut swept);
+            for (x, y) in xs.iter().zip(&swept) {
+                assert_eq!(super::logistic(*x).to_bits(), y.to_bits(), "{width:?} {x}");
+            }
+            let (p0, p1) = super::logistic_pair_as(width, xs.clone());
+            for ((x, a), b) in xs.iter().zip(&p0).zip(&p1) {
+                if x.is_nan() {
+                    assert!(a.is_nan() && b.is_nan());
+                    continue;
+                }
+                let (want0, want1) = (super::logistic(-x), super::logistic(*x));
+                assert!(
+                    (a - want0).abs() <= 4.0 * f64::EPSILON * want0 + 1e-300,
+                    "P(0) of {x}: {a} against {want0}"
+                );
+                assert!(
+                    (b - want1).abs() <= 4.0 * f64::EPSILON * want1 + 1e-300,
+                    "P(1) of {x}: {b} against {want1}"
+                );
+            }
+        }
     }
 }

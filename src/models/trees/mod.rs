@@ -34,7 +34,7 @@ mod walk;
 
 pub(crate) use layout::TreeAttributes;
 
-use crate::models::transform::{logistic, PostTransform};
+use crate::models::transform::{logistic_pair, PostTransform};
 use layout::Perfect;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,6 +192,17 @@ impl TreeEnsemble {
     fn finalize(&self, acc: &[f64], rows: usize) -> Vec<Vec<f64>> {
         let k = self.n_outputs;
         let width = self.width();
+        // A binary classifier's one logistic score: both probabilities in column
+        // sweeps, one exponential a row.
+        if let Some(c) = &self.classifier {
+            let logistic_score = c.n_labels == 2 && c.single_score && !c.weights_all_positive;
+            if logistic_score && self.post == PostTransform::Logistic {
+                let base = self.base_values.first().copied().unwrap_or(0.0);
+                let s = (0..rows).map(|i| acc[i * k] + base).collect();
+                let (p0, p1) = logistic_pair(s);
+                return vec![p0, p1];
+            }
+        }
         let mut out = vec![vec![0.0; rows]; width];
         let mut scores = vec![0.0; width];
         for i in 0..rows {
@@ -199,10 +210,9 @@ impl TreeEnsemble {
             match &self.classifier {
                 Some(c) if c.n_labels == 2 && c.single_score => {
                     let s = raw[0] + self.base_values.first().copied().unwrap_or(0.0);
+                    // (With a logistic post transform it was done above.)
                     let (p0, p1) = if c.weights_all_positive {
                         (1.0 - s, s)
-                    } else if self.post == PostTransform::Logistic {
-                        (logistic(-s), logistic(s))
                     } else {
                         (-s, s)
                     };
