@@ -145,6 +145,7 @@ fn logistic_pair_as(width: Width, mut s: Vec<f64>) -> (Vec<f64>, Vec<f64>) {
 /// The arithmetic is the same IEEE operations in each (Rust does not fuse multiplies
 /// and adds on its own), so every CPU gives the same bits.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Width {
     Built,
     Avx2,
