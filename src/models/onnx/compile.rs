@@ -11,6 +11,7 @@ use super::prune::Producers;
 use super::{ElemType, ModelInput};
 use crate::models::error::OnnxError;
 use crate::models::ops::{Norm, Op};
+use crate::models::transform::PostTransform;
 use crate::models::trees::{TreeAttributes, TreeEnsemble};
 
 /// The native steps of a graph, over numbered slots (a slot holds one tensor's columns).
@@ -288,11 +289,35 @@ fn linear(node: &pb::NodeProto, a: &Attrs<'_>, out_index: usize) -> Result<Op, O
         a.int("targets", 1).max(1) as usize
     };
     let n_labels = labels_of(node).map_or(0, |l| l.len());
+    let post = a.post_transform()?;
+    // A binary logistic regression as skl2onnx exports it: two weight rows, the first
+    // the exact negation of the second. Scored as the second row's one score s, the
+    // probabilities are logistic(-s) and logistic(s): one linear sweep and one
+    // exponential a row instead of two each, P(1) the same bits.
+    let w = coefficients.len() / rows.max(1);
+    let negated =
+        |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == (-y).to_bits());
+    if classifier
+        && rows == 2
+        && n_labels == 2
+        && post == PostTransform::Logistic
+        && coefficients.len() == 2 * w
+        && negated(&coefficients[..w], &coefficients[w..])
+        && negated(&intercepts[..1], &intercepts[1..])
+    {
+        return Ok(Op::Linear {
+            coefficients: coefficients[w..].to_vec(),
+            intercepts: intercepts[1..].to_vec(),
+            rows: 1,
+            post,
+            binary_single: true,
+        });
+    }
     Ok(Op::Linear {
         coefficients,
         intercepts,
         rows,
-        post: a.post_transform()?,
+        post,
         binary_single: classifier && rows == 1 && n_labels == 2,
     })
 }
