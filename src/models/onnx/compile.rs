@@ -297,7 +297,7 @@ fn linear(node: &pb::NodeProto, a: &Attrs<'_>, out_index: usize) -> Result<Op, O
     let w = coefficients.len() / rows.max(1);
     let negated =
         |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == (-y).to_bits());
-    if classifier
+    let (coefficients, intercepts, rows) = if classifier
         && rows == 2
         && n_labels == 2
         && post == PostTransform::Logistic
@@ -305,14 +305,10 @@ fn linear(node: &pb::NodeProto, a: &Attrs<'_>, out_index: usize) -> Result<Op, O
         && negated(&coefficients[..w], &coefficients[w..])
         && negated(&intercepts[..1], &intercepts[1..])
     {
-        return Ok(Op::Linear {
-            coefficients: coefficients[w..].to_vec(),
-            intercepts: intercepts[1..].to_vec(),
-            rows: 1,
-            post,
-            binary_single: true,
-        });
-    }
+        (coefficients[w..].to_vec(), intercepts[1..].to_vec(), 1)
+    } else {
+        (coefficients, intercepts, rows)
+    };
     Ok(Op::Linear {
         coefficients,
         intercepts,
