@@ -11,16 +11,23 @@
 //!   tables, blended on the position's bits 3 and 4, and its feature's bin among the
 //!   group's 8 feature registers with three levels of byte blends on the bits of the
 //!   feature code;
-//! - leaves are added by a scalar pass, in f64 and in tree order, as the portable walk
-//!   adds them, so the sums are the same bit for bit.
+//! - leaves are gathered 8 rows at a time and added in f64 and in tree order, as the
+//!   portable walk adds them, so the sums are the same bit for bit.
 //!
 //! Two groups of 16 rows are walked together so that the latency of one group's
-//! lookups hides behind the other's.
+//! lookups hides behind the other's. A block's bins are found 8 rows at a time too
+//! ([`fill_block`]).
 
 use std::arch::x86_64::*;
 
-use super::bins::{self, Bins, Splits, GROUP, LANES, MAX_FEATURES};
+use super::bins::{self, Bins, Block, Splits, GROUP, LANES, MAX_FEATURES, PROBES};
 use super::tables::Tables;
+
+/// The binned AVX2 steps around the walks.
+const BLOCK: Block = Block {
+    fill: fill_block,
+    add: add_leaves,
+};
 
 /// Levels whose nodes are all compared (no lookup): see [`compared`].
 const COMPARED_LEVELS: usize = 3;
@@ -56,7 +63,7 @@ unsafe fn eval_depth<const D: usize>(
     rows: usize,
     acc: &mut [f64],
 ) {
-    bins::score(tables, bins, x, rows, acc, |splits, at, out, two| {
+    bins::score(tables, bins, x, rows, acc, BLOCK, |splits, at, out, two| {
         if two {
             let pos = walk::<D, 2>(splits, [at, at.add(GROUP)]);
             _mm256_storeu_si256(out.cast(), pos[0]);
@@ -168,4 +175,161 @@ unsafe fn compared(splits: Splits, base: *const i16) -> __m256i {
     let high = _mm256_blendv_epi8(right(2, 2), right(2, 3), r1);
     let r2 = _mm256_blendv_epi8(low, high, r0);
     step(step(step(_mm256_setzero_si256(), r0), r1), r2)
+}
+
+/// [`Bins::fill_block`] 8 rows of a feature at a time: each value's bucket, its first
+/// cut and the [`PROBES`] cuts from there are vector lanes and gathers, and the same
+/// float operations as [`Buckets::bin`](bins::Buckets::bin) give the same bins. A row
+/// whose probes are all below it, in a feature with a bucket of more cuts, takes the
+/// portable `bin` for the rest of the count.
+///
+/// # Safety
+/// The CPU must support AVX2; `x` has a column for each of the bins' features with at
+/// least `start + groups × 16` values, and `block` room for `groups` groups.
+#[target_feature(enable = "avx2")]
+unsafe fn fill_block(bins: &Bins, block: &mut [i16], x: &[&[f64]], start: usize, groups: usize) {
+    const { assert!(PROBES == 2, "two probes gathered") };
+    assert!(block.len() >= groups * GROUP);
+    let out = block.as_mut_ptr();
+    for (f, b) in bins.features.iter().enumerate() {
+        let col = &x[f][start..start + groups * LANES];
+        let (low, scale) = (_mm256_set1_ps(b.low), _mm256_set1_ps(b.scale));
+        let last = _mm256_set1_ps(b.last);
+        for (g, rows) in col.chunks_exact(8).enumerate() {
+            let at = rows.as_ptr();
+            let v = _mm256_set_m128(
+                _mm256_cvtpd_ps(_mm256_loadu_pd(at.add(4))),
+                _mm256_cvtpd_ps(_mm256_loadu_pd(at)),
+            );
+            // `max` with zero second gives zero for NaN, as `f32::max` does.
+            let spot = _mm256_mul_ps(_mm256_sub_ps(v, low), scale);
+            let bucket = _mm256_cvttps_epi32(_mm256_min_ps(
+                _mm256_max_ps(spot, _mm256_setzero_ps()),
+                last,
+            ));
+            // `first` is u16: 32 bits at bucket × 2 are `first[bucket]` and the next.
+            let first = _mm256_i32gather_epi32::<2>(b.first.as_ptr().cast(), bucket);
+            let lo = _mm256_and_si256(first, _mm256_set1_epi32(0xFFFF));
+            let below = |k: usize| {
+                let cut = _mm256_i32gather_ps::<4>(b.padded.as_ptr().add(k), lo);
+                _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(cut, v))
+            };
+            let (below0, below1) = (below(0), below(1));
+            // A true comparison is -1.
+            let bin = _mm256_sub_epi32(_mm256_sub_epi32(lo, below0), below1);
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), bin);
+            let further = _mm256_movemask_ps(_mm256_castsi256_ps(below1));
+            if b.crowded && further != 0 {
+                for (k, lane) in lanes.iter_mut().enumerate() {
+                    if further & (1 << k) != 0 {
+                        *lane = i32::from(b.bin(rows[k] as f32));
+                    }
+                }
+            }
+            // Rows 8g to 8g + 7: group 8g / 16, its half 8g % 16.
+            let to = out.add(g / 2 * GROUP + f * LANES + g % 2 * 8);
+            let packed = _mm_packs_epi32(
+                _mm_loadu_si128(lanes.as_ptr().cast()),
+                _mm_loadu_si128(lanes.as_ptr().add(4).cast()),
+            );
+            _mm_storeu_si128(to.cast(), packed);
+        }
+    }
+}
+
+/// [`bins::add_leaves`] 8 rows at a time: the rows' leaves gathered, widened to f64
+/// and added to their sums.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn add_leaves(sums: &mut [f64], positions: &[i16], leaves: &[f32]) {
+    assert!(leaves.len() >= 64 && positions.len() >= sums.len());
+    let whole = sums.len() / 8 * 8;
+    let (vector, rest) = sums.split_at_mut(whole);
+    let below_64 = _mm256_set1_epi32(63);
+    for (i, eight) in vector.chunks_exact_mut(8).enumerate() {
+        let at = _mm_loadu_si128(positions.as_ptr().add(i * 8).cast());
+        let leaf = _mm256_i32gather_ps::<4>(
+            leaves.as_ptr(),
+            _mm256_and_si256(_mm256_cvtepi16_epi32(at), below_64),
+        );
+        let s = eight.as_mut_ptr();
+        let low = _mm256_cvtps_pd(_mm256_castps256_ps128(leaf));
+        let high = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(leaf));
+        _mm256_storeu_pd(s, _mm256_add_pd(_mm256_loadu_pd(s), low));
+        _mm256_storeu_pd(s.add(4), _mm256_add_pd(_mm256_loadu_pd(s.add(4)), high));
+    }
+    bins::add_leaves(rest, &positions[whole..], leaves);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A depth-3 model's tables over 8 features: feature `f`'s thresholds spread
+    /// evenly, except feature 7's, which crowd near 0 so that its buckets hold many.
+    fn tables() -> Tables {
+        let trees = 40;
+        let (mut feat, mut thr) = (Vec::new(), Vec::new());
+        for s in 0..trees * 7 {
+            let f = s % 8;
+            let u = (s as f32 * 0.618_034).fract() * 2.0 - 1.0;
+            feat.push(f as u32);
+            thr.push(if f == 7 {
+                u.powi(9) * 1e3
+            } else {
+                u * (f + 1) as f32
+            });
+        }
+        Tables::new(3, &feat, &vec![0.5; trees * 8], &thr, trees)
+    }
+
+    #[test]
+    fn vector_bins_and_leaf_sums_are_the_portable_ones() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let tables = tables();
+        let bins = Bins::new(&tables).expect("binned");
+        assert!(bins.features[7].crowded, "a crowded feature");
+        // Each feature's cuts, just below and just above them, and far outside.
+        let rows = 16 * 64;
+        let x: Vec<Vec<f64>> = (0..8)
+            .map(|f| {
+                let cuts = &bins.features[f].padded;
+                (0..rows)
+                    .map(|r| {
+                        let c = cuts[r / 3 % cuts.len()];
+                        let v = match r % 3 {
+                            0 => c,
+                            1 => c.next_down(),
+                            _ => c.next_up(),
+                        };
+                        f64::from(if v.is_finite() { v } else { -v })
+                    })
+                    .collect()
+            })
+            .collect();
+        let x: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
+        let (mut vector, mut portable) = (vec![0i16; 64 * GROUP], vec![0i16; 64 * GROUP]);
+        // SAFETY: the CPU has AVX2; 64 groups of rows and of room.
+        unsafe {
+            fill_block(&bins, &mut vector, &x, 0, 32);
+            fill_block(&bins, &mut vector[32 * GROUP..], &x, 32 * LANES, 32);
+        }
+        bins.fill_block(&mut portable, &x, 0, 32);
+        bins.fill_block(&mut portable[32 * GROUP..], &x, 32 * LANES, 32);
+        assert_eq!(vector, portable);
+
+        let leaves: Vec<f32> = (0..64).map(|i| i as f32 * 0.37 - 9.1).collect();
+        let positions: Vec<i16> = (0..rows as i16 + 3).map(|i| i * 7 % 64).collect();
+        let start: Vec<f64> = (0..rows + 3).map(|i| i as f64 * 1e-3).collect();
+        let (mut vector, mut portable) = (start.clone(), start);
+        // SAFETY: the CPU has AVX2; 64 leaves, a position per sum.
+        unsafe { add_leaves(&mut vector, &positions, &leaves) };
+        bins::add_leaves(&mut portable, &positions, &leaves);
+        assert_eq!(vector, portable, "rows not a multiple of 8 included");
+    }
 }

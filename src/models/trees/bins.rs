@@ -23,7 +23,7 @@ const MAX_CUTS: usize = i16::MAX as usize - 1;
 pub(super) const MAX_FEATURES: usize = 8;
 
 /// Cuts compared directly in a value's bucket.
-const PROBES: usize = 2;
+pub(super) const PROBES: usize = 2;
 
 /// Rows per group: the binned kernels walk 16 rows (one or two vectors) at a time.
 pub(super) const LANES: usize = 16;
@@ -46,15 +46,40 @@ pub(super) struct Splits {
     pub(super) cut: *const i16,
 }
 
+/// The steps of [`score`] around the walks, per block of rows: a kernel with vector
+/// versions gives them, the others take [`Block::PORTABLE`].
+#[derive(Clone, Copy)]
+pub(super) struct Block {
+    /// The bins of a block, as [`Bins::fill_block`] computes them.
+    pub(super) fill: Fill,
+    /// Adds to each row's sum, in f64, its tree's leaf: `add(sums, positions, leaves)`
+    /// with a position below 64 per sum and the tree's 64 leaves, as [`add_leaves`].
+    pub(super) add: unsafe fn(&mut [f64], &[i16], &[f32]),
+}
+
+/// `fill(bins, block, x, start, groups)`, as [`Bins::fill_block`].
+pub(super) type Fill = unsafe fn(&Bins, &mut [i16], &[&[f64]], usize, usize);
+
+impl Block {
+    /// The portable loops (what the NEON kernel takes; the AVX2 kernel's tests compare
+    /// its own with them).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub(super) const PORTABLE: Block = Block {
+        fill: Bins::fill_block,
+        add: add_leaves,
+    };
+}
+
 /// Scores the `rows` rows of `x` (a multiple of [`LANES`]) into `acc` with a binned
 /// kernel's `walk(splits, group, out, two)`, which walks one tree for the group of
 /// rows whose bins start at `group` (and for the next group too when `two`), and
-/// writes each row's leaf position (below 64) at `out`.
+/// writes each row's leaf position (below 64) at `out`; each block's bins and sums
+/// with `steps`.
 ///
 /// # Safety
 /// `bins` are the bins of `tables`; `x` has a column for each of the bins' features
 /// with at least `rows` values; `acc.len() >= rows`; `walk` writes 16 positions per
-/// group and reads no further than its groups.
+/// group and reads no further than its groups; the CPU runs `steps`.
 #[inline(always)]
 pub(super) unsafe fn score(
     tables: &Tables,
@@ -62,6 +87,7 @@ pub(super) unsafe fn score(
     x: &[&[f64]],
     rows: usize,
     acc: &mut [f64],
+    steps: Block,
     mut walk: impl FnMut(Splits, *const i16, *mut i16, bool),
 ) {
     let mut block = vec![0i16; BLOCK / LANES * GROUP];
@@ -70,7 +96,7 @@ pub(super) unsafe fn score(
     while start < rows {
         let n = (rows - start).min(BLOCK);
         let groups = n / LANES;
-        bins.fill_block(&mut block, x, start, groups);
+        (steps.fill)(bins, &mut block, x, start, groups);
         let sums = &mut acc[start..start + n];
         for t in 0..tables.n_trees {
             let splits = Splits {
@@ -90,13 +116,19 @@ pub(super) unsafe fn score(
                 );
                 g += if two { 2 } else { 1 };
             }
-            let leaves = &tables.leaves[t * 64..t * 64 + 64];
-            for (sum, l) in sums.iter_mut().zip(&leaf[..n]) {
-                // A position is below 64; the mask spares the bounds check.
-                *sum += f64::from(leaves[*l as usize & 63]);
-            }
+            (steps.add)(sums, &leaf[..n], &tables.leaves[t * 64..t * 64 + 64]);
         }
         start += n;
+    }
+}
+
+/// Adds to each of `sums` the leaf of its position among `leaves` (64), in f64, as the
+/// portable walk adds them.
+pub(super) fn add_leaves(sums: &mut [f64], positions: &[i16], leaves: &[f32]) {
+    let leaves: &[f32; 64] = leaves.try_into().expect("a tree of 64 leaves");
+    for (sum, l) in sums.iter_mut().zip(positions) {
+        // A position is below 64; the mask spares the bounds check.
+        *sum += f64::from(leaves[*l as usize & 63]);
     }
 }
 
@@ -168,7 +200,8 @@ impl Bins {
 
     /// The bins of `groups` groups of 16 rows of `x` from `start`, laid out
     /// `[group][feature][row]` (see [`GROUP`]).
-    fn fill_block(&self, block: &mut [i16], x: &[&[f64]], start: usize, groups: usize) {
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub(super) fn fill_block(&self, block: &mut [i16], x: &[&[f64]], start: usize, groups: usize) {
         for (f, buckets) in self.features.iter().enumerate() {
             let col = &x[f][start..start + groups * LANES];
             for (g, rows) in col.chunks_exact(LANES).enumerate() {
@@ -187,18 +220,18 @@ impl Bins {
 /// above it, whatever the rounding: only the value's own bucket needs comparisons.
 #[derive(Debug, Clone)]
 pub(super) struct Buckets {
-    low: f32,
-    scale: f32,
+    pub(super) low: f32,
+    pub(super) scale: f32,
     /// The last bucket, as a float for the clamp.
-    last: f32,
+    pub(super) last: f32,
     /// `first[i]`: how many cuts lie in buckets below `i` (one entry per bucket and
     /// one past the last).
-    first: Vec<u16>,
+    pub(super) first: Vec<u16>,
     /// The cuts, ascending, then [`PROBES`] × +∞ so that probing past the last cut
     /// reads a value no row is below.
-    padded: Vec<f32>,
+    pub(super) padded: Vec<f32>,
     /// Whether a bucket holds more than [`PROBES`] cuts.
-    crowded: bool,
+    pub(super) crowded: bool,
 }
 
 impl Buckets {

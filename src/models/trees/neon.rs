@@ -50,18 +50,26 @@ unsafe fn eval_depth<const D: usize>(
     rows: usize,
     acc: &mut [f64],
 ) {
-    bins::score(tables, bins, x, rows, acc, |splits, at, out, two| {
-        if two {
-            let pos = walk::<D, 4>(splits, [at, at.add(8), at.add(GROUP), at.add(GROUP + 8)]);
-            for (k, p) in pos.into_iter().enumerate() {
-                vst1q_s16(out.add(k * 8), p);
+    bins::score(
+        tables,
+        bins,
+        x,
+        rows,
+        acc,
+        bins::Block::PORTABLE,
+        |splits, at, out, two| {
+            if two {
+                let pos = walk::<D, 4>(splits, [at, at.add(8), at.add(GROUP), at.add(GROUP + 8)]);
+                for (k, p) in pos.into_iter().enumerate() {
+                    vst1q_s16(out.add(k * 8), p);
+                }
+            } else {
+                let pos = walk::<D, 2>(splits, [at, at.add(8)]);
+                vst1q_s16(out, pos[0]);
+                vst1q_s16(out.add(8), pos[1]);
             }
-        } else {
-            let pos = walk::<D, 2>(splits, [at, at.add(8)]);
-            vst1q_s16(out, pos[0]);
-            vst1q_s16(out.add(8), pos[1]);
-        }
-    });
+        },
+    );
 }
 
 /// Walks one tree for the `V` vectors of 8 rows at `bases` (each the first lane of its
