@@ -4,10 +4,7 @@
 # of the same files ($data, with the table names in $tables), kept in the cache for the
 # next run.
 cache="${QUERN_CACHE:-$HOME/.cache/quern}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"   # the same build as cargo run and scripts/test
-cargo bench --no-run --locked --quiet   # the release binary, built with the benches (one feature set)
-bin="$(pwd)/$CARGO_TARGET_DIR/release/quern"
-[[ "$CARGO_TARGET_DIR" = /* ]] && bin="$CARGO_TARGET_DIR/release/quern"
+. scripts/bench/quern-bin.sh   # $bin: QUERN_BIN, or the release binary built here
 
 venv="$cache/bench-venv"
 requirements=scripts/bench/requirements-tpch.txt
