@@ -1,7 +1,8 @@
 """TPC-H side by side: the 22 queries through `quern query` (one process per query, as a
 user runs them) over Delta tables and over the same data as Parquet, and through DuckDB
-in-process over the Parquet files, in one run. Medians of N runs; every engine's row
-count is checked against DuckDB's.
+in-process over the Parquet files, in one run. Medians of N runs (rounds of one run
+per engine); every engine's row count is checked against DuckDB's. Delta ÷ Parquet is
+also given per round (the two runs of a round are back to back) as the rounds' median.
 
 The query texts are DuckDB's TPC-H extension's (`tpch_queries()`), the same for both
 engines; for quern the table names are qualified with the source they are declared in.
@@ -67,30 +68,35 @@ def main():
     for n, sql in queries:
         sql = sql.strip().rstrip(";")
         # Round by round, each engine once per round, so that the host's drift (a
-        # shared machine speeds up and slows down by minutes) weighs on all three alike.
+        # shared machine speeds up and slows down by minutes) weighs on all three alike;
+        # quern over Delta and over Parquet back to back, in turns first, so that
+        # neither always follows DuckDB.
         duck, duck_rows = [], None
         times = {"delta": [], "parquet": []}
-        for _ in range(runs):
+        for round_ in range(runs):
             start = time.perf_counter()
             duck_rows = len(con.execute(sql).fetchall())
             duck.append(time.perf_counter() - start)
-            for env in ("delta", "parquet"):
+            for env in ("delta", "parquet") if round_ % 2 == 0 else ("parquet", "delta"):
                 seconds, count = quern(binary, work, env, qualify(sql, "tpch"))
                 if count != duck_rows:
                     sys.exit(f"Q{n} on {env}: quern returned {count} rows, DuckDB {duck_rows}")
                 times[env].append(seconds)
         timed = {env: statistics.median(t) for env, t in times.items()}
-        rows.append((n, duck_rows, timed["delta"], timed["parquet"], statistics.median(duck)))
+        # Each round's Delta ÷ Parquet, from its two back-to-back runs: their median
+        # is less swayed by the drift between rounds than the ratio of the medians.
+        paired = statistics.median(d / p for d, p in zip(times["delta"], times["parquet"]))
+        rows.append((n, duck_rows, timed["delta"], timed["parquet"], statistics.median(duck), paired))
         d = rows[-1]
         print(f"Q{n:<3} {d[1]:>6} rows  quern delta {d[2]:6.3f} s  parquet {d[3]:6.3f} s  "
               f"duckdb {d[4]:6.3f} s  delta/duckdb x{d[2] / d[4]:.2f}", flush=True)
     print()
-    print("| query | rows | quern Delta (s) | quern Parquet (s) | DuckDB (s) | Delta ÷ DuckDB | Parquet ÷ DuckDB | Delta ÷ Parquet |")
-    print("|---|---|---|---|---|---|---|---|")
-    for n, count, delta, parquet, duck in rows:
-        print(f"| Q{n} | {count} | {delta:.3f} | {parquet:.3f} | {duck:.3f} | ×{delta / duck:.2f} | ×{parquet / duck:.2f} | ×{delta / parquet:.2f} |")
+    print("| query | rows | quern Delta (s) | quern Parquet (s) | DuckDB (s) | Delta ÷ DuckDB | Parquet ÷ DuckDB | Delta ÷ Parquet | same, paired by round |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, count, delta, parquet, duck, paired in rows:
+        print(f"| Q{n} | {count} | {delta:.3f} | {parquet:.3f} | {duck:.3f} | ×{delta / duck:.2f} | ×{parquet / duck:.2f} | ×{delta / parquet:.2f} | ×{paired:.2f} |")
     total = [sum(r[i] for r in rows) for i in (2, 3, 4)]
-    print(f"| total | | {total[0]:.2f} | {total[1]:.2f} | {total[2]:.2f} | ×{total[0] / total[2]:.2f} | ×{total[1] / total[2]:.2f} | ×{total[0] / total[1]:.2f} |")
+    print(f"| total | | {total[0]:.2f} | {total[1]:.2f} | {total[2]:.2f} | ×{total[0] / total[2]:.2f} | ×{total[1] / total[2]:.2f} | ×{total[0] / total[1]:.2f} | |")
     worst = sorted(rows, key=lambda r: r[2] / r[4], reverse=True)[:7]
     print("worst (Delta ÷ DuckDB): " + ", ".join(f"Q{r[0]} ×{r[2] / r[4]:.1f}" for r in worst))
 
