@@ -32,8 +32,31 @@ fn return_freed_memory_sooner() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
 }
 
+/// When a file's write fails (a full disk, a file size limit, a store that refuses),
+/// delta-rs aborts its upload and catches the panic object_store's `BufWriter::abort`
+/// raises on purpose when the upload had already begun completing ("Already shut
+/// down"): the task then fails with the write's own error and nothing is committed.
+/// The default panic hook would first print that caught panic and its backtrace, as if
+/// quern had crashed; this hook leaves it to the debug log and hands every other panic
+/// to the default hook.
+fn quiet_caught_upload_aborts() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let aborted_upload = info.payload_as_str() == Some("Already shut down")
+            && info.location().is_some_and(|at| {
+                at.file().contains("object_store") && at.file().ends_with("buffered.rs")
+            });
+        if aborted_upload {
+            tracing::debug!("an upload that had begun completing could not be aborted (caught)");
+            return;
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     return_freed_memory_sooner();
+    quiet_caught_upload_aborts();
     let args = cli::Cli::parse();
     // A reader that stops early (`quern query … | head`) ends quern as it ends other
     // Unix tools, quietly by SIGPIPE, rather than with a "Broken pipe" error and exit 1.

@@ -1,5 +1,7 @@
-//! Concurrent writers and a writer killed mid-write, on local disk and on S3.
+//! Concurrent writers, a writer killed mid-write and a write that runs out of room, on
+//! local disk and on S3.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -234,4 +236,53 @@ fn a_writer_killed_mid_write_leaves_the_previous_version() {
     assert_eq!(count(&project), "n\n2500\n");
     let sum = project.query_csv("SELECT sum(id) AS s FROM events.big");
     assert_eq!(sum, format!("s\n{}\n", 2499 * 2500 / 2));
+}
+
+#[test]
+fn a_write_out_of_room_fails_with_its_error_and_no_panic_and_leaves_the_table() {
+    let project = TempProject::new();
+    add_tasks(&project);
+    let run = |n: &'static str| {
+        [
+            "run",
+            "events",
+            "--ds",
+            "2024-01-01",
+            "--select",
+            "big",
+            "--var",
+            n,
+        ]
+    };
+    let out = project.quern(&run("n=1000"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Files of at most 256 KiB (the run log's fit, the table's data files do not),
+    // with SIGXFSZ ignored so that a longer write fails with EFBIG, as a full disk
+    // fails with ENOSPC.
+    let mut command = project.command(&run("n=2000000"));
+    // SAFETY: setrlimit and signal are async-signal-safe, and touch only the child.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let (said, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}\n{err}");
+    assert!(said.contains("File too large"), "{said}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        project.query_csv("SELECT count(*) AS n FROM events.big"),
+        "n\n1000\n",
+        "the table reads as before"
+    );
 }
