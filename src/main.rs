@@ -2,6 +2,7 @@
 //! (0 success, 1 pipeline or data error, 2 usage error).
 
 mod cli;
+mod huge_pages;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,8 @@ fn quiet_caught_upload_aborts() {
 
 fn main() -> ExitCode {
     return_freed_memory_sooner();
+    // Until the command's tables are open: see `huge_pages`.
+    huge_pages::defer();
     quiet_caught_upload_aborts();
     let args = cli::Cli::parse();
     // A reader that stops early (`quern query … | head`) ends quern as it ends other

@@ -568,6 +568,11 @@ async fn serve(cli: &Cli) -> Result<()> {
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to its end.
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
+    // `query` allows huge pages once its tables are open and its plan is made; every
+    // other command runs with them from here.
+    if !matches!(cli.command, Command::Query { .. }) {
+        crate::huge_pages::allow();
+    }
     let mut out = std::io::stdout();
     if let Command::Test { target, update } = &cli.command {
         return test(&cli, target.as_deref(), *update).await;
@@ -636,7 +641,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             dialect,
         } => {
             let dialect = dialect.unwrap_or(engine.project().dialect());
-            let batches = engine.query_in(sql, dialect).await?.collect().await?;
+            let planned = engine.query_in(sql, dialect).await?;
+            // Its tables are open: the query's own memory may use huge pages.
+            crate::huge_pages::allow();
+            let batches = planned.collect().await?;
             match format {
                 QueryFormat::Table => output::table(&mut out, &batches)?,
                 QueryFormat::Csv => output::csv(&mut out, &batches)?,
