@@ -18,19 +18,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// it): how many milliseconds freed memory stays committed before it is returned.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed memory goes back to the OS after 100 ms rather than mimalloc 3's 1 s: a
+/// Freed memory goes back to the OS after 300 ms rather than mimalloc 3's 1 s: a
 /// `partition` write frees each file's buffers as it closes them, and the events
-/// repartition of 10 M rows (scripts/bench-repartition) peaked at 505-509 MiB with 1 s,
-/// 466-468 MiB with 100 ms and 433 MiB with 10 ms. TPC-H queries took as long at 100 ms
-/// as at 1 s, 5-10 % longer at 10 ms and 15 % longer at 0; mimalloc 2 (10 ms) peaked at
-/// 680 MiB. A `MIMALLOC_PURGE_DELAY` in the environment (which mimalloc reads) rules.
+/// repartition of 10 M rows (scripts/bench-repartition) peaked at 505-509 MiB with 1 s.
+/// Memory returned too soon is faulted in and zeroed again when the next buffer takes
+/// it: on 2 cores, scoring 10 M rows Delta → Delta (scripts/bench-scoring) took 225
+/// huge-page faults a run at 100 ms and 145 at 300 ms, and the repartition ran in
+/// 2.35-2.67 s with 455-462 MiB at 300 ms against 2.86-2.89 s with 429-433 MiB at
+/// 100 ms. TPC-H queries took as long at 100 ms as at 1 s, 5-10 % longer at 10 ms and
+/// 15 % longer at 0. A `MIMALLOC_PURGE_DELAY` in the environment (which mimalloc reads)
+/// rules.
 fn return_freed_memory_sooner() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
     // SAFETY: sets an integer option of the allocator; mimalloc reads its options
     // atomically, and no other thread runs yet.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 300) };
 }
 
 /// When a file's write fails (a full disk, a file size limit, a store that refuses),
