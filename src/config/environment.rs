@@ -243,6 +243,13 @@ impl EngineSettings {
                 return Err(("engine.datafusion", format!("`{key}` = {value}: {why}")));
             }
         }
+        // The Parquet writer would panic on it.
+        if options.execution.parquet.max_row_group_size == 0 {
+            return Err((
+                "engine.datafusion",
+                "`datafusion.execution.parquet.max_row_group_size` = 0: a row group holds at least one row".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::config::ParquetOptions;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
@@ -32,14 +33,58 @@ mod overwrite;
 mod progress;
 mod scan;
 
+/// Sets quern's Parquet writer settings over DataFusion's defaults in a session's
+/// options; `[engine.datafusion]` is applied after them. delta-rs writes with these when
+/// given no writer properties (see [`writer_properties`]), as does `COPY`.
+pub(crate) fn set_writer_options(parquet: &mut ParquetOptions, compression: &str) {
+    // `[engine] compression`; DataFusion's own default codec is zstd(3).
+    parquet.compression = Some(compression.to_owned());
+    // Every open file holds one dictionary per column until it reaches this size
+    // (then the column falls back to plain encoding), and a `partition` write keeps
+    // one file open per partition value: with DataFusion's 1 MiB, the dictionaries
+    // of 30 open day partitions were 310 MiB of the events repartition's 386 MiB heap.
+    // At 64 KiB its files are smaller than at 256 KiB (143 against 147 MiB for
+    // 10 M events: high-cardinality columns fall back sooner, to plain and snappy),
+    // the write is as fast and the peak 45 MiB lower (scripts/bench-repartition);
+    // columns of a few thousand short values still fit.
+    parquet.dictionary_page_size_limit = 64 * 1024;
+    // Row groups of 256 Ki rows, as polars writes (DataFusion's default is 1 Mi, DuckDB
+    // writes 122 880), but for partitioned tables (see `writer_properties`). A writer
+    // assembles each row group in one buffer that grows by doubling and hands it to the
+    // upload whole: at 1 Mi rows of a narrow table, a fresh 16 MiB buffer per row group,
+    // memory the kernel zeroes first. `scripts/bench-scoring`'s tasks, each table
+    // written by the setting measured (8 alternated runs, medians): scoring 10 M rows
+    // by a logistic regression 0.535 s at 1 Mi, 0.48 s at 128 Ki, 0.46 s at 256 Ki;
+    // the copy 0.455, 0.435 and 0.415 s; peak memory 409-452, 242-282 and 269-289 MiB.
+    // Reading the 10 M x 9 input back costs more with smaller groups (0.12, 0.15 and
+    // 0.13 s for a sum of its columns).
+    parquet.max_row_group_size = WRITE_ROW_GROUP_ROWS;
+}
+
+/// The rows of a row group in the files quern writes, but for partitioned tables.
+const WRITE_ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// The rows of a row group in a partitioned table's files when the environment sets
+/// none: DataFusion's default. A partitioned write keeps a file open per partition
+/// value, each holding its row group in progress; with row groups smaller than the
+/// files, every open file also holds the row groups it has flushed, in buffers of their
+/// own. Repartitioning 10 M events into 30 day partitions (`scripts/bench-repartition`)
+/// peaked at 444-470 MiB with 1 Mi rows, 530-583 MiB with 128 or 256 Ki and 484-520
+/// MiB with 64 Ki, in about the same time.
+const PARTITIONED_ROW_GROUP_ROWS: usize = 1024 * 1024;
+
 /// The session's Parquet writer settings (`[engine] compression` over DataFusion's
 /// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
-/// none, delta-rs would write with its own defaults instead.
-fn writer_properties(state: &SessionState) -> Result<WriterProperties> {
+/// none, delta-rs would write with its own defaults instead. For a `partitioned`
+/// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless `[engine.datafusion]` sets a size.
+fn writer_properties(state: &SessionState, partitioned: bool) -> Result<WriterProperties> {
     let options = &state.config().options().execution.parquet;
-    let builder = options
+    let mut builder = options
         .into_writer_properties_builder()
         .map_err(|e| Error::session("configuring the Parquet writer", e))?;
+    if partitioned && options.max_row_group_size == WRITE_ROW_GROUP_ROWS {
+        builder = builder.set_max_row_group_row_count(Some(PARTITIONED_ROW_GROUP_ROWS));
+    }
     Ok(builder
         .set_created_by(format!("quern version {}", env!("CARGO_PKG_VERSION")))
         .build())
@@ -444,7 +489,7 @@ async fn commit(
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state.clone()))
-        .with_writer_properties(writer_properties(state)?)
+        .with_writer_properties(writer_properties(state, !partition_by.is_empty())?)
         .with_save_mode(save_mode)
         .with_table_name(target.table_name);
     if !partition_by.is_empty() {
@@ -566,7 +611,7 @@ async fn merge(
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(state.clone()))
-        .with_writer_properties(writer_properties(state)?)
+        .with_writer_properties(writer_properties(state, !config.partition_by.is_empty())?)
         .with_merge_schema(evolve);
     let merge_err = |source| delta_err(url, "merge", source);
     if let Some(condition) = &delete_when {

@@ -242,7 +242,7 @@ pub(super) async fn create(
     let config = WriterConfig::new(
         schema.clone(),
         partition_by.clone(),
-        Some(writer_properties(state)?),
+        Some(writer_properties(state, !partition_by.is_empty())?),
         Some(DEFAULT_TARGET_FILE_SIZE),
         None,
         // What a table without `delta.dataSkipping*` settings collects: the first 32.
@@ -318,7 +318,10 @@ async fn write_into_table(
     let config = WriterConfig::new(
         schema.clone(),
         target.config.partition_by.clone(),
-        Some(writer_properties(state)?),
+        Some(writer_properties(
+            state,
+            !target.config.partition_by.is_empty(),
+        )?),
         Some(snapshot.table_config().target_file_size()),
         None,
         stats.num_indexed_cols,

@@ -275,23 +275,10 @@ impl Engine {
         if let Some(tz) = &self.env.engine.time_zone {
             config.options_mut().execution.time_zone = Some(tz.clone());
         }
-        // delta-rs writes with the session's Parquet options when given no writer
-        // properties; DataFusion's own default codec is zstd(3).
-        config.options_mut().execution.parquet.compression =
-            Some(self.env.engine.compression().to_owned());
-        // Every open file holds one dictionary per column until it reaches this size
-        // (then the column falls back to plain encoding), and a `partition` write keeps
-        // one file open per partition value: with DataFusion's 1 MiB, the dictionaries
-        // of 30 open day partitions were 310 MiB of the events repartition's 386 MiB heap.
-        // At 64 KiB its files are smaller than at 256 KiB (143 against 147 MiB for
-        // 10 M events: high-cardinality columns fall back sooner, to plain and snappy),
-        // the write is as fast and the peak 45 MiB lower (scripts/bench-repartition);
-        // columns of a few thousand short values still fit.
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .dictionary_page_size_limit = 64 * 1024;
+        crate::delta::set_writer_options(
+            &mut config.options_mut().execution.parquet,
+            self.env.engine.compression(),
+        );
         if cluster.is_some() {
             use ballista_core::extension::SessionConfigExt;
             config = config.upgrade_for_ballista();

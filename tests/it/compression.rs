@@ -1,6 +1,7 @@
 //! `[engine] compression`: the Parquet codec of the files quern writes. Snappy by
 //! default (what Spark and DuckDB write), another codec when the environment names one,
-//! and a codec that does not parse is a config error naming the file and key. And
+//! and a codec that does not parse is a config error naming the file and key; row
+//! groups of 256 Ki rows. And
 //! `[engine.datafusion]`: DataFusion's own settings, passed to every session, checked
 //! when the environment loads.
 
@@ -70,6 +71,62 @@ fn delta_tables_are_written_with_the_environments_codec() {
     );
 }
 
+/// The rows of each row group of every Parquet file under `dir`.
+fn row_group_rows(dir: &Path) -> Vec<i64> {
+    let mut out = Vec::new();
+    for file in parquet_files(dir) {
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        out.extend(reader.metadata().row_groups().iter().map(|g| g.num_rows()));
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn written_row_groups_hold_256_ki_rows_but_partitioned_unless_the_environment_says_otherwise() {
+    let project = TempProject::new();
+    project.write(
+        "sql/wide/ids.sql",
+        "SELECT value AS id, value * 2 AS twice FROM range(0, 600000)",
+    );
+    project.write(
+        "sql/wide/by_day.sql",
+        "SELECT value AS id, value % 2 AS day FROM range(0, 600000)",
+    );
+    project.write(
+        "sql/wide/pipeline.toml",
+        "[tasks.ids]\nmaterialized = \"table\"\n\n\
+         [tasks.by_day]\nmaterialized = \"partition\"\npartition_by = [\"day\"]\n",
+    );
+    let local = project.read("environments/local.toml");
+    project.write(
+        "environments/tuned.toml",
+        &format!(
+            "{}\n[engine.datafusion]\n\"execution.parquet.max_row_group_size\" = 200000\n",
+            local.replace("root = \"warehouse\"", "root = \"warehouse-tuned\"")
+        ),
+    );
+    for env in ["local", "tuned"] {
+        let out = project.quern(&["--env", env, "run", "wide"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let local = row_group_rows(&project.path().join("warehouse/wide/ids"));
+    assert_eq!(local.iter().sum::<i64>(), 600_000, "{local:?}");
+    assert!(local.iter().all(|&n| n <= 256 * 1024), "{local:?}");
+    assert!(local.len() >= 3, "{local:?}");
+    // A partitioned table's files keep DataFusion's 1 Mi rows: every partition value
+    // has a file open, and smaller row groups raised the peak memory of such writes.
+    let by_day = row_group_rows(&project.path().join("warehouse/wide/by_day"));
+    assert_eq!(by_day, vec![300_000, 300_000]);
+    // `[engine.datafusion]` comes after quern's own writer settings.
+    let tuned = row_group_rows(&project.path().join("warehouse-tuned/wide/ids"));
+    assert_eq!(tuned.iter().sum::<i64>(), 600_000, "{tuned:?}");
+    assert!(tuned.iter().all(|&n| n <= 200_000), "{tuned:?}");
+    assert!(tuned.contains(&200_000), "{tuned:?}");
+    let tuned = row_group_rows(&project.path().join("warehouse-tuned/wide/by_day"));
+    assert_eq!(tuned, vec![100_000, 100_000, 200_000, 200_000]);
+}
+
 #[test]
 fn a_codec_that_does_not_parse_is_a_config_error_naming_the_file_and_key() {
     let project = TempProject::new();
@@ -132,6 +189,10 @@ fn datafusion_settings_reach_the_session_and_a_bad_one_is_a_config_error() {
         (
             "\"execution.batch_size\" = [1]",
             "give a string, a number or a boolean",
+        ),
+        (
+            "\"execution.parquet.max_row_group_size\" = 0",
+            "a row group holds at least one row",
         ),
     ] {
         let engine = format!("[engine.datafusion]\n{setting}");
