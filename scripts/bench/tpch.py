@@ -58,6 +58,8 @@ def quern(binary, project, env, sql):
 def main():
     binary, data, work, threads, runs = sys.argv[1:6]
     threads, runs = int(threads), int(runs)
+    # Optionally a few queries by number ("7,18"), to measure them again in more rounds.
+    only = {int(q) for q in sys.argv[6].split(",")} if len(sys.argv) > 6 and sys.argv[6] else None
     con = duckdb.connect()
     con.execute(f"LOAD '{tpch_extension()}'")
     con.execute(f"SET threads = {threads}")
@@ -66,6 +68,8 @@ def main():
     queries = con.execute("SELECT query_nr, query FROM tpch_queries() ORDER BY query_nr").fetchall()
     rows = []
     for n, sql in queries:
+        if only is not None and n not in only:
+            continue
         sql = sql.strip().rstrip(";")
         # Round by round, each engine once per round, so that the host's drift (a
         # shared machine speeds up and slows down by minutes) weighs on all three alike;
