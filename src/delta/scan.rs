@@ -328,7 +328,12 @@ impl LogStats {
                     width: f.data_type().primitive_width(),
                     min: typed(log.min_values(&column), f.data_type()),
                     max: typed(log.max_values(&column), f.data_type()),
-                    nulls: counts(log.null_counts(&column)),
+                    // delta-rs reads a column's null counts as values of the column's
+                    // own type, which fails but for `long` columns: an error each
+                    // (with a backtrace under `RUST_BACKTRACE`) and no counts.
+                    nulls: (f.data_type() == &DataType::Int64)
+                        .then(|| counts(log.null_counts(&column)))
+                        .flatten(),
                 }
             })
             .collect();

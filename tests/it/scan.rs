@@ -179,6 +179,37 @@ fn a_selective_join_filters_the_rows_of_the_delta_table_it_probes() {
     );
 }
 
+/// The planner gets the log's statistics as each file's: bounds of every column, and
+/// the null counts of `long` columns. (delta-rs reads a column's null counts as values
+/// of the column's own type, which fails for the others, so they are not asked for.)
+#[test]
+fn the_logs_statistics_reach_the_planner() {
+    let project = joins_tables(&[(
+        "numbers",
+        "SELECT value AS n, CAST(value AS DOUBLE) / 2 AS half, CAST(value AS VARCHAR) AS s \
+         FROM generate_series(1, 10)",
+    )]);
+    let local = project.read("environments/local.toml");
+    project.write(
+        "environments/local.toml",
+        &format!("{local}\n[engine.datafusion]\n\"explain.show_statistics\" = true\n"),
+    );
+    let plan = query(&project, "EXPLAIN SELECT n, half, s FROM joins.numbers");
+    let stats = plan
+        .split("statistics=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no statistics in\n{plan}"));
+    assert!(stats.starts_with("[Rows=Exact(10)"), "{stats}");
+    assert!(
+        stats.contains("(Col[0]: Min=Inexact(Int64(1)) Max=Inexact(Int64(10)) Null=Exact(0)"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("(Col[1]: Min=Inexact(Float64(0.5)) Max=Inexact(Float64(5))"),
+        "{stats}"
+    );
+}
+
 /// A CTE referenced twice (TPC-H Q15's shape: each key's total, and the largest of
 /// them) is aggregated once: one occurrence scans the Delta table and the other replays
 /// its rows. Aggregates that differ only in a filter stay apart. The answers are the
