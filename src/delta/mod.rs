@@ -76,7 +76,8 @@ const PARTITIONED_ROW_GROUP_ROWS: usize = 1024 * 1024;
 /// The session's Parquet writer settings (`[engine] compression` over DataFusion's
 /// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
 /// none, delta-rs would write with its own defaults instead. For a `partitioned`
-/// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless `[engine.datafusion]` sets a size.
+/// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless `[engine.datafusion]` sets a size other
+/// than quern's own (which is all this can see).
 fn writer_properties(state: &SessionState, partitioned: bool) -> Result<WriterProperties> {
     let options = &state.config().options().execution.parquet;
     let mut builder = options

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use quern::datafusion::parquet::basic::Compression;
+use quern::datafusion::parquet::file::metadata::RowGroupMetaData;
 use quern::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::common::{stderr, TempProject};
@@ -26,8 +27,8 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The codecs of every column chunk of every Parquet file under `dir`.
-fn codecs(dir: &Path) -> Vec<Compression> {
+/// The row groups of every Parquet file under `dir`, of which there is at least one.
+fn row_groups(dir: &Path) -> Vec<RowGroupMetaData> {
     let files = parquet_files(dir);
     assert!(
         !files.is_empty(),
@@ -37,10 +38,16 @@ fn codecs(dir: &Path) -> Vec<Compression> {
     let mut out = Vec::new();
     for file in files {
         let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
-        for group in reader.metadata().row_groups() {
-            out.extend(group.columns().iter().map(|c| c.compression()));
-        }
+        out.extend(reader.metadata().row_groups().iter().cloned());
     }
+    out
+}
+
+/// The codecs of every column chunk of every Parquet file under `dir`.
+fn codecs(dir: &Path) -> Vec<Compression> {
+    let mut out: Vec<_> = (row_groups(dir).iter())
+        .flat_map(|g| g.columns().iter().map(|c| c.compression()))
+        .collect();
     out.sort_by_key(|c| format!("{c:?}"));
     out.dedup();
     out
@@ -71,13 +78,9 @@ fn delta_tables_are_written_with_the_environments_codec() {
     );
 }
 
-/// The rows of each row group of every Parquet file under `dir`.
+/// The rows of each row group of every Parquet file under `dir`, sorted.
 fn row_group_rows(dir: &Path) -> Vec<i64> {
-    let mut out = Vec::new();
-    for file in parquet_files(dir) {
-        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
-        out.extend(reader.metadata().row_groups().iter().map(|g| g.num_rows()));
-    }
+    let mut out: Vec<_> = row_groups(dir).iter().map(|g| g.num_rows()).collect();
     out.sort_unstable();
     out
 }
