@@ -14,3 +14,7 @@ else
     cargo bench --no-run --locked --quiet
     bin="$(realpath "$CARGO_TARGET_DIR/release/quern")"
 fi
+# Measured as a production run has it: without backtraces captured into errors (a
+# developer's shell often sets RUST_BACKTRACE; errors that a library builds and then
+# handles, as delta-kernel's do, would each capture one).
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE

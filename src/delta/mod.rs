@@ -73,17 +73,29 @@ const WRITE_ROW_GROUP_ROWS: usize = 256 * 1024;
 /// MiB with 64 Ki, in about the same time.
 const PARTITIONED_ROW_GROUP_ROWS: usize = 1024 * 1024;
 
+/// Whether the environment set the row-group size (`[engine.datafusion]`
+/// `"execution.parquet.max_row_group_size"`), carried in the session's config: then
+/// partitioned tables take that size too, whatever it is, rather than
+/// [`PARTITIONED_ROW_GROUP_ROWS`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowGroupSizeSet(pub(crate) bool);
+
 /// The session's Parquet writer settings (`[engine] compression` over DataFusion's
 /// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
 /// none, delta-rs would write with its own defaults instead. For a `partitioned`
-/// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless `[engine.datafusion]` sets a size other
-/// than quern's own (which is all this can see).
+/// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless the environment set a size (see
+/// [`RowGroupSizeSet`]; a session without it counts a size other than quern's own as
+/// set).
 fn writer_properties(state: &SessionState, partitioned: bool) -> Result<WriterProperties> {
     let options = &state.config().options().execution.parquet;
     let mut builder = options
         .into_writer_properties_builder()
         .map_err(|e| Error::session("configuring the Parquet writer", e))?;
-    if partitioned && options.max_row_group_size == WRITE_ROW_GROUP_ROWS {
+    let size_set = match state.config().get_extension::<RowGroupSizeSet>() {
+        Some(set) => set.0,
+        None => options.max_row_group_size != WRITE_ROW_GROUP_ROWS,
+    };
+    if partitioned && !size_set {
         builder = builder.set_max_row_group_row_count(Some(PARTITIONED_ROW_GROUP_ROWS));
     }
     Ok(builder

@@ -295,9 +295,12 @@ impl Engine {
             optimizer.hash_join_single_partition_threshold_rows = 2_000_000;
         }
         // The environment's own DataFusion settings last (checked when it was loaded).
+        let mut row_group_size_set = false;
         for (key, value) in self.env.engine.datafusion_settings().flatten() {
+            row_group_size_set |= key == "datafusion.execution.parquet.max_row_group_size";
             let _ = config.options_mut().set(&key, &value);
         }
+        config = config.with_extension(Arc::new(crate::delta::RowGroupSizeSet(row_group_size_set)));
         let mut state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config);

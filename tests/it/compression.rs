@@ -102,14 +102,20 @@ fn written_row_groups_hold_256_ki_rows_but_partitioned_unless_the_environment_sa
          [tasks.by_day]\nmaterialized = \"partition\"\npartition_by = [\"day\"]\n",
     );
     let local = project.read("environments/local.toml");
-    project.write(
-        "environments/tuned.toml",
-        &format!(
-            "{}\n[engine.datafusion]\n\"execution.parquet.max_row_group_size\" = 200000\n",
-            local.replace("root = \"warehouse\"", "root = \"warehouse-tuned\"")
-        ),
-    );
-    for env in ["local", "tuned"] {
+    // 262144 is quern's own size, set explicitly: partitioned tables take it too.
+    for (env, rows) in [("tuned", 200_000), ("explicit", 262_144)] {
+        project.write(
+            &format!("environments/{env}.toml"),
+            &format!(
+                "{}\n[engine.datafusion]\n\"execution.parquet.max_row_group_size\" = {rows}\n",
+                local.replace(
+                    "root = \"warehouse\"",
+                    &format!("root = \"warehouse-{env}\"")
+                )
+            ),
+        );
+    }
+    for env in ["local", "tuned", "explicit"] {
         let out = project.quern(&["--env", env, "run", "wide"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
@@ -128,6 +134,8 @@ fn written_row_groups_hold_256_ki_rows_but_partitioned_unless_the_environment_sa
     assert!(tuned.contains(&200_000), "{tuned:?}");
     let tuned = row_group_rows(&project.path().join("warehouse-tuned/wide/by_day"));
     assert_eq!(tuned, vec![100_000, 100_000, 200_000, 200_000]);
+    let explicit = row_group_rows(&project.path().join("warehouse-explicit/wide/by_day"));
+    assert_eq!(explicit, vec![37_856, 37_856, 262_144, 262_144]);
 }
 
 #[test]
