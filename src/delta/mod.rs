@@ -84,17 +84,16 @@ pub(crate) struct RowGroupSizeSet(pub(crate) bool);
 /// `execution.parquet` options), so Delta writes and `COPY` write files alike; given
 /// none, delta-rs would write with its own defaults instead. For a `partitioned`
 /// table, [`PARTITIONED_ROW_GROUP_ROWS`] unless the environment set a size (see
-/// [`RowGroupSizeSet`]; a session without it counts a size other than quern's own as
-/// set).
+/// [`RowGroupSizeSet`], which every session quern builds carries).
 fn writer_properties(state: &SessionState, partitioned: bool) -> Result<WriterProperties> {
     let options = &state.config().options().execution.parquet;
     let mut builder = options
         .into_writer_properties_builder()
         .map_err(|e| Error::session("configuring the Parquet writer", e))?;
-    let size_set = match state.config().get_extension::<RowGroupSizeSet>() {
-        Some(set) => set.0,
-        None => options.max_row_group_size != WRITE_ROW_GROUP_ROWS,
-    };
+    let size_set = state
+        .config()
+        .get_extension::<RowGroupSizeSet>()
+        .is_some_and(|set| set.0);
     if partitioned && !size_set {
         builder = builder.set_max_row_group_row_count(Some(PARTITIONED_ROW_GROUP_ROWS));
     }
